@@ -1,0 +1,66 @@
+//! The Fibonacci service of the RabbitMQ RPC tutorial, typed.
+//!
+//! `fib_server` serves [`Fibonacci`] on queue `rpc_queue`; `fib_client N...`
+//! calls it. Both read the broker's address from `AMQP_URL`.
+
+use rpc_runtime::rpc_service;
+use serde::{Deserialize, Serialize};
+
+/// The broker address used when `AMQP_URL` is not set.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The broker address: `AMQP_URL`, or [`DEFAULT_AMQP_URL`].
+pub fn amqp_url() -> String {
+    std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
+}
+
+/// Why a Fibonacci number cannot be computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum FibError {
+    /// The result does not fit in a `u64` (n > 93).
+    #[error("fib({n}) overflows u64: the largest n is 93")]
+    Overflow {
+        /// The argument.
+        n: u32,
+    },
+}
+
+/// The RPC tutorial's service.
+#[rpc_service(queue = "rpc_queue")]
+pub trait Fibonacci {
+    /// The n-th Fibonacci number; n > 93 overflows u64 and is an error.
+    async fn fib(&self, n: u32) -> Result<u64, FibError>;
+}
+
+/// Computes Fibonacci numbers iteratively, in O(n) additions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IterativeFib;
+
+impl Fibonacci for IterativeFib {
+    async fn fib(&self, n: u32) -> Result<u64, FibError> {
+        fib(n)
+    }
+}
+
+/// The n-th Fibonacci number (`fib(0) = 0`, `fib(1) = 1`), or an overflow.
+///
+/// ```
+/// use rpc_examples::{fib, FibError};
+/// assert_eq!(fib(30), Ok(832040));
+/// assert_eq!(fib(93), Ok(12200160415121876738));
+/// assert_eq!(fib(94), Err(FibError::Overflow { n: 94 }));
+/// ```
+pub fn fib(n: u32) -> Result<u64, FibError> {
+    if n == 0 {
+        return Ok(0);
+    }
+    // (fib(i - 1), fib(i)), from i = 1 up to n.
+    let (mut previous, mut current) = (0u64, 1u64);
+    for _ in 1..n {
+        let next = previous
+            .checked_add(current)
+            .ok_or(FibError::Overflow { n })?;
+        (previous, current) = (current, next);
+    }
+    Ok(current)
+}

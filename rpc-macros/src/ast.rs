@@ -1,0 +1,295 @@
+//! Reads the attribute's arguments and the annotated trait into a model of
+//! the service.
+//!
+//! Only what the model cannot represent is reported here (an item that is not
+//! a trait, trait items that are not methods, argument patterns that are not
+//! plain names); the rules of a valid service are checked in `valid`.
+
+use proc_macro2::TokenStream;
+use std::cell::RefCell;
+use syn::{
+    Attribute, FnArg, GenericArgument, Ident, Item, ItemTrait, LitStr, Pat, PathArguments,
+    ReturnType, TraitItem, TraitItemFn, Type, parse::Parser,
+};
+
+/// Errors collected across all passes, reported together.
+#[derive(Default)]
+pub(crate) struct Errors(RefCell<Option<syn::Error>>);
+
+impl Errors {
+    pub(crate) fn push(&self, error: syn::Error) {
+        let mut errors = self.0.borrow_mut();
+        match errors.as_mut() {
+            Some(all) => all.combine(error),
+            None => *errors = Some(error),
+        }
+    }
+
+    pub(crate) fn spanned<T: quote::ToTokens>(&self, tokens: T, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    pub(crate) fn finish(self) -> syn::Result<()> {
+        match self.0.into_inner() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `#[rpc_service(queue = "...")]`.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) queue: Option<LitStr>,
+}
+
+impl Args {
+    pub(crate) fn parse(tokens: TokenStream, errors: &Errors) -> Args {
+        let mut args = Args::default();
+        let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("queue") {
+                let queue: LitStr = meta.value()?.parse()?;
+                if args.queue.is_some() {
+                    return Err(syn::Error::new_spanned(
+                        &meta.path,
+                        "`queue` is given twice",
+                    ));
+                }
+                args.queue = Some(queue);
+                Ok(())
+            } else {
+                Err(meta.error("unknown argument: `#[rpc_service]` takes only `queue = \"name\"`"))
+            }
+        });
+        if let Err(error) = parser.parse2(tokens) {
+            errors.push(error);
+        }
+        args
+    }
+}
+
+/// The trait the attribute is on, or an error spanned on what it is on.
+pub(crate) fn trait_item<'a>(item: &'a Item, errors: &Errors) -> Option<&'a ItemTrait> {
+    const MESSAGE: &str = "`#[rpc_service]` applies to a trait: `pub trait Name { async fn method(&self, ...) -> T; }`";
+    match item {
+        Item::Trait(item) => return Some(item),
+        Item::Struct(item) => errors.spanned(item.struct_token, MESSAGE),
+        Item::Enum(item) => errors.spanned(item.enum_token, MESSAGE),
+        Item::Fn(item) => errors.spanned(item.sig.fn_token, MESSAGE),
+        Item::Impl(item) => errors.spanned(item.impl_token, MESSAGE),
+        Item::Mod(item) => errors.spanned(item.mod_token, MESSAGE),
+        other => errors.spanned(other, MESSAGE),
+    }
+    None
+}
+
+/// A service: the trait and its methods.
+pub(crate) struct Service<'a> {
+    pub(crate) item: &'a ItemTrait,
+    pub(crate) queue: Queue,
+    pub(crate) methods: Vec<Method<'a>>,
+}
+
+/// The service's default request queue.
+pub(crate) struct Queue {
+    pub(crate) name: String,
+    /// The literal it was given as, if it was given.
+    pub(crate) literal: Option<LitStr>,
+}
+
+/// One method of the service.
+pub(crate) struct Method<'a> {
+    pub(crate) item: &'a TraitItemFn,
+    pub(crate) args: Vec<Arg<'a>>,
+    pub(crate) output: Output<'a>,
+}
+
+/// One argument of a method (the receiver excluded).
+pub(crate) struct Arg<'a> {
+    pub(crate) ident: &'a Ident,
+    pub(crate) ty: &'a Type,
+}
+
+/// What a method returns, which decides how its reply is encoded.
+pub(crate) enum Output<'a> {
+    /// Nothing: `()`.
+    Unit,
+    /// A plain value.
+    Plain(&'a Type),
+    /// `Result<T, E>`: `T` in `ok` replies, `E` in `err` replies.
+    Result { ok: &'a Type, err: &'a Type },
+}
+
+impl<'a> Service<'a> {
+    pub(crate) fn from_syn(item: &'a ItemTrait, args: Args, errors: &Errors) -> Self {
+        let methods = item
+            .items
+            .iter()
+            .filter_map(|trait_item| match trait_item {
+                TraitItem::Fn(method) => Some(Method::from_syn(method, errors)),
+                TraitItem::Const(constant) => {
+                    errors.spanned(
+                        constant,
+                        "an RPC service has methods only: move this constant out of the trait",
+                    );
+                    None
+                }
+                TraitItem::Type(ty) => {
+                    errors.spanned(
+                        ty,
+                        "an RPC service has methods only: associated types are not supported",
+                    );
+                    None
+                }
+                other => {
+                    errors.spanned(other, "an RPC service has methods only");
+                    None
+                }
+            })
+            .collect();
+        let queue = match args.queue {
+            Some(literal) => Queue {
+                name: literal.value(),
+                literal: Some(literal),
+            },
+            None => Queue {
+                name: snake_case(&item.ident.to_string()),
+                literal: None,
+            },
+        };
+        Service {
+            item,
+            queue,
+            methods,
+        }
+    }
+
+    pub(crate) fn ident(&self) -> &'a Ident {
+        &self.item.ident
+    }
+}
+
+impl<'a> Method<'a> {
+    fn from_syn(item: &'a TraitItemFn, errors: &Errors) -> Self {
+        let args = item
+            .sig
+            .inputs
+            .iter()
+            .filter_map(|input| match input {
+                FnArg::Receiver(_) => None,
+                FnArg::Typed(arg) => match &*arg.pat {
+                    Pat::Ident(pat)
+                        if pat.by_ref.is_none()
+                            && pat.mutability.is_none()
+                            && pat.subpat.is_none() =>
+                    {
+                        Some(Arg {
+                            ident: &pat.ident,
+                            ty: &arg.ty,
+                        })
+                    }
+                    pat => {
+                        errors.spanned(
+                            pat,
+                            "RPC method arguments must be plain names (`name: Type`), not patterns",
+                        );
+                        None
+                    }
+                },
+            })
+            .collect();
+        Method {
+            item,
+            args,
+            output: Output::from_syn(&item.sig.output),
+        }
+    }
+
+    pub(crate) fn ident(&self) -> &'a Ident {
+        &self.item.sig.ident
+    }
+
+    /// `#[doc]` attributes, to copy onto the client method.
+    pub(crate) fn docs(&self) -> impl Iterator<Item = &'a Attribute> {
+        self.item
+            .attrs
+            .iter()
+            .filter(|attr| attr.path().is_ident("doc"))
+    }
+
+    /// `#[cfg]` attributes, to copy onto everything generated for the method.
+    pub(crate) fn cfgs(&self) -> impl Iterator<Item = &'a Attribute> {
+        self.item
+            .attrs
+            .iter()
+            .filter(|attr| attr.path().is_ident("cfg"))
+    }
+}
+
+impl<'a> Output<'a> {
+    fn from_syn(output: &'a ReturnType) -> Self {
+        let ty = match output {
+            ReturnType::Default => return Output::Unit,
+            ReturnType::Type(_, ty) => &**ty,
+        };
+        if let Type::Tuple(tuple) = ty
+            && tuple.elems.is_empty()
+        {
+            return Output::Unit;
+        }
+        // `Result<T, E>`, written with any path ending in `Result` and exactly
+        // two type arguments. A one-argument alias such as `io::Result<T>` is
+        // a plain value (whose type must then be serializable as a whole).
+        if let Type::Path(path) = ty
+            && path.qself.is_none()
+            && let Some(last) = path.path.segments.last()
+            && last.ident == "Result"
+            && let PathArguments::AngleBracketed(generics) = &last.arguments
+            && generics.args.len() == 2
+            && let (Some(GenericArgument::Type(ok)), Some(GenericArgument::Type(err))) =
+                (generics.args.first(), generics.args.last())
+        {
+            return Output::Result { ok, err };
+        }
+        Output::Plain(ty)
+    }
+}
+
+/// `FibonacciService` → `fibonacci_service`, `HTTPGateway` → `http_gateway`.
+pub(crate) fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut snake = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() {
+            let previous = i.checked_sub(1).map(|p| chars[p]);
+            let next = chars.get(i + 1);
+            let starts_word = match previous {
+                None | Some('_') => false,
+                Some(p) if p.is_lowercase() || p.is_ascii_digit() => true,
+                Some(p) if p.is_uppercase() => next.is_some_and(|n| n.is_lowercase()),
+                Some(_) => false,
+            };
+            if starts_word {
+                snake.push('_');
+            }
+            snake.extend(c.to_lowercase());
+        } else {
+            snake.push(c);
+        }
+    }
+    snake
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snake_case;
+
+    #[test]
+    fn trait_names_become_snake_case_queue_names() {
+        assert_eq!(snake_case("Fibonacci"), "fibonacci");
+        assert_eq!(snake_case("FibonacciService"), "fibonacci_service");
+        assert_eq!(snake_case("HTTPGateway"), "http_gateway");
+        assert_eq!(snake_case("Echo2Way"), "echo2_way");
+        assert_eq!(snake_case("already_snake"), "already_snake");
+    }
+}

@@ -1,0 +1,315 @@
+//! Generates the service's items from a valid model: the trait with `Send`
+//! futures, the client stub and the server dispatcher.
+//!
+//! Generated code names everything by absolute path (`::core::..`,
+//! `::rpc_runtime::..`) and its own locals with a reserved `__rpc` prefix, so
+//! that it compiles whatever the user's scope holds (even under
+//! `#![no_implicit_prelude]`).
+
+use crate::ast::{Method, Output, Service};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::{Ident, LitStr, ext::IdentExt, spanned::Spanned};
+
+/// One generator per service; one method per generated item.
+pub(crate) struct ServiceGenerator<'a> {
+    service: &'a Service<'a>,
+    trait_ident: &'a Ident,
+    client_ident: Ident,
+    server_ident: Ident,
+    queue: LitStr,
+}
+
+impl<'a> ServiceGenerator<'a> {
+    pub(crate) fn new(service: &'a Service<'a>) -> Self {
+        let trait_ident = service.ident();
+        Self {
+            service,
+            trait_ident,
+            client_ident: format_ident!("{}Client", trait_ident),
+            server_ident: format_ident!("{}Server", trait_ident),
+            queue: LitStr::new(&service.queue.name, trait_ident.span()),
+        }
+    }
+
+    pub(crate) fn into_token_stream(self) -> TokenStream {
+        let service_trait = self.service_trait();
+        let client_struct = self.client_struct();
+        let client_impl = self.client_impl();
+        let server_struct = self.server_struct();
+        let service_impl = self.service_impl();
+        quote! {
+            #service_trait
+            #client_struct
+            #client_impl
+            #server_struct
+            #service_impl
+        }
+    }
+
+    /// The trait, each `async fn` turned into a method returning a `Send`
+    /// future, so that servers can run it on a multi-threaded runtime while
+    /// implementations still write plain `async fn`.
+    fn service_trait(&self) -> TokenStream {
+        let item = self.service.item;
+        let attrs = &item.attrs;
+        let vis = &item.vis;
+        let ident = self.trait_ident;
+        let methods = self.service.methods.iter().map(|method| {
+            let attrs = &method.item.attrs;
+            let name = method.ident();
+            let args = method.args.iter().map(|arg| {
+                let (ident, ty) = (arg.ident, arg.ty);
+                quote!(#ident: #ty)
+            });
+            let output = trait_output(method);
+            quote! {
+                #(#attrs)*
+                fn #name(&self, #(#args),*)
+                    -> impl ::core::future::Future<Output = #output> + ::core::marker::Send;
+            }
+        });
+        quote! {
+            #(#attrs)*
+            #vis trait #ident {
+                #(#methods)*
+            }
+        }
+    }
+
+    fn client_struct(&self) -> TokenStream {
+        let vis = &self.service.item.vis;
+        let client = &self.client_ident;
+        let doc = format!(
+            "Client of the [`{trait_ident}`] RPC service: one method per service method, each \
+             returning an `rpc_runtime::Call` to await.\n\n\
+             Build it with [`{client}::new`] from an `rpc_runtime::Client`; clone it freely.",
+            trait_ident = self.trait_ident,
+        );
+        quote! {
+            #[doc = #doc]
+            #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+            #vis struct #client {
+                client: ::rpc_runtime::Client,
+                queue: ::rpc_runtime::__private::Arc<str>,
+            }
+        }
+    }
+
+    fn client_impl(&self) -> TokenStream {
+        let vis = &self.service.item.vis;
+        let client = &self.client_ident;
+        let queue = &self.queue;
+        let methods = self
+            .service
+            .methods
+            .iter()
+            .map(|method| self.client_method(method));
+        quote! {
+            impl #client {
+                /// The queue requests go to unless `with_queue` says otherwise.
+                #vis const DEFAULT_QUEUE: &'static str = #queue;
+
+                /// A client sending requests through `client` to the service's
+                /// default queue.
+                #vis fn new(client: ::rpc_runtime::Client) -> Self {
+                    Self {
+                        client,
+                        queue: ::rpc_runtime::__private::queue_name(#queue),
+                    }
+                }
+
+                /// Sends requests to `queue` instead of the default queue.
+                #vis fn with_queue(mut self, queue: &str) -> Self {
+                    self.queue = ::rpc_runtime::__private::queue_name(queue);
+                    self
+                }
+
+                #(#methods)*
+            }
+        }
+    }
+
+    fn client_method(&self, method: &Method<'_>) -> TokenStream {
+        let vis = &self.service.item.vis;
+        let name = method.ident();
+        let method_name = name_literal(name);
+        let docs = method.docs();
+        let cfgs = method.cfgs();
+        let count = method.args.len();
+        let params = method.args.iter().map(|arg| {
+            let (ident, ty) = (arg.ident, arg.ty);
+            quote!(#ident: #ty)
+        });
+        let pushes = method.args.iter().map(|arg| {
+            let ident = arg.ident;
+            let arg_name = name_literal(ident);
+            // Spanned on the type, so that a type without `Serialize` is
+            // reported there.
+            quote_spanned!(arg.ty.span()=> __rpc_args.arg(#arg_name, &#ident);)
+        });
+        let returns = match &method.output {
+            Output::Unit => quote!(::rpc_runtime::Plain<()>),
+            Output::Plain(ty) => quote!(::rpc_runtime::Plain<#ty>),
+            Output::Result { ok, err } => quote!(::rpc_runtime::Fallible<#ok, #err>),
+        };
+        quote! {
+            #(#docs)*
+            #(#cfgs)*
+            #vis fn #name(&self, #(#params),*) -> ::rpc_runtime::Call<#returns> {
+                let mut __rpc_args = ::rpc_runtime::__private::ArgsEncoder::new(#count);
+                #(#pushes)*
+                ::rpc_runtime::Call::new(&self.client, &self.queue, #method_name, __rpc_args.finish())
+            }
+        }
+    }
+
+    fn server_struct(&self) -> TokenStream {
+        let vis = &self.service.item.vis;
+        let trait_ident = self.trait_ident;
+        let server = &self.server_ident;
+        let doc = format!(
+            "Serves any implementation of [`{trait_ident}`]: hand it to `rpc_runtime::Server`."
+        );
+        quote! {
+            #[doc = #doc]
+            #[derive(::core::clone::Clone, ::core::fmt::Debug)]
+            #vis struct #server<S> {
+                service: S,
+            }
+
+            impl<S> #server<S> {
+                /// Wraps the implementation to serve.
+                #vis fn new(service: S) -> Self {
+                    Self { service }
+                }
+
+                /// The implementation served.
+                #vis fn get_ref(&self) -> &S {
+                    &self.service
+                }
+
+                /// Unwraps the implementation.
+                #vis fn into_inner(self) -> S {
+                    self.service
+                }
+            }
+        }
+    }
+
+    /// `rpc_runtime::Service` for the server, with one decoding function per
+    /// method, in an anonymous const so that they add no names to the user's
+    /// scope.
+    fn service_impl(&self) -> TokenStream {
+        let trait_ident = self.trait_ident;
+        let trait_name = name_literal(trait_ident);
+        let server = &self.server_ident;
+        let queue = &self.queue;
+        let handlers = self
+            .service
+            .methods
+            .iter()
+            .map(|method| self.method_handler(method));
+        let arms = self.service.methods.iter().map(|method| {
+            let name = method.ident();
+            let method_name = name_literal(name);
+            let handler = handler_ident(method);
+            let cfgs = method.cfgs();
+            quote! {
+                #(#cfgs)*
+                #method_name => #handler(&self.service, args).await,
+            }
+        });
+        quote! {
+            const _: () = {
+                #(#handlers)*
+
+                impl<S> ::rpc_runtime::Service for #server<S>
+                where
+                    S: #trait_ident + ::core::marker::Send + ::core::marker::Sync + 'static,
+                {
+                    const NAME: &'static str = #trait_name;
+                    const DEFAULT_QUEUE: &'static str = #queue;
+
+                    fn dispatch<'a>(
+                        &'a self,
+                        method: &'a str,
+                        args: &'a [u8],
+                    ) -> impl ::core::future::Future<
+                        Output = ::core::result::Result<
+                            ::rpc_runtime::__private::Vec<u8>,
+                            ::rpc_runtime::Fault,
+                        >,
+                    > + ::core::marker::Send + 'a {
+                        async move {
+                            match method {
+                                #(#arms)*
+                                _ => ::core::result::Result::Err(
+                                    ::rpc_runtime::Fault::unknown_method(method),
+                                ),
+                            }
+                        }
+                    }
+                }
+            };
+        }
+    }
+
+    /// Decodes one method's arguments, calls it, and encodes its result.
+    fn method_handler(&self, method: &Method<'_>) -> TokenStream {
+        let trait_ident = self.trait_ident;
+        let name = method.ident();
+        let handler = handler_ident(method);
+        let cfgs = method.cfgs();
+        let count = method.args.len();
+        let idents: Vec<&Ident> = method.args.iter().map(|arg| arg.ident).collect();
+        let decodes = method.args.iter().map(|arg| {
+            let (ident, ty) = (arg.ident, arg.ty);
+            let arg_name = name_literal(ident);
+            // Spanned on the type, so that a type without `Deserialize` is
+            // reported there.
+            quote_spanned!(ty.span()=> let #ident: #ty = __rpc_args.arg(#arg_name)?;)
+        });
+        let encode = match &method.output {
+            Output::Result { .. } => quote!(::rpc_runtime::__private::encode_result(&__rpc_value)),
+            Output::Unit | Output::Plain(_) => {
+                quote!(::rpc_runtime::__private::encode_ok(&__rpc_value))
+            }
+        };
+        quote! {
+            #(#cfgs)*
+            async fn #handler<__RpcService>(
+                __rpc_service: &__RpcService,
+                __rpc_body: &[u8],
+            ) -> ::core::result::Result<::rpc_runtime::__private::Vec<u8>, ::rpc_runtime::Fault>
+            where
+                __RpcService: #trait_ident + ::core::marker::Sync,
+            {
+                let mut __rpc_args = ::rpc_runtime::__private::ArgsDecoder::new(__rpc_body, #count)?;
+                #(#decodes)*
+                __rpc_args.finish()?;
+                let __rpc_value =
+                    <__RpcService as #trait_ident>::#name(__rpc_service, #(#idents),*).await;
+                #encode
+            }
+        }
+    }
+}
+
+/// The type the trait method's future resolves to: the declared return type.
+fn trait_output(method: &Method<'_>) -> TokenStream {
+    match &method.item.sig.output {
+        syn::ReturnType::Default => quote!(()),
+        syn::ReturnType::Type(_, ty) => quote!(#ty),
+    }
+}
+
+fn handler_ident(method: &Method<'_>) -> Ident {
+    format_ident!("__rpc_handle_{}", method.ident())
+}
+
+/// A name as a string literal, without the `r#` of a raw identifier: the
+/// method `r#type` is called `type` on the wire.
+fn name_literal(ident: &Ident) -> LitStr {
+    LitStr::new(&ident.unraw().to_string(), ident.span())
+}

@@ -1,0 +1,209 @@
+//! The rules of an RPC service, each reported on the tokens that break it.
+
+use crate::ast::{Errors, Method, Output, Service};
+use std::collections::HashSet;
+use syn::{FnArg, ReceiverKind, Safety, Type};
+
+/// Names the generated client defines itself, which methods cannot take.
+const CLIENT_ITEMS: &[&str] = &["new", "with_queue", "DEFAULT_QUEUE"];
+
+/// The prefix of the names generated code uses for its own locals.
+const RESERVED_PREFIX: &str = "__rpc";
+
+/// The longest queue name AMQP allows (a short string).
+const MAX_QUEUE_NAME: usize = 255;
+
+pub(crate) fn check(service: &Service<'_>, errors: &Errors) {
+    check_trait(service, errors);
+    check_queue(service, errors);
+    let mut names = HashSet::new();
+    for method in &service.methods {
+        check_signature(method, errors);
+        check_names(method, &mut names, errors);
+        check_types(method, errors);
+    }
+}
+
+fn check_trait(service: &Service<'_>, errors: &Errors) {
+    let item = service.item;
+    if let Some(unsafety) = &item.unsafety {
+        errors.spanned(unsafety, "an RPC service trait cannot be `unsafe`");
+    }
+    if let Some(auto) = &item.modifiers.auto_token {
+        errors.spanned(auto, "an RPC service trait cannot be an auto trait");
+    }
+    if !item.generics.params.is_empty() {
+        errors.spanned(
+            &item.generics,
+            "an RPC service trait cannot be generic: both ends must agree on concrete types",
+        );
+    }
+    if let Some(where_clause) = &item.generics.where_clause {
+        errors.spanned(
+            where_clause,
+            "an RPC service trait cannot have a `where` clause",
+        );
+    }
+    if !item.supertraits.is_empty() {
+        errors.spanned(
+            &item.supertraits,
+            "an RPC service trait cannot have supertraits: the generated server requires \
+             `Send + Sync + 'static` of implementations by itself",
+        );
+    }
+}
+
+fn check_queue(service: &Service<'_>, errors: &Errors) {
+    let Some(literal) = &service.queue.literal else {
+        return;
+    };
+    let name = &service.queue.name;
+    if name.is_empty() {
+        errors.spanned(literal, "the queue name cannot be empty");
+    } else if name.len() > MAX_QUEUE_NAME {
+        errors.spanned(literal, "AMQP queue names are at most 255 bytes long");
+    } else if name.starts_with("amq.") {
+        errors.spanned(
+            literal,
+            "queue names starting with `amq.` are reserved by the broker",
+        );
+    }
+}
+
+fn check_signature(method: &Method<'_>, errors: &Errors) {
+    let sig = &method.item.sig;
+    if sig.asyncness.is_none() {
+        errors.spanned(
+            sig.fn_token,
+            format!(
+                "RPC methods must be `async fn`: write `async fn {}(&self, ...)`",
+                sig.ident
+            ),
+        );
+    }
+    if let Some(constness) = &sig.constness {
+        errors.spanned(constness, "RPC methods cannot be `const`");
+    }
+    match &sig.safety {
+        Safety::Unsafe(unsafety) => errors.spanned(unsafety, "RPC methods cannot be `unsafe`"),
+        Safety::Safe(safe) => errors.spanned(safe, "RPC methods cannot be marked `safe`"),
+        _ => {}
+    }
+    if let Some(abi) = &sig.abi {
+        errors.spanned(abi, "RPC methods cannot have an ABI");
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.spanned(variadic, "RPC methods cannot be variadic");
+    }
+    if !sig.generics.params.is_empty() {
+        errors.spanned(
+            &sig.generics,
+            "RPC methods cannot be generic: the server must know the concrete argument types \
+             to decode a request",
+        );
+    }
+    if let Some(where_clause) = &sig.generics.where_clause {
+        errors.spanned(where_clause, "RPC methods cannot have a `where` clause");
+    }
+    if let Some(default) = &method.item.default {
+        errors.spanned(
+            default,
+            "RPC methods cannot have a default body: implement them in the `impl` block",
+        );
+    }
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(receiver)) => {
+            let by_shared_reference =
+                matches!(&receiver.kind, ReceiverKind::Reference(_, None, None));
+            if !by_shared_reference || receiver.mutability.is_some() {
+                errors.spanned(
+                    receiver,
+                    "RPC methods take `&self`: the server runs many requests at once on one \
+                     service value",
+                );
+            }
+        }
+        _ => errors.spanned(
+            &sig.ident,
+            format!(
+                "RPC methods take `&self` as their first argument: `async fn {}(&self, ...)`",
+                sig.ident
+            ),
+        ),
+    }
+}
+
+fn check_names(method: &Method<'_>, seen: &mut HashSet<String>, errors: &Errors) {
+    let ident = method.ident();
+    let name = ident.to_string();
+    if CLIENT_ITEMS.contains(&name.as_str()) {
+        errors.spanned(
+            ident,
+            format!(
+                "`{name}` is reserved: the generated client has an item of that name; rename \
+                 the method"
+            ),
+        );
+    }
+    if name.starts_with(RESERVED_PREFIX) {
+        errors.spanned(
+            ident,
+            format!("names starting with `{RESERVED_PREFIX}` are reserved for generated code"),
+        );
+    }
+    if !seen.insert(name.clone()) {
+        errors.spanned(ident, format!("a method named `{name}` is already defined"));
+    }
+    for arg in &method.args {
+        if arg.ident.to_string().starts_with(RESERVED_PREFIX) {
+            errors.spanned(
+                arg.ident,
+                format!("names starting with `{RESERVED_PREFIX}` are reserved for generated code"),
+            );
+        }
+    }
+}
+
+fn check_types(method: &Method<'_>, errors: &Errors) {
+    for arg in &method.args {
+        check_owned(
+            arg.ty,
+            "RPC method arguments must be owned types that the server can decode \
+             (`String` rather than `&str`, `Vec<T>` rather than `&[T]`)",
+            errors,
+        );
+    }
+    match &method.output {
+        Output::Unit => {}
+        Output::Plain(ty) => check_owned(
+            ty,
+            "RPC methods must return owned, serializable types",
+            errors,
+        ),
+        Output::Result { ok, err } => {
+            check_owned(
+                ok,
+                "RPC methods must return owned, serializable types",
+                errors,
+            );
+            check_owned(
+                err,
+                "RPC methods must return owned, serializable error types",
+                errors,
+            );
+        }
+    }
+}
+
+fn check_owned(ty: &Type, message: &str, errors: &Errors) {
+    match ty {
+        Type::Reference(_) => errors.spanned(ty, message),
+        Type::ImplTrait(_) => errors.spanned(
+            ty,
+            "`impl Trait` cannot cross the wire: use a concrete serde type",
+        ),
+        Type::Paren(inner) => check_owned(&inner.elem, message, errors),
+        Type::Group(inner) => check_owned(&inner.elem, message, errors),
+        _ => {}
+    }
+}

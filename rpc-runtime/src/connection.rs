@@ -1,0 +1,433 @@
+//! A connection to the broker that reconnects by itself.
+//!
+//! lapin's own automatic recovery is deliberately not used: while it
+//! reconnects, publisher confirms and consumers of the lost connection stay
+//! pending until the new connection is up (so calls in flight would hang for
+//! the whole outage), and it cannot restore a server-named exclusive queue
+//! (the broker refuses the `amq.gen-` name on redeclaration). Instead, a
+//! supervisor task watches one lapin connection at a time and replaces it when
+//! it dies; clients and servers notice the loss on their own channel at once,
+//! fail or requeue what was in flight, and set their channels up again on the
+//! next connection.
+
+use crate::error::ConnectError;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::StreamExt;
+use lapin::{ConnectionProperties, Event, tcp::OwnedTLSConfig};
+use std::{fmt, sync::Arc, time::Duration};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// How often the supervisor checks the connection's state, in case the
+/// connection ends without an error event (a close the broker initiated with a
+/// success code, say).
+const STATUS_POLL: Duration = Duration::from_secs(1);
+
+/// A connection to RabbitMQ, shared by any number of clients and servers,
+/// that reconnects by itself when the connection is lost.
+///
+/// Cloning is cheap: clones share the one AMQP connection. The connection is
+/// closed when [`Connection::close`] is called, or when the last clone (and
+/// the last client or server using it) is dropped.
+///
+/// While the connection is down, calls in flight fail with
+/// [`RpcError::ConnectionLost`](crate::RpcError::ConnectionLost), new calls
+/// wait for the connection (up to their timeout), and servers stop receiving
+/// requests; everything resumes on the new connection. Reconnection attempts
+/// back off exponentially, from 100 ms up to 5 s by default.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), rpc_runtime::ConnectError> {
+/// use rpc_runtime::Connection;
+/// let connection = Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: watch::Receiver<State>,
+    cancel: CancellationToken,
+    url: String,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// The connection as the supervisor last saw it.
+#[derive(Clone)]
+enum State {
+    Up(Live),
+    Down,
+    Closed,
+}
+
+/// One established AMQP connection, with its place in the sequence of
+/// connections the supervisor has made.
+#[derive(Clone)]
+pub(crate) struct Live {
+    pub(crate) amqp: Arc<lapin::Connection>,
+    pub(crate) generation: u64,
+}
+
+impl Live {
+    /// Whether this AMQP connection is still open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.amqp.status().connected()
+    }
+}
+
+/// Configures a [`Connection`]: connection name, reconnection delays, TLS.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), rpc_runtime::ConnectError> {
+/// use std::time::Duration;
+/// let connection = rpc_runtime::Connection::builder("amqp://127.0.0.1:5672/%2f")
+///     .name("billing-worker")
+///     .reconnect_delay(Duration::from_millis(50), Duration::from_secs(2))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ConnectionBuilder {
+    url: String,
+    name: Option<String>,
+    min_delay: Duration,
+    max_delay: Duration,
+    tls: OwnedTLSConfig,
+}
+
+impl fmt::Debug for ConnectionBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionBuilder")
+            .field("url", &redact_url(&self.url))
+            .field("name", &self.name)
+            .field("min_delay", &self.min_delay)
+            .field("max_delay", &self.max_delay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionBuilder {
+    /// Names the connection; RabbitMQ shows the name in its management UI and
+    /// in `rabbitmqctl list_connections client_properties`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The first and the longest delay between reconnection attempts
+    /// (defaults: 100 ms and 5 s). The delay doubles after each failed
+    /// attempt, with jitter; the first attempt after a loss is immediate.
+    pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
+        self.min_delay = min;
+        self.max_delay = max.max(min);
+        self
+    }
+
+    /// Trusts the given CA certificates (PEM) for `amqps://` URLs, in addition
+    /// to the system's roots.
+    pub fn tls_ca_certificates(mut self, pem: impl Into<String>) -> Self {
+        self.tls.cert_chain = Some(pem.into());
+        self
+    }
+
+    /// Connects, failing if the broker cannot be reached now. Once connected,
+    /// the connection reconnects by itself for as long as it is in use.
+    ///
+    /// Must be called within a Tokio runtime.
+    pub async fn connect(self) -> Result<Connection, ConnectError> {
+        let redacted = redact_url(&self.url);
+        let uri = self.url.parse::<lapin::uri::AMQPUri>().map_err(|message| {
+            ConnectError::InvalidUrl {
+                url: redacted.clone(),
+                message: redact_in(&message, &self.url),
+            }
+        })?;
+        let dialer = Dialer {
+            uri,
+            name: self.name,
+            tls: self.tls,
+            url: redacted.clone(),
+        };
+        let first = dialer.dial().await?;
+        info!(url = %redacted, "connected to the broker");
+        let live = Live {
+            amqp: Arc::new(first),
+            generation: 1,
+        };
+        let (state_tx, state_rx) = watch::channel(State::Up(live.clone()));
+        let cancel = CancellationToken::new();
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_jitter()
+            .without_max_times();
+        tokio::spawn(supervise(dialer, live, backoff, state_tx, cancel.clone()));
+        Ok(Connection {
+            inner: Arc::new(Inner {
+                state: state_rx,
+                cancel,
+                url: redacted,
+            }),
+        })
+    }
+}
+
+impl Connection {
+    /// Connects to the broker at `url` (for example
+    /// `amqp://guest:guest@127.0.0.1:5672/%2f`) with the default settings.
+    /// See [`Connection::builder`] for the others.
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        Self::builder(url).connect().await
+    }
+
+    /// Starts configuring a connection to `url`.
+    pub fn builder(url: impl Into<String>) -> ConnectionBuilder {
+        ConnectionBuilder {
+            url: url.into(),
+            name: None,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            tls: OwnedTLSConfig::default(),
+        }
+    }
+
+    /// Whether the connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        matches!(&*self.inner.state.borrow(), State::Up(live) if live.is_open())
+    }
+
+    /// Closes the connection for good: clients and servers using it stop.
+    /// Prefer shutting servers down first (`ServerHandle::shutdown`), so that
+    /// their requests in flight get their replies.
+    pub async fn close(&self) {
+        self.inner.cancel.cancel();
+        let mut state = self.inner.state.clone();
+        // The supervisor publishes `Closed` once the AMQP connection is closed;
+        // an error means the supervisor is gone, which is closed too.
+        let _ = state.wait_for(|state| matches!(state, State::Closed)).await;
+    }
+
+    /// The current AMQP connection, waiting for one while reconnecting.
+    pub(crate) async fn live(&self) -> Result<Live, ConnectError> {
+        self.live_newer_than(0).await
+    }
+
+    /// The first AMQP connection made after the one of `generation`: the
+    /// current one if it is newer, or the next one.
+    pub(crate) async fn live_newer_than(&self, generation: u64) -> Result<Live, ConnectError> {
+        let mut state = self.inner.state.clone();
+        let found = state
+            .wait_for(|state| match state {
+                State::Up(live) => live.generation > generation,
+                State::Closed => true,
+                State::Down => false,
+            })
+            .await
+            .map_err(|_| ConnectError::Closed)?;
+        match &*found {
+            State::Up(live) => Ok(live.clone()),
+            _ => Err(ConnectError::Closed),
+        }
+    }
+
+    /// The URL, with its password redacted.
+    pub(crate) fn url(&self) -> &str {
+        &self.inner.url
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("url", &self.inner.url)
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+/// Everything needed to open one AMQP connection.
+struct Dialer {
+    uri: lapin::uri::AMQPUri,
+    name: Option<String>,
+    tls: OwnedTLSConfig,
+    /// Redacted, for messages.
+    url: String,
+}
+
+impl Dialer {
+    async fn dial(&self) -> Result<lapin::Connection, ConnectError> {
+        let mut properties = ConnectionProperties::default();
+        if let Some(name) = &self.name {
+            properties = properties.with_connection_name(name.as_str().into());
+        }
+        lapin::Connection::connect_uri_with_config(
+            self.uri.clone(),
+            properties,
+            self.tls.clone(),
+            lapin::runtime::default_runtime().map_err(|source| ConnectError::Broker {
+                url: self.url.clone(),
+                source,
+            })?,
+        )
+        .await
+        .map_err(|source| ConnectError::Broker {
+            url: self.url.clone(),
+            source,
+        })
+    }
+}
+
+/// Keeps one live AMQP connection: publishes it, waits for it to die, and
+/// replaces it, until cancelled.
+async fn supervise(
+    dialer: Dialer,
+    mut live: Live,
+    backoff: ExponentialBuilder,
+    state: watch::Sender<State>,
+    cancel: CancellationToken,
+) {
+    loop {
+        match watch_until_lost(&live, &cancel).await {
+            Lost::Cancelled => break,
+            Lost::Because(reason) => {
+                warn!(url = %dialer.url, %reason, "connection to the broker lost; reconnecting");
+                state.send_replace(State::Down);
+            }
+        }
+        let mut delays = backoff.build();
+        let mut attempt = 0u32;
+        live = loop {
+            attempt += 1;
+            match dialer.dial().await {
+                Ok(amqp) => {
+                    info!(url = %dialer.url, attempt, "reconnected to the broker");
+                    break Live {
+                        amqp: Arc::new(amqp),
+                        generation: live.generation + 1,
+                    };
+                }
+                Err(error) => {
+                    let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                    debug!(%error, ?delay, attempt, "reconnection attempt failed");
+                    if attempt == 1 || attempt.is_power_of_two() {
+                        warn!(%error, attempt, "still cannot reach the broker");
+                    }
+                    tokio::select! {
+                        () = cancel.cancelled() => {
+                            state.send_replace(State::Closed);
+                            return;
+                        }
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        };
+        state.send_replace(State::Up(live.clone()));
+    }
+    if live.is_open() {
+        let _ = live
+            .amqp
+            .close(200, "closed by the application".into())
+            .await;
+    }
+    state.send_replace(State::Closed);
+}
+
+enum Lost {
+    Because(String),
+    Cancelled,
+}
+
+async fn watch_until_lost(live: &Live, cancel: &CancellationToken) -> Lost {
+    let mut events = live.amqp.events_listener();
+    let mut poll = tokio::time::interval(STATUS_POLL);
+    loop {
+        if !live.is_open() {
+            return Lost::Because(format!("the connection is {:?}", live.amqp.status()));
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Lost::Cancelled,
+            event = events.next() => match event {
+                Some(Event::Error(error)) => return Lost::Because(error.to_string()),
+                Some(Event::ConnectionBlocked(reason)) => {
+                    warn!(%reason, "the broker blocks publishing on this connection (resource alarm)");
+                }
+                Some(Event::ConnectionUnblocked) => info!("the broker unblocked the connection"),
+                Some(_) => {}
+                None => return Lost::Because("the connection's event stream ended".into()),
+            },
+            _ = poll.tick() => {}
+        }
+    }
+}
+
+/// Replaces the password of an AMQP URL with `***`, so that URLs can be
+/// logged and shown in errors.
+///
+/// ```
+/// assert_eq!(
+///     rpc_runtime::redact_url("amqps://app:s3cret@mq.example.com:5671/prod"),
+///     "amqps://app:***@mq.example.com:5671/prod",
+/// );
+/// assert_eq!(rpc_runtime::redact_url("amqp://127.0.0.1"), "amqp://127.0.0.1");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let authority_start = scheme_end + 3;
+    let authority_end = url[authority_start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |end| authority_start + end);
+    let authority = &url[authority_start..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &authority[..at];
+    let Some(colon) = userinfo.find(':') else {
+        return url.to_owned();
+    };
+    format!(
+        "{}{}:***{}",
+        &url[..authority_start],
+        &userinfo[..colon],
+        &url[authority_start + at..]
+    )
+}
+
+/// Redacts the password of `url` wherever it appears in `text`.
+fn redact_in(text: &str, url: &str) -> String {
+    let redacted = redact_url(url);
+    if redacted == url {
+        return text.to_owned();
+    }
+    text.replace(url, &redacted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("amqp://u:p@ss@host/vhost?heartbeat=10"),
+            "amqp://u:***@host/vhost?heartbeat=10"
+        );
+        assert_eq!(redact_url("amqp://user@host"), "amqp://user@host");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+}

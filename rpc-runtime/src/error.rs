@@ -1,0 +1,319 @@
+//! The errors a call, a connection or a server can end with.
+//!
+//! A call's error keeps two worlds apart: [`CallError::App`] is the error the
+//! service method itself returned (`Err(e)` of a method declared as returning
+//! `Result<T, E>`), and [`RpcError`] is everything the framework, the broker or
+//! the network did. Methods that return a plain `T` fail with [`RpcError`] only.
+
+use std::{fmt, time::Duration};
+
+/// Why the framework could not run a method on the server, as reported back
+/// to the caller in a `fault` reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    kind: FaultKind,
+    message: String,
+}
+
+impl Fault {
+    /// A fault of the given kind, with a human-readable explanation.
+    ///
+    /// ```
+    /// use rpc_runtime::{Fault, FaultKind};
+    /// let fault = Fault::new(FaultKind::BadRequest, "expected 1 argument(s), got 2".into());
+    /// assert_eq!(fault.to_string(), "bad_request: expected 1 argument(s), got 2");
+    /// ```
+    pub fn new(kind: FaultKind, message: String) -> Self {
+        Self { kind, message }
+    }
+
+    /// The fault for a request whose `type` names no method of the service.
+    pub fn unknown_method(method: &str) -> Self {
+        Self::new(
+            FaultKind::UnknownMethod,
+            format!("the service has no method `{method}`"),
+        )
+    }
+
+    /// What went wrong, as a machine-readable kind.
+    pub fn kind(&self) -> &FaultKind {
+        &self.kind
+    }
+
+    /// What went wrong, for humans.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for Fault {}
+
+/// The kinds of [`Fault`], as they appear on the wire (`docs/PROTOCOL.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FaultKind {
+    /// `unknown_method`: the request's `type` names no method of the service,
+    /// or the request has no `type`.
+    UnknownMethod,
+    /// `bad_request`: the body is not the method's arguments (invalid
+    /// MessagePack, wrong count, wrong types, out-of-range integers, empty).
+    BadRequest,
+    /// `handler_panicked`: the method panicked; the server keeps serving.
+    HandlerPanicked,
+    /// `internal`: the server failed for another reason, for example it could
+    /// not encode the method's result.
+    Internal,
+    /// A kind this version of the framework does not know, from a newer peer.
+    Other(String),
+}
+
+impl FaultKind {
+    /// The kind as written on the wire.
+    ///
+    /// ```
+    /// assert_eq!(rpc_runtime::FaultKind::BadRequest.as_str(), "bad_request");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        match self {
+            FaultKind::UnknownMethod => "unknown_method",
+            FaultKind::BadRequest => "bad_request",
+            FaultKind::HandlerPanicked => "handler_panicked",
+            FaultKind::Internal => "internal",
+            FaultKind::Other(kind) => kind,
+        }
+    }
+
+    pub(crate) fn from_wire(kind: &str) -> Self {
+        match kind {
+            "unknown_method" => FaultKind::UnknownMethod,
+            "bad_request" => FaultKind::BadRequest,
+            "handler_panicked" => FaultKind::HandlerPanicked,
+            "internal" => FaultKind::Internal,
+            other => FaultKind::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything that can end a call except the method's own error: the broker,
+/// the network, the server framework, or the local client.
+///
+/// Each message says what happened to the request, so that callers know
+/// whether it may have run.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RpcError {
+    /// No reply arrived in time. The request may still run; with its
+    /// `expiration` set to the timeout, the broker drops it if it is still
+    /// queued by then.
+    #[error(
+        "no reply to `{method}` within {timeout:?}: the server may be overloaded, stopped or \
+         slower than the timeout (raise it with `.timeout(..)` on the call or the client)"
+    )]
+    Timeout {
+        /// The method called.
+        method: &'static str,
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+
+    /// The request queue does not exist, so no server was listening: the
+    /// broker returned the request undelivered.
+    #[error(
+        "no service is listening on queue `{queue}` (the broker returned the request \
+         undelivered): start a server for it, or check the queue name"
+    )]
+    NoSuchService {
+        /// The request queue the call was published to.
+        queue: String,
+    },
+
+    /// The broker refused the request (a negative publisher confirm, for
+    /// example a queue at its length limit with `overflow = reject-publish`).
+    #[error("the broker refused the request to `{method}` (publisher nack); it was not delivered")]
+    Refused {
+        /// The method called.
+        method: &'static str,
+    },
+
+    /// The connection to the broker was lost while the call was in flight.
+    /// The request may or may not have run.
+    #[error(
+        "the connection to the broker was lost while `{method}` was in flight; the request may \
+         or may not have run (the client reconnects by itself: retry if the method is idempotent)"
+    )]
+    ConnectionLost {
+        /// The method called.
+        method: &'static str,
+    },
+
+    /// The client had no connection to the broker for the whole call timeout,
+    /// so the request was never sent.
+    #[error(
+        "not connected to the broker (reconnecting) for the whole timeout of `{method}`; the \
+         request was not sent: check that the broker is up and reachable"
+    )]
+    NotConnected {
+        /// The method called.
+        method: &'static str,
+    },
+
+    /// The server received the request but could not run the method.
+    #[error("the server could not run `{method}`: {fault}")]
+    Fault {
+        /// The method called.
+        method: &'static str,
+        /// What the server reported.
+        fault: Fault,
+    },
+
+    /// An argument could not be serialized; the request was not sent.
+    #[error("could not encode the arguments of `{method}`: {message}")]
+    Encode {
+        /// The method called.
+        method: &'static str,
+        /// What the serializer reported.
+        message: String,
+    },
+
+    /// The reply could not be decoded: the server probably runs a different
+    /// version of the service.
+    #[error(
+        "could not decode the reply to `{method}`: {message} (does the server run the same \
+         version of the service?)"
+    )]
+    Decode {
+        /// The method called.
+        method: &'static str,
+        /// What the decoder reported.
+        message: String,
+    },
+
+    /// The client was closed.
+    #[error("the RPC client was closed; create a new one")]
+    Closed,
+}
+
+impl RpcError {
+    /// The fault the server reported, if this is one.
+    pub fn fault(&self) -> Option<&Fault> {
+        match self {
+            RpcError::Fault { fault, .. } => Some(fault),
+            _ => None,
+        }
+    }
+}
+
+/// The error of a call to a method declared as returning `Result<T, E>`:
+/// either the method's own error, or an [`RpcError`].
+///
+/// Both halves convert with `?`: into `anyhow::Error` when `E` is a
+/// `std::error::Error`, or into your own error type with `#[from]`.
+///
+/// ```
+/// use rpc_runtime::{CallError, RpcError};
+///
+/// fn describe(error: &CallError<String>) -> String {
+///     match error {
+///         CallError::App(message) => format!("the service said no: {message}"),
+///         CallError::Rpc(RpcError::Timeout { .. }) => "too slow".to_owned(),
+///         CallError::Rpc(other) => other.to_string(),
+///     }
+/// }
+/// assert_eq!(describe(&CallError::App("n too large".into())), "the service said no: n too large");
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError<E> {
+    /// The method returned `Err(E)`.
+    #[error(transparent)]
+    App(E),
+    /// The call failed outside the method.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+}
+
+impl<E> CallError<E> {
+    /// The method's own error, if it returned one.
+    pub fn app(&self) -> Option<&E> {
+        match self {
+            CallError::App(error) => Some(error),
+            CallError::Rpc(_) => None,
+        }
+    }
+
+    /// The framework error, if the call failed outside the method.
+    pub fn rpc(&self) -> Option<&RpcError> {
+        match self {
+            CallError::App(_) => None,
+            CallError::Rpc(error) => Some(error),
+        }
+    }
+}
+
+/// Why a connection to the broker could not be established or used.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The AMQP URL does not parse.
+    #[error("invalid AMQP URL `{url}`: {message}")]
+    InvalidUrl {
+        /// The URL, with its password redacted.
+        url: String,
+        /// What the parser reported.
+        message: String,
+    },
+    /// The broker could not be reached or refused the connection.
+    #[error(
+        "could not connect to the broker at {url}: {source} (is RabbitMQ running and are the \
+         credentials right?)"
+    )]
+    Broker {
+        /// The URL, with its password redacted.
+        url: String,
+        /// What the AMQP client reported.
+        source: lapin::Error,
+    },
+    /// The broker refused to set up a channel the client or server needs.
+    #[error("the broker refused to {what}: {source}")]
+    Channel {
+        /// What was being set up.
+        what: &'static str,
+        /// What the broker reported.
+        source: lapin::Error,
+    },
+    /// The connection was closed with [`Connection::close`](crate::Connection::close).
+    #[error("the connection was closed")]
+    Closed,
+}
+
+/// Why a server could not start.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The connection was closed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The broker refused to set up the request queue or its consumer, for
+    /// example because a queue of that name exists with other settings.
+    #[error(
+        "could not set up request queue `{queue}`: {source} (if the queue exists with other \
+         settings, delete it or configure the server to match)"
+    )]
+    Setup {
+        /// The request queue.
+        queue: String,
+        /// What the broker reported.
+        source: lapin::Error,
+    },
+}

@@ -1,0 +1,125 @@
+//! Typed request/reply RPC over AMQP 0-9-1 (RabbitMQ).
+//!
+//! Annotate a trait with [`rpc_service`], and get a typed client stub and a
+//! server dispatcher that speak the RabbitMQ RPC pattern (`reply_to` and
+//! `correlation_id`, MessagePack bodies) with production semantics: timeouts,
+//! a fast failure when no server is there, application errors forwarded to the
+//! caller, faults for bad input, reconnection, and competing servers.
+//!
+//! ```no_run
+//! use rpc_runtime::{Client, Connection, Server, rpc_service};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Serialize, Deserialize, thiserror::Error)]
+//! #[error("fib({0}) does not fit in a u64")]
+//! pub struct Overflow(u32);
+//!
+//! #[rpc_service(queue = "rpc_queue")]
+//! pub trait Fibonacci {
+//!     /// The n-th Fibonacci number.
+//!     async fn fib(&self, n: u32) -> Result<u64, Overflow>;
+//! }
+//!
+//! struct Iterative;
+//!
+//! impl Fibonacci for Iterative {
+//!     async fn fib(&self, n: u32) -> Result<u64, Overflow> {
+//!         let (mut a, mut b) = (0u64, 1u64);
+//!         for _ in 0..n {
+//!             (a, b) = (b, a.checked_add(b).ok_or(Overflow(n))?);
+//!         }
+//!         Ok(a)
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     let connection = Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
+//!     let server = Server::serve(&connection, FibonacciServer::new(Iterative)).await?;
+//!
+//!     let client = FibonacciClient::new(Client::new(&connection).await?);
+//!     assert_eq!(client.fib(30).await?, 832040);
+//!
+//!     server.shutdown().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The wire protocol is documented in `docs/PROTOCOL.md`, so that clients and
+//! servers in other languages can take part.
+
+#![warn(missing_docs, clippy::unwrap_used)]
+
+pub mod ack_policy;
+mod call;
+mod client;
+mod connection;
+mod error;
+pub mod pending;
+pub mod protocol;
+mod server;
+mod service;
+
+pub use call::{Call, Fallible, Plain, Returns};
+pub use client::{Client, ClientBuilder, DEFAULT_TIMEOUT, ReplyTo};
+pub use connection::{Connection, ConnectionBuilder, redact_url};
+pub use error::{CallError, ConnectError, Fault, FaultKind, RpcError, ServeError};
+pub use server::{
+    DEFAULT_PREFETCH, DEFAULT_SHUTDOWN_GRACE, QueueType, Server, ServerBuilder, ServerHandle,
+};
+pub use service::{RequestContext, Service};
+
+/// Turns a trait into an RPC service: a typed client stub and a server
+/// dispatcher.
+///
+/// On `pub trait Foo`, it generates:
+///
+/// - the trait itself, with each `async fn` turned into a method returning
+///   `impl Future<Output = ..> + Send`, so that servers run on Tokio's
+///   multi-threaded runtime (implement it with plain `async fn`s);
+/// - `FooClient`, built with `FooClient::new(client)` from a [`Client`], with
+///   one method per trait method, taking the same arguments and returning a
+///   [`Call`] to await;
+/// - `FooServer<S>`, built with `FooServer::new(service)`, a [`Service`] to
+///   give to [`Server`].
+///
+/// `#[rpc_service(queue = "name")]` sets the default request queue; without
+/// it, the queue is the trait's name in snake case (`FooBar` → `foo_bar`).
+///
+/// Methods must be `async fn` taking `&self` and arguments that are owned
+/// serde types (`Serialize + DeserializeOwned`); they return a serde type `T`,
+/// or `Result<T, E>` whose `E` reaches callers as [`CallError::App`].
+///
+/// ```
+/// use rpc_runtime::rpc_service;
+///
+/// #[rpc_service]
+/// pub trait Inventory {
+///     /// How many of `sku` are in stock.
+///     async fn stock(&self, sku: String) -> u32;
+///     /// Reserves `count` of `sku`, or says why not.
+///     async fn reserve(&self, sku: String, count: u32) -> Result<(), String>;
+/// }
+///
+/// assert_eq!(<InventoryServer<()> as rpc_runtime::Service>::DEFAULT_QUEUE, "inventory");
+/// # impl Inventory for () {
+/// #     async fn stock(&self, _: String) -> u32 { 0 }
+/// #     async fn reserve(&self, _: String, _: u32) -> Result<(), String> { Ok(()) }
+/// # }
+/// ```
+pub use rpc_macros::rpc_service;
+
+/// The AMQP client this crate is built on, for what it does not wrap.
+pub use lapin;
+
+/// Support for the code `#[rpc_service]` generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::protocol::{ArgsDecoder, ArgsEncoder, encode_ok, encode_result};
+    pub use std::{boxed::Box, string::String, sync::Arc, vec::Vec};
+
+    /// The queue name a generated client sends to.
+    pub fn queue_name(name: &str) -> Arc<str> {
+        Arc::from(name)
+    }
+}

@@ -1,0 +1,512 @@
+//! The server side: consuming a request queue and running each request.
+//!
+//! A server keeps one *session* at a time on its connection: a channel with
+//! `basic_qos(prefetch)`, its request queue declared, and a consumer on it.
+//! Every delivery is handled in its own task, so up to `prefetch` requests
+//! run at once; [`ack_policy`](crate::ack_policy) decides what becomes of each
+//! request. When the session ends with its connection, the requests in flight
+//! go back to the queue (they were not acknowledged) and a new session starts
+//! on the next connection.
+
+use crate::{
+    ack_policy::Disposition,
+    connection::{Connection, Live},
+    error::{Fault, FaultKind, ServeError},
+    protocol::{CONTENT_TYPE, encode_fault},
+    service::{RequestContext, Service},
+};
+use futures_util::{FutureExt, StreamExt};
+use lapin::{
+    BasicProperties, Channel, Consumer,
+    message::Delivery,
+    options::{
+        BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+        QueueDeclareOptions,
+    },
+    types::{AMQPValue, FieldTable, ShortString},
+};
+use std::{
+    any::Any,
+    fmt,
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// How many requests a server receives ahead, and so runs at once, unless
+/// configured otherwise.
+pub const DEFAULT_PREFETCH: u16 = 32;
+
+/// How long a graceful shutdown waits for the requests in flight unless
+/// configured otherwise.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The kind of request queue a server declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QueueType {
+    /// A durable classic queue (the default).
+    #[default]
+    Classic,
+    /// A quorum queue: replicated across a cluster's nodes.
+    Quorum,
+}
+
+/// Serves a [`Service`] on its request queue.
+///
+/// ```no_run
+/// # use rpc_runtime::rpc_service;
+/// # #[rpc_service]
+/// # pub trait Echo { async fn echo(&self, text: String) -> String; }
+/// # struct Parrot;
+/// # impl Echo for Parrot { async fn echo(&self, text: String) -> String { text } }
+/// # async fn demo(connection: rpc_runtime::Connection) -> Result<(), rpc_runtime::ServeError> {
+/// use rpc_runtime::Server;
+/// let server = Server::builder()
+///     .prefetch(64)
+///     .serve(&connection, EchoServer::new(Parrot))
+///     .await?;
+/// // ... until it is time to stop:
+/// server.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Server(());
+
+impl Server {
+    /// Starts configuring a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// Serves `service` on `connection` with the default settings.
+    pub async fn serve<S: Service>(
+        connection: &Connection,
+        service: S,
+    ) -> Result<ServerHandle, ServeError> {
+        Self::builder().serve(connection, service).await
+    }
+}
+
+/// Configures how a service is served.
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    queue: Option<String>,
+    prefetch: u16,
+    queue_type: QueueType,
+    shutdown_grace: Duration,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self {
+            queue: None,
+            prefetch: DEFAULT_PREFETCH,
+            queue_type: QueueType::default(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Consumes `queue` instead of the service's default queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// How many requests the broker sends ahead (`basic_qos`), which is also
+    /// how many run at once (default: [`DEFAULT_PREFETCH`], 32; at least 1).
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// The kind of request queue to declare (default: a durable classic
+    /// queue).
+    pub fn queue_type(mut self, queue_type: QueueType) -> Self {
+        self.queue_type = queue_type;
+        self
+    }
+
+    /// How long [`ServerHandle::shutdown`] waits for the requests in flight
+    /// before abandoning them to the broker, which redelivers them (default:
+    /// [`DEFAULT_SHUTDOWN_GRACE`], 30 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Declares the request queue, starts consuming it, and returns a handle
+    /// to the running server. Fails if the broker refuses the queue (for
+    /// example, it exists with other settings).
+    pub async fn serve<S: Service>(
+        self,
+        connection: &Connection,
+        service: S,
+    ) -> Result<ServerHandle, ServeError> {
+        let config = Arc::new(Config {
+            queue: self.queue.unwrap_or_else(|| S::DEFAULT_QUEUE.to_owned()),
+            prefetch: self.prefetch,
+            queue_type: self.queue_type,
+            shutdown_grace: self.shutdown_grace,
+            service: S::NAME,
+        });
+        let live = connection.live().await?;
+        let session = Session::open(&live, &config)
+            .await
+            .map_err(|source| ServeError::Setup {
+                queue: config.queue.clone(),
+                source,
+            })?;
+        info!(service = S::NAME, queue = %config.queue, prefetch = config.prefetch, "serving");
+        let shutdown = CancellationToken::new();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let serving = Serving {
+            service: Arc::new(service),
+            connection: connection.clone(),
+            config: config.clone(),
+            shutdown: shutdown.clone(),
+            in_flight: in_flight.clone(),
+        };
+        let task = tokio::spawn(serving.run(live, session));
+        Ok(ServerHandle {
+            queue: config.queue.clone(),
+            shutdown,
+            in_flight,
+            task: Some(task),
+        })
+    }
+}
+
+/// A running server. Dropping it stops the server abruptly (requests in
+/// flight are abandoned to the broker, which redelivers them); call
+/// [`ServerHandle::shutdown`] to stop gracefully.
+#[must_use = "dropping the handle stops the server"]
+pub struct ServerHandle {
+    queue: String,
+    shutdown: CancellationToken,
+    in_flight: Arc<AtomicUsize>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The request queue being served.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// How many requests are being handled right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Stops gracefully: stops consuming, requeues the requests received but
+    /// not started, lets the requests in flight finish and send their replies
+    /// (for up to the shutdown grace), then closes the channel.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take()
+            && let Err(error) = task.await
+            && error.is_panic()
+        {
+            error!("the server task panicked during shutdown");
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            // Dropping the task's handler set aborts the handlers; closing the
+            // channel hands their requests back to the broker.
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("queue", &self.queue)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+struct Config {
+    queue: String,
+    prefetch: u16,
+    queue_type: QueueType,
+    shutdown_grace: Duration,
+    service: &'static str,
+}
+
+/// One channel consuming the request queue.
+struct Session {
+    channel: Channel,
+    consumer: Consumer,
+}
+
+impl Session {
+    async fn open(live: &Live, config: &Config) -> lapin::Result<Session> {
+        let channel = live.amqp.create_channel().await?;
+        channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await?;
+        let mut arguments = FieldTable::default();
+        if config.queue_type == QueueType::Quorum {
+            arguments.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+        }
+        channel
+            .queue_declare(
+                config.queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                arguments,
+            )
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                config.queue.as_str().into(),
+                ShortString::default(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Session { channel, consumer })
+    }
+}
+
+/// The task that serves one service: consumes requests, spawns their
+/// handlers, and sets a new session up when one ends.
+struct Serving<S> {
+    service: Arc<S>,
+    connection: Connection,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+    in_flight: Arc<AtomicUsize>,
+}
+
+enum Ended {
+    Lost,
+    Shutdown,
+}
+
+impl<S: Service> Serving<S> {
+    async fn run(self, mut live: Live, first: Session) {
+        let mut handlers = JoinSet::new();
+        let mut session = Some(first);
+        let mut failures = 0u32;
+        loop {
+            if let Some(mut current) = session.take() {
+                failures = 0;
+                match self.consume(&mut current, &mut handlers).await {
+                    Ended::Shutdown => {
+                        self.shut_down(current, &mut handlers).await;
+                        return;
+                    }
+                    Ended::Lost => {}
+                }
+            }
+            let next = if live.is_open() {
+                if failures > 0 {
+                    let delay = Duration::from_millis(100 << failures.min(6));
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Ok(live.clone())
+            } else {
+                tokio::select! {
+                    () = self.shutdown.cancelled() => break,
+                    next = self.connection.live_newer_than(live.generation) => next,
+                }
+            };
+            live = match next {
+                Ok(next) => next,
+                Err(_) => break,
+            };
+            match Session::open(&live, &self.config).await {
+                Ok(next) => {
+                    info!(service = self.config.service, queue = %self.config.queue, "serving again");
+                    session = Some(next);
+                }
+                Err(error) => {
+                    failures += 1;
+                    warn!(%error, queue = %self.config.queue, "could not set up the request consumer; retrying");
+                }
+            }
+        }
+        // Shut down while no session was up: only the handlers remain.
+        self.finish_handlers(&mut handlers).await;
+    }
+
+    async fn consume(&self, session: &mut Session, handlers: &mut JoinSet<()>) -> Ended {
+        loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => return Ended::Shutdown,
+                Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
+                delivery = session.consumer.next() => match delivery {
+                    Some(Ok(delivery)) => {
+                        handlers.spawn(handle(
+                            self.service.clone(),
+                            session.channel.clone(),
+                            delivery,
+                            InFlight::enter(&self.in_flight),
+                        ));
+                    }
+                    Some(Err(error)) => {
+                        warn!(%error, queue = %self.config.queue, "lost the request consumer; its requests in flight will be redelivered");
+                        return Ended::Lost;
+                    }
+                    None => {
+                        warn!(queue = %self.config.queue, "the broker cancelled the request consumer (was the queue deleted?)");
+                        return Ended::Lost;
+                    }
+                },
+            }
+        }
+    }
+
+    async fn shut_down(&self, mut session: Session, handlers: &mut JoinSet<()>) {
+        info!(queue = %self.config.queue, in_flight = handlers.len(), "shutting down");
+        let tag = session.consumer.tag();
+        if session
+            .channel
+            .basic_cancel(tag, BasicCancelOptions::default())
+            .await
+            .is_ok()
+        {
+            // After cancel-ok the stream ends; what it still holds was
+            // received but not started: back to the queue with it.
+            while let Some(Ok(delivery)) = session.consumer.next().await {
+                Disposition::Requeue.apply(&delivery.acker).await;
+            }
+        }
+        self.finish_handlers(handlers).await;
+        let _ = session.channel.close(200, "server shut down".into()).await;
+    }
+
+    async fn finish_handlers(&self, handlers: &mut JoinSet<()>) {
+        let all_done = async { while handlers.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.config.shutdown_grace, all_done)
+            .await
+            .is_err()
+        {
+            warn!(
+                abandoned = handlers.len(),
+                "shutdown grace elapsed; abandoning the requests still running to the broker"
+            );
+            handlers.abort_all();
+            while handlers.join_next().await.is_some() {}
+        }
+    }
+}
+
+/// Counts a request as in flight for as long as it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Handles one request: runs the method, publishes the reply, settles the
+/// request (see [`ack_policy`](crate::ack_policy)).
+async fn handle<S: Service>(
+    service: Arc<S>,
+    channel: Channel,
+    delivery: Delivery,
+    _in_flight: InFlight,
+) {
+    let properties = &delivery.properties;
+    let outcome = match properties.kind() {
+        None => Err(Fault::new(
+            FaultKind::UnknownMethod,
+            "the request has no `type` property naming the method".to_owned(),
+        )),
+        Some(method) => {
+            let context = RequestContext {
+                method: method.to_string(),
+                correlation_id: properties
+                    .correlation_id()
+                    .as_ref()
+                    .map(ToString::to_string),
+                redelivered: delivery.redelivered,
+            };
+            let run = context.scope(service.dispatch(method.as_str(), &delivery.data));
+            AssertUnwindSafe(run)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(panicked(method.as_str(), panic)))
+        }
+    };
+    if let Some(reply_to) = properties.reply_to() {
+        let fault_body;
+        let body = match &outcome {
+            Ok(body) => body,
+            Err(fault) => {
+                fault_body = encode_fault(fault);
+                &fault_body
+            }
+        };
+        let mut reply_properties =
+            BasicProperties::default().with_content_type(CONTENT_TYPE.into());
+        if let Some(correlation_id) = properties.correlation_id() {
+            reply_properties = reply_properties.with_correlation_id(correlation_id.clone());
+        }
+        let published = channel
+            .basic_publish(
+                ShortString::default(),
+                reply_to.clone(),
+                BasicPublishOptions::default(),
+                body,
+                reply_properties,
+            )
+            .await;
+        if let Err(error) = published {
+            warn!(%error, "could not publish a reply; the request will be redelivered");
+            return;
+        }
+    } else if let Err(fault) = &outcome {
+        warn!(%fault, "a one-way request failed");
+    }
+    Disposition::after_handling(&outcome)
+        .apply(&delivery.acker)
+        .await;
+}
+
+fn panicked(method: &str, panic: Box<dyn Any + Send>) -> Fault {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_owned());
+    error!(method, panic = %message, "a service method panicked");
+    Fault::new(
+        FaultKind::HandlerPanicked,
+        format!("the method `{method}` panicked; see the server's log"),
+    )
+}

@@ -1,0 +1,93 @@
+//! What a server serves: the dispatcher that `#[rpc_service]` generates, and
+//! the context a request runs in.
+
+use crate::error::Fault;
+use std::future::Future;
+
+/// A dispatcher from requests to the methods of one service.
+///
+/// `#[rpc_service]` implements it for the generated `FooServer<S>` wrapper of
+/// any `S: Foo`; serve it with [`Server`](crate::Server).
+pub trait Service: Send + Sync + 'static {
+    /// The name of the service trait, for logs.
+    const NAME: &'static str;
+
+    /// The request queue the service is served on unless configured
+    /// otherwise (see `docs/PROTOCOL.md` for how it is derived).
+    const DEFAULT_QUEUE: &'static str;
+
+    /// Runs `method` on the MessagePack-encoded `args` and returns the encoded
+    /// reply body (`{"ok": ..}` or `{"err": ..}`), or the fault that prevented
+    /// running it.
+    fn dispatch<'a>(
+        &'a self,
+        method: &'a str,
+        args: &'a [u8],
+    ) -> impl Future<Output = Result<Vec<u8>, Fault>> + Send + 'a;
+}
+
+/// Facts about the request a handler is running for.
+///
+/// Available from within a service method through [`RequestContext::current`].
+///
+/// ```
+/// # use rpc_runtime::{rpc_service, RequestContext};
+/// #[rpc_service]
+/// pub trait Ledger {
+///     async fn credit(&self, account: u64, cents: u64) -> bool;
+/// }
+///
+/// struct Books;
+///
+/// impl Ledger for Books {
+///     async fn credit(&self, account: u64, cents: u64) -> bool {
+///         let redelivered = RequestContext::current().is_some_and(|request| request.redelivered());
+///         if redelivered {
+///             // This request may have run before: check before crediting twice.
+///         }
+///         true
+///     }
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub(crate) method: String,
+    pub(crate) correlation_id: Option<String>,
+    pub(crate) redelivered: bool,
+}
+
+tokio::task_local! {
+    static CURRENT: RequestContext;
+}
+
+impl RequestContext {
+    /// The context of the request the current task is handling, or `None`
+    /// outside a service method run by a [`Server`](crate::Server).
+    pub fn current() -> Option<RequestContext> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// The method called.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The request's correlation id (`None` for one-way requests that carry
+    /// none).
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.correlation_id.as_deref()
+    }
+
+    /// Whether the broker delivered this request before, to this or another
+    /// server that did not acknowledge it (it crashed, or lost its
+    /// connection). The method may already have run for it: handlers must be
+    /// idempotent, and can use this flag to check.
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
+    /// Runs `future` with `self` as the current context.
+    pub(crate) async fn scope<F: Future>(self, future: F) -> F::Output {
+        CURRENT.scope(self, future).await
+    }
+}

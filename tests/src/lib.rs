@@ -1,0 +1,2 @@
+//! Helpers for the integration tests: broker address, unique names, raw
+//! AMQP access.
