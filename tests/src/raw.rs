@@ -1,0 +1,149 @@
+//! Raw AMQP, as a client in another language would use it: publishing
+//! hand-made requests and reading replies byte for byte.
+
+use crate::amqp_url;
+use futures_util::StreamExt;
+use rpc_runtime::lapin::{
+    self, BasicProperties, Channel, Connection, ConnectionProperties, Consumer,
+    options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions},
+    types::FieldTable,
+};
+use serde::Deserialize;
+use std::{collections::HashMap, time::Duration};
+
+/// A raw connection and channel.
+#[derive(Debug)]
+pub struct Raw {
+    pub connection: Connection,
+    pub channel: Channel,
+}
+
+impl Raw {
+    pub async fn open() -> lapin::Result<Self> {
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        Ok(Self {
+            connection,
+            channel,
+        })
+    }
+
+    /// Publishes `body` to the default exchange with routing key `queue`.
+    pub async fn publish(
+        &self,
+        queue: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> lapin::Result<()> {
+        self.channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await?
+            .await?;
+        Ok(())
+    }
+
+    /// Declares an exclusive, server-named queue to receive replies on, and
+    /// consumes it.
+    pub async fn reply_queue(&self) -> lapin::Result<(String, Consumer)> {
+        let queue = self
+            .channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let name = queue.name().to_string();
+        let consumer = self
+            .channel
+            .basic_consume(
+                name.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok((name, consumer))
+    }
+
+    /// How many messages wait in `queue` (ready, not unacknowledged).
+    pub async fn message_count(&self, queue: &str) -> lapin::Result<u32> {
+        Ok(self.inspect(queue).await?.message_count())
+    }
+
+    /// How many consumers `queue` has.
+    pub async fn consumer_count(&self, queue: &str) -> lapin::Result<u32> {
+        Ok(self.inspect(queue).await?.consumer_count())
+    }
+
+    /// Waits until `queue` has `count` consumers.
+    pub async fn wait_consumers(&self, queue: &str, count: u32) {
+        crate::within(crate::PATIENCE, "the queue's consumers", async {
+            while self.consumer_count(queue).await.expect("passive declare") != count {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
+
+    async fn inspect(&self, queue: &str) -> lapin::Result<lapin::Queue> {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+    }
+}
+
+/// The next delivery on `consumer`: its properties and body.
+pub async fn next_reply(consumer: &mut Consumer) -> (BasicProperties, Vec<u8>) {
+    let delivery = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+        .await
+        .expect("a reply within 30 s")
+        .expect("consumer open")
+        .expect("delivery");
+    (delivery.properties, delivery.data)
+}
+
+/// A reply body decoded generically: its single key and the raw value.
+#[derive(Debug, Deserialize)]
+pub struct FaultBody {
+    pub kind: String,
+    pub message: String,
+}
+
+/// Decodes a `{"fault": {"kind": .., "message": ..}}` reply.
+pub fn decode_fault(body: &[u8]) -> FaultBody {
+    let mut map: HashMap<String, FaultBody> =
+        rmp_serde::from_slice(body).expect("a fault reply is a map of one fault");
+    assert_eq!(map.len(), 1, "a reply has exactly one key");
+    map.remove("fault").expect("the key is `fault`")
+}
+
+/// Deletes `queue` if it exists.
+pub async fn delete_queue(queue: &str) -> lapin::Result<()> {
+    let raw = Raw::open().await?;
+    raw.channel
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await?;
+    let _ = raw.connection.close(200, "done".into()).await;
+    Ok(())
+}

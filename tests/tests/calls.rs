@@ -1,0 +1,254 @@
+//! Calls through generated clients and servers against the real broker.
+
+use futures_util::future::join_all;
+use rpc_examples::{FibError, FibonacciClient, FibonacciServer, IterativeFib};
+use rpc_runtime::{CallError, Client, ReplyTo, RpcError, Server};
+use rpc_tests::{
+    LabClient, LabControl, LabError, PATIENCE, Point, Shape, TestQueue, connect, lab_client,
+    serve_lab, within,
+};
+use std::{collections::HashSet, future::IntoFuture, time::Duration};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_of_every_argument_and_return_shape() {
+    let queue = TestQueue::new("round-trip");
+    let connection = connect("round-trip").await;
+    let control = LabControl::default();
+    let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
+    let (_, lab) = lab_client(&connection, &queue).await;
+
+    assert_eq!(lab.echo("héllo".into()).await.expect("echo"), "héllo");
+    assert_eq!(lab.add(40, 2).await.expect("add"), 42);
+    lab.nothing().await.expect("zero arguments, unit result");
+    assert_eq!(
+        lab.describe(Shape::Circle { radius: 1.5 }, Point { x: 1, y: -2 })
+            .await
+            .expect("struct and enum arguments"),
+        "Circle { radius: 1.5 } at (1, -2)"
+    );
+    assert_eq!(
+        lab.describe(Shape::Dot, Point { x: 0, y: 0 })
+            .await
+            .expect("unit variant"),
+        "Dot at (0, 0)"
+    );
+    assert_eq!(control.handled.load(std::sync::atomic::Ordering::SeqCst), 5);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fibonacci_example_answers_and_reports_overflow() {
+    let queue = TestQueue::new("fib");
+    let connection = connect("fib").await;
+    let server = Server::builder()
+        .queue(&queue.name)
+        .serve(&connection, FibonacciServer::new(IterativeFib))
+        .await
+        .expect("serve");
+    let client = FibonacciClient::new(Client::new(&connection).await.expect("client"))
+        .with_queue(&queue.name);
+
+    assert_eq!(client.fib(30).await.expect("fib(30)"), 832040);
+    assert_eq!(client.fib(93).await.expect("fib(93)"), 12200160415121876738);
+    match client.fib(94).await {
+        Err(CallError::App(FibError::Overflow { n: 94 })) => {}
+        other => panic!("fib(94) must be the overflow error, got {other:?}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_errors_reach_the_caller_typed() {
+    let queue = TestQueue::new("app-error");
+    let connection = connect("app-error").await;
+    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 8).await;
+    let (_, lab) = lab_client(&connection, &queue).await;
+
+    let error = lab
+        .describe(Shape::Square(-3.0), Point { x: 0, y: 0 })
+        .await
+        .expect_err("negative sizes are refused");
+    assert_eq!(error.app(), Some(&LabError::NegativeSize(-3.0)));
+    assert!(error.rpc().is_none());
+    // The error converts with `?` into anyhow, keeping its message.
+    let converted: anyhow::Error = error.into();
+    assert_eq!(converted.to_string(), "negative size: -3");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_calls_each_get_their_own_reply() {
+    let queue = TestQueue::new("concurrent");
+    let connection = connect("concurrent").await;
+    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 64).await;
+    let (client, lab) = lab_client(&connection, &queue).await;
+
+    let calls = (0..1000i64).map(|i| {
+        let lab = lab.clone();
+        tokio::spawn(async move { (i, lab.add(i, 1_000_000).await) })
+    });
+    let results = within(PATIENCE, "1,000 calls", join_all(calls)).await;
+    for result in results {
+        let (i, sum) = result.expect("task");
+        assert_eq!(
+            sum.expect("call"),
+            i + 1_000_000,
+            "call {i} got another call's reply"
+        );
+    }
+    assert_eq!(client.pending_calls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_reply_to_works_too() {
+    let queue = TestQueue::new("direct-reply-to");
+    let connection = connect("direct-reply-to").await;
+    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 16).await;
+    let client = Client::builder()
+        .reply_to(ReplyTo::DirectReplyTo)
+        .build(&connection)
+        .await
+        .expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+
+    let results = join_all((0..200i64).map(|i| {
+        let lab = lab.clone();
+        async move { (i, lab.add(i, i).await) }
+    }))
+    .await;
+    for (i, sum) in results {
+        assert_eq!(sum.expect("call"), 2 * i);
+    }
+    assert_eq!(client.pending_calls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_service_without_a_queue_fails_fast() {
+    let connection = connect("no-queue").await;
+    let client = Client::builder()
+        // Far longer than the guard below: failing by timeout would fail the test.
+        .timeout(Duration::from_secs(300))
+        .build(&connection)
+        .await
+        .expect("client");
+    let missing = rpc_tests::unique("missing");
+    let lab = LabClient::new(client.clone()).with_queue(&missing);
+
+    let result = within(PATIENCE, "a call to a missing queue", lab.echo("x".into())).await;
+    match result {
+        Err(RpcError::NoSuchService { queue }) => assert_eq!(queue, missing),
+        other => panic!("expected NoSuchService, got {other:?}"),
+    }
+    assert_eq!(client.pending_calls(), 0);
+    // The client stays usable.
+    let again = within(PATIENCE, "a second call", lab.add(1, 2)).await;
+    assert!(matches!(again, Err(RpcError::NoSuchService { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_against_a_slow_handler_leaves_no_pending_call() {
+    let queue = TestQueue::new("timeout");
+    let connection = connect("timeout").await;
+    let control = LabControl::default();
+    let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
+    let (client, lab) = lab_client(&connection, &queue).await;
+
+    let slow = lab.hold(1).timeout(Duration::from_millis(200));
+    let result = within(PATIENCE, "a call timing out", slow).await;
+    match result {
+        Err(RpcError::Timeout { method, timeout }) => {
+            assert_eq!(method, "hold");
+            assert_eq!(timeout, Duration::from_millis(200));
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(client.pending_calls(), 0);
+
+    // The handler did start, and its late reply is dropped without harm.
+    assert_eq!(control.next_started().await, 1);
+    control.release(1);
+    assert_eq!(lab.echo("after".into()).await.expect("echo"), "after");
+    assert_eq!(client.pending_calls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_call_leaves_no_pending_call() {
+    let queue = TestQueue::new("dropped");
+    let connection = connect("dropped").await;
+    let control = LabControl::default();
+    let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
+    let (client, lab) = lab_client(&connection, &queue).await;
+
+    let call = tokio::spawn(lab.hold(7).into_future());
+    assert_eq!(control.next_started().await, 7);
+    assert_eq!(client.pending_calls(), 1);
+    call.abort();
+    let _ = call.await;
+    assert_eq!(client.pending_calls(), 0);
+    control.release(1);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_calls_run_without_a_reply() {
+    let queue = TestQueue::new("one-way");
+    let connection = connect("one-way").await;
+    let control = LabControl::default();
+    let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
+    let (client, lab) = lab_client(&connection, &queue).await;
+
+    for tag in ["a", "b", "c"] {
+        lab.record(tag.into()).one_way().await.expect("published");
+    }
+    assert_eq!(client.pending_calls(), 0, "one-way calls wait for nothing");
+    let recorded: HashSet<String> = control.wait_recorded(3).await.into_iter().collect();
+    assert_eq!(
+        recorded,
+        HashSet::from(["a".into(), "b".into(), "c".into()])
+    );
+
+    let missing = LabClient::new(client).with_queue(&rpc_tests::unique("missing"));
+    let error = missing
+        .record("x".into())
+        .one_way()
+        .await
+        .expect_err("no queue");
+    assert!(matches!(error, RpcError::NoSuchService { .. }), "{error:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_services_share_one_connection() {
+    let lab_queue = TestQueue::new("multi-lab");
+    let fib_queue = TestQueue::new("multi-fib");
+    let connection = connect("multi").await;
+    let lab_server = serve_lab(&connection, &lab_queue, "s1", &LabControl::default(), 8).await;
+    let fib_server = Server::builder()
+        .queue(&fib_queue.name)
+        .serve(&connection, FibonacciServer::new(IterativeFib))
+        .await
+        .expect("serve");
+    let client = Client::new(&connection).await.expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&lab_queue.name);
+    let fib = FibonacciClient::new(client).with_queue(&fib_queue.name);
+
+    let (sum, number) = tokio::join!(lab.add(2, 3), fib.fib(10));
+    assert_eq!(sum.expect("lab"), 5);
+    assert_eq!(number.expect("fib"), 55);
+    lab_server.shutdown().await;
+    fib_server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_queue_names_follow_the_documented_rule() {
+    use rpc_runtime::Service;
+    assert_eq!(
+        <rpc_tests::LabServer<rpc_tests::LabImpl> as Service>::DEFAULT_QUEUE,
+        "lab"
+    );
+    assert_eq!(LabClient::DEFAULT_QUEUE, "lab");
+    assert_eq!(FibonacciClient::DEFAULT_QUEUE, "rpc_queue");
+}

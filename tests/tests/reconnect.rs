@@ -1,0 +1,140 @@
+//! Connection loss: calls in flight fail at once, requests in flight on a
+//! server are redelivered, and both sides recover by themselves.
+
+use futures_util::future::join_all;
+use rpc_runtime::{Client, RpcError};
+use rpc_tests::{
+    LabClient, LabControl, PATIENCE, TestQueue, close_connections_named, connect,
+    connection_builder, relay::Relay, serve_lab, unique, within,
+};
+use std::{future::IntoFuture, time::Duration};
+
+/// Longer than any guard: a call failing by timeout fails the test.
+const LONG: Duration = Duration::from_secs(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_flight_fail_at_once_when_the_client_loses_its_connection() {
+    let queue = TestQueue::new("client-loss");
+    let control = LabControl::default();
+    let server = serve_lab(
+        &connect("client-loss-server").await,
+        &queue,
+        "s1",
+        &control,
+        8,
+    )
+    .await;
+    let relay = Relay::start().await;
+    let connection = rpc_runtime::Connection::builder(relay.url())
+        .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200))
+        .connect()
+        .await
+        .expect("connect through the relay");
+    let client = Client::builder()
+        .timeout(LONG)
+        .build(&connection)
+        .await
+        .expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+
+    let calls: Vec<_> = (0..5)
+        .map(|tag| tokio::spawn(lab.hold(tag).into_future()))
+        .collect();
+    for _ in 0..5 {
+        control.next_started().await;
+    }
+    relay.cut();
+    for call in within(PATIENCE, "calls failing after the cut", join_all(calls)).await {
+        match call.expect("task") {
+            Err(RpcError::ConnectionLost { method: "hold" }) => {}
+            other => panic!("expected ConnectionLost, got {other:?}"),
+        }
+    }
+    assert_eq!(client.pending_calls(), 0);
+    control.release(5);
+
+    // A call made now waits for the reconnection and succeeds.
+    let echoed = within(PATIENCE, "a call after the cut", lab.echo("back".into())).await;
+    assert_eq!(echoed.expect("echo after reconnection"), "back");
+    assert!(connection.is_connected());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_on_a_lost_server_is_redelivered_and_answered() {
+    let queue = TestQueue::new("server-loss");
+    let control = LabControl::default();
+    let relay = Relay::start().await;
+    let server_connection = rpc_runtime::Connection::builder(relay.url())
+        .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200))
+        .connect()
+        .await
+        .expect("connect through the relay");
+    let server = serve_lab(&server_connection, &queue, "s1", &control, 8).await;
+    let connection = connect("server-loss-client").await;
+    let client = Client::builder()
+        .timeout(LONG)
+        .build(&connection)
+        .await
+        .expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+
+    let call = tokio::spawn(lab.hold(1).into_future());
+    assert_eq!(control.next_started().await, 1);
+    relay.cut();
+    // The broker requeues the unacknowledged request; the server reconnects
+    // and gets it again.
+    assert_eq!(control.next_started().await, 1);
+    // Let both runs finish: the first one's reply cannot be published on its
+    // dead channel, so the caller gets exactly the second one's.
+    control.release(2);
+    let (name, redelivered) = within(PATIENCE, "the redelivered call", call)
+        .await
+        .expect("task")
+        .expect("answered after redelivery");
+    assert_eq!(name, "s1");
+    assert!(
+        redelivered,
+        "the handler sees that the request was redelivered"
+    );
+    assert_eq!(client.pending_calls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_closed_by_the_broker_is_replaced() {
+    let queue = TestQueue::new("broker-close");
+    let control = LabControl::default();
+    let server = serve_lab(
+        &connect("broker-close-server").await,
+        &queue,
+        "s1",
+        &control,
+        8,
+    )
+    .await;
+    let name = unique("broker-close-client");
+    let connection = connection_builder(&name).connect().await.expect("connect");
+    let client = Client::builder()
+        .timeout(LONG)
+        .build(&connection)
+        .await
+        .expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+
+    let call = tokio::spawn(lab.hold(1).into_future());
+    control.next_started().await;
+    assert_eq!(close_connections_named(&name).await, 1);
+    match within(PATIENCE, "the call in flight", call)
+        .await
+        .expect("task")
+    {
+        Err(RpcError::ConnectionLost { .. }) => {}
+        other => panic!("expected ConnectionLost, got {other:?}"),
+    }
+    control.release(1);
+    let sum = within(PATIENCE, "a call after the close", lab.add(20, 22)).await;
+    assert_eq!(sum.expect("add after reconnection"), 42);
+    assert_eq!(client.pending_calls(), 0);
+    server.shutdown().await;
+}

@@ -1,0 +1,106 @@
+//! Several servers on one queue, and graceful shutdown.
+
+use futures_util::future::join_all;
+use rpc_tests::{
+    LabControl, PATIENCE, TestQueue, connect, lab_client, raw::Raw, serve_lab, within,
+};
+use std::{collections::HashSet, future::IntoFuture};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_queue_both_take_work() {
+    let queue = TestQueue::new("two-servers");
+    let control = LabControl::default();
+    // Separate connections, as separate processes would have.
+    let first = serve_lab(&connect("two-servers-a").await, &queue, "a", &control, 1).await;
+    let second = serve_lab(&connect("two-servers-b").await, &queue, "b", &control, 1).await;
+    let connection = connect("two-servers-client").await;
+    let (client, lab) = lab_client(&connection, &queue).await;
+
+    // With a prefetch of 1 each, two calls held at once must be on different
+    // servers: both servers take work, at the same time.
+    let calls: Vec<_> = (0..2)
+        .map(|tag| tokio::spawn(lab.hold(tag).into_future()))
+        .collect();
+    let mut started = HashSet::new();
+    started.insert(control.next_started().await);
+    started.insert(control.next_started().await);
+    assert_eq!(started, HashSet::from([0, 1]));
+    control.release(2);
+    let names: HashSet<String> = within(PATIENCE, "held calls", join_all(calls))
+        .await
+        .into_iter()
+        .map(|result| result.expect("task").expect("call").0)
+        .collect();
+    assert_eq!(names, HashSet::from(["a".to_owned(), "b".to_owned()]));
+
+    // Many short calls spread over both.
+    let names: HashSet<String> = join_all((0..200).map(|_| lab.whoami().into_future()))
+        .await
+        .into_iter()
+        .map(|name| name.expect("whoami"))
+        .collect();
+    assert_eq!(names.len(), 2, "both servers answered: {names:?}");
+    assert_eq!(client.pending_calls(), 0);
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_the_calls_in_flight() {
+    let queue = TestQueue::new("shutdown");
+    let control = LabControl::default();
+    let stopping = serve_lab(
+        &connect("shutdown-a").await,
+        &queue,
+        "stopping",
+        &control,
+        4,
+    )
+    .await;
+    let connection = connect("shutdown-client").await;
+    let (client, lab) = lab_client(&connection, &queue).await;
+
+    let in_flight: Vec<_> = (0..3)
+        .map(|tag| tokio::spawn(lab.hold(tag).into_future()))
+        .collect();
+    for _ in 0..3 {
+        control.next_started().await;
+    }
+    assert_eq!(stopping.in_flight(), 3);
+    let shutdown = tokio::spawn(stopping.shutdown());
+    let raw = Raw::open().await.expect("raw connection");
+    raw.wait_consumers(&queue.name, 0).await;
+
+    // While it drains, new requests are left to other servers.
+    let other = LabControl::default();
+    let taking_over = serve_lab(
+        &connect("shutdown-b").await,
+        &queue,
+        "taking-over",
+        &other,
+        4,
+    )
+    .await;
+    assert_eq!(
+        within(PATIENCE, "a call during shutdown", lab.whoami())
+            .await
+            .expect("whoami"),
+        "taking-over"
+    );
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown waits for the calls in flight"
+    );
+
+    control.release(3);
+    for call in within(PATIENCE, "calls in flight", join_all(in_flight)).await {
+        let (name, redelivered) = call.expect("task").expect("in-flight call answered");
+        assert_eq!(name, "stopping");
+        assert!(!redelivered);
+    }
+    within(PATIENCE, "shutdown", shutdown)
+        .await
+        .expect("shutdown task");
+    assert_eq!(client.pending_calls(), 0);
+    taking_over.shutdown().await;
+}
