@@ -1,0 +1,16 @@
+use rpc_runtime::rpc_service;
+
+#[rpc_service]
+pub trait Repository<T>: Clone
+where
+    T: Clone,
+{
+    const LIMIT: usize;
+    type Item;
+    async fn get(&self, id: u64) -> u64;
+    async fn count(&self) -> u64 {
+        0
+    }
+}
+
+fn main() {}
