@@ -46,17 +46,17 @@ impl Fibonacci for IterativeFib {
 ///
 /// ```
 /// use rpc_examples::{fib, FibError};
+/// assert_eq!(fib(0), Ok(0));
+/// assert_eq!(fib(1), Ok(1));
 /// assert_eq!(fib(30), Ok(832040));
 /// assert_eq!(fib(93), Ok(12200160415121876738));
 /// assert_eq!(fib(94), Err(FibError::Overflow { n: 94 }));
 /// ```
 pub fn fib(n: u32) -> Result<u64, FibError> {
-    if n == 0 {
-        return Ok(0);
-    }
-    // (fib(i - 1), fib(i)), from i = 1 up to n.
-    let (mut previous, mut current) = (0u64, 1u64);
-    for _ in 1..n {
+    // (fib(i - 1), fib(i)), from fib(-1) = 1 and fib(0) = 0: the additions
+    // never go past fib(n), so fib(93) fits and fib(94) is the overflow.
+    let (mut previous, mut current) = (1u64, 0u64);
+    for _ in 0..n {
         let next = previous
             .checked_add(current)
             .ok_or(FibError::Overflow { n })?;
@@ -64,3 +64,8 @@ pub fn fib(n: u32) -> Result<u64, FibError> {
     }
     Ok(current)
 }
+
+/// The README's example, compiled as a doc test so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

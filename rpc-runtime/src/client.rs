@@ -603,7 +603,7 @@ impl Sessions {
     }
 
     async fn receive_replies(&self, mut consumer: lapin::Consumer) -> Ended {
-        loop {
+        let ended = loop {
             tokio::select! {
                 () = self.cancel.cancelled() => return Ended::Cancelled,
                 delivery = consumer.next() => match delivery {
@@ -611,17 +611,16 @@ impl Sessions {
                         let correlation_id = delivery.properties.correlation_id().as_ref();
                         self.pending.complete(correlation_id.map(ShortString::as_str), delivery.data);
                     }
-                    Some(Err(error)) => {
-                        warn!(%error, url = self.connection.url(), "the client's session ended");
-                        return Ended::Lost;
-                    }
-                    None => {
-                        warn!("the broker cancelled the client's reply consumer");
-                        return Ended::Lost;
-                    }
+                    Some(Err(error)) => break error.to_string(),
+                    None => break "the broker cancelled the reply consumer".to_owned(),
                 },
             }
+        };
+        if self.connection.is_closing() {
+            return Ended::Cancelled;
         }
+        warn!(reason = %ended, url = self.connection.url(), "the client's session ended; calls in flight fail");
+        Ended::Lost
     }
 }
 

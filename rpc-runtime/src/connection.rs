@@ -239,6 +239,12 @@ impl Connection {
         }
     }
 
+    /// Whether [`Connection::close`] was called: sessions ending now end
+    /// because of it, not because of a failure.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
     /// The URL, with its password redacted.
     pub(crate) fn url(&self) -> &str {
         &self.inner.url

@@ -24,11 +24,13 @@
 //!
 //! impl Fibonacci for Iterative {
 //!     async fn fib(&self, n: u32) -> Result<u64, Overflow> {
-//!         let (mut a, mut b) = (0u64, 1u64);
+//!         // (fib(i - 1), fib(i)), from fib(-1) = 1 and fib(0) = 0.
+//!         let (mut previous, mut current) = (1u64, 0u64);
 //!         for _ in 0..n {
-//!             (a, b) = (b, a.checked_add(b).ok_or(Overflow(n))?);
+//!             let next = previous.checked_add(current).ok_or(Overflow(n))?;
+//!             (previous, current) = (current, next);
 //!         }
-//!         Ok(a)
+//!         Ok(current)
 //!     }
 //! }
 //!

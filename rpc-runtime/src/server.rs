@@ -370,11 +370,15 @@ impl<S: Service> Serving<S> {
                         ));
                     }
                     Some(Err(error)) => {
-                        warn!(%error, queue = %self.config.queue, "lost the request consumer; its requests in flight will be redelivered");
+                        if !self.connection.is_closing() {
+                            warn!(%error, queue = %self.config.queue, "lost the request consumer; its requests in flight will be redelivered");
+                        }
                         return Ended::Lost;
                     }
                     None => {
-                        warn!(queue = %self.config.queue, "the broker cancelled the request consumer (was the queue deleted?)");
+                        if !self.connection.is_closing() {
+                            warn!(queue = %self.config.queue, "the broker cancelled the request consumer (was the queue deleted?)");
+                        }
                         return Ended::Lost;
                     }
                 },

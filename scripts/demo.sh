@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The Fibonacci demo: starts a RabbitMQ broker if none answers (see
+# ensure-broker.sh), runs fib_server, calls it with fib_client, stops the
+# server. Arguments are passed to fib_client (default: 0 1 10 30 93, then 94).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/ensure-broker.sh
+cargo build -q -p rpc-examples --bins
+
+log=$(mktemp)
+target/debug/fib_server >"$log" 2>&1 &
+server=$!
+stop_server() {
+    kill -INT "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    rm -f "$log"
+}
+trap stop_server EXIT
+
+for _ in $(seq 1 100); do
+    grep -q "Awaiting RPC requests" "$log" && break
+    if ! kill -0 "$server" 2>/dev/null; then
+        cat "$log" >&2
+        echo "error: fib_server exited" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+cat "$log"
+
+if [ $# -gt 0 ]; then
+    target/debug/fib_client "$@"
+else
+    target/debug/fib_client 0 1 10 30 93
+    echo "==> fib(94) overflows u64: the service answers with its application error, and fib_client exits non-zero"
+    if target/debug/fib_client 94; then
+        echo "error: fib(94) should have failed" >&2
+        exit 1
+    fi
+fi

@@ -1,0 +1,106 @@
+//! The examples of `docs/PROTOCOL.md`, checked byte for byte against a live
+//! server: requests published raw, as a client in another language would.
+
+use rpc_examples::{FibonacciServer, IterativeFib};
+use rpc_runtime::{Server, lapin::BasicProperties};
+use rpc_tests::{
+    LabControl, TestQueue, connect,
+    raw::{Raw, next_reply},
+    serve_lab,
+};
+
+/// Publishes `body` as a call of `method` and returns the reply's body.
+async fn call_raw(raw: &Raw, queue: &str, method: &str, body: &[u8]) -> Vec<u8> {
+    let (reply_queue, mut replies) = raw.reply_queue().await.expect("reply queue");
+    let properties = BasicProperties::default()
+        .with_type(method.into())
+        .with_correlation_id("doc-1".into())
+        .with_reply_to(reply_queue.as_str().into())
+        .with_content_type("application/msgpack".into())
+        .with_expiration("30000".into());
+    raw.publish(queue, body, properties).await.expect("publish");
+    let (properties, reply) = next_reply(&mut replies).await;
+    assert_eq!(
+        properties.correlation_id().as_ref().map(|id| id.as_str()),
+        Some("doc-1")
+    );
+    reply
+}
+
+fn hex(bytes: &str) -> Vec<u8> {
+    bytes
+        .split_whitespace()
+        .map(|byte| u8::from_str_radix(byte, 16).expect("hex"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_fibonacci_exchanges_are_exact() {
+    let queue = TestQueue::new("wire-fib");
+    let connection = connect("wire-fib").await;
+    let server = Server::builder()
+        .queue(&queue.name)
+        .serve(&connection, FibonacciServer::new(IterativeFib))
+        .await
+        .expect("serve");
+    let raw = Raw::open().await.expect("raw");
+
+    let ok = call_raw(&raw, &queue.name, "fib", &hex("91 1e")).await;
+    assert_eq!(ok, hex("81 a2 6f 6b ce 00 0c b2 28"), "{{\"ok\": 832040}}");
+
+    let err = call_raw(&raw, &queue.name, "fib", &[0x91, 94]).await;
+    assert_eq!(
+        err,
+        hex("81 a3 65 72 72 81 a8 4f 76 65 72 66 6c 6f 77 81 a1 6e 5e"),
+        "{{\"err\": {{\"Overflow\": {{\"n\": 94}}}}}}"
+    );
+
+    let fault = call_raw(&raw, &queue.name, "fibb", &hex("91 1e")).await;
+    let mut expected = Vec::new();
+    rmp::encode::write_map_len(&mut expected, 1).expect("encode");
+    rmp::encode::write_str(&mut expected, "fault").expect("encode");
+    rmp::encode::write_map_len(&mut expected, 2).expect("encode");
+    rmp::encode::write_str(&mut expected, "kind").expect("encode");
+    rmp::encode::write_str(&mut expected, "unknown_method").expect("encode");
+    rmp::encode::write_str(&mut expected, "message").expect("encode");
+    rmp::encode::write_str(&mut expected, "the service has no method `fibb`").expect("encode");
+    assert_eq!(fault, expected);
+    assert!(fault.starts_with(&hex(
+        "81 a5 66 61 75 6c 74 82 a4 6b 69 6e 64 ae 75 6e 6b 6e 6f 77 6e 5f 6d 65 74 68 6f 64 a7 6d 65 73 73 61 67 65"
+    )));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decoders_accept_the_documented_alternatives() {
+    let queue = TestQueue::new("wire-values");
+    let connection = connect("wire-values").await;
+    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 8).await;
+    let raw = Raw::open().await.expect("raw");
+
+    // describe({"Circle": {"radius": 2}}, [3, 4]): an integer for a float,
+    // and a struct as an array of its fields.
+    let mut body = hex("92 81 a6 43 69 72 63 6c 65 81 a6 72 61 64 69 75 73 02");
+    body.extend(hex("92 03 04"));
+    let reply = call_raw(&raw, &queue.name, "describe", &body).await;
+    let reply: std::collections::HashMap<String, String> =
+        rmp_serde::from_slice(&reply).expect("an ok reply with a string");
+    assert_eq!(reply["ok"], "Circle { radius: 2.0 } at (3, 4)");
+
+    // describe("Dot", {"x": 1, "y": 2}): a unit variant as a string.
+    let mut body = hex("92 a3 44 6f 74");
+    body.extend(hex("82 a1 78 01 a1 79 02"));
+    let reply = call_raw(&raw, &queue.name, "describe", &body).await;
+    let reply: std::collections::HashMap<String, String> =
+        rmp_serde::from_slice(&reply).expect("an ok reply with a string");
+    assert_eq!(reply["ok"], "Dot at (1, 2)");
+
+    // nothing(): [] in, {"ok": nil} out.
+    let reply = call_raw(&raw, &queue.name, "nothing", &hex("90")).await;
+    assert_eq!(reply, hex("81 a2 6f 6b c0"));
+
+    // add(300, -1): integers in any encoding that fits.
+    let reply = call_raw(&raw, &queue.name, "add", &hex("92 cd 01 2c ff")).await;
+    assert_eq!(reply, hex("81 a2 6f 6b cd 01 2b"));
+    server.shutdown().await;
+}
