@@ -118,8 +118,9 @@ pub enum RpcError {
     /// `expiration` set to the timeout, the broker drops it if it is still
     /// queued by then.
     #[error(
-        "no reply to `{method}` within {timeout:?}: the server may be overloaded, stopped or \
-         slower than the timeout (raise it with `.timeout(..)` on the call or the client)"
+        "no reply to `{method}` within {timeout:?}: no server took the request in time (is one \
+         running?), or it was slower than the timeout (raise it with `.timeout(..)` on the call \
+         or the client)"
     )]
     Timeout {
         /// The method called.

@@ -252,3 +252,38 @@ async fn default_queue_names_follow_the_documented_rule() {
     assert_eq!(LabClient::DEFAULT_QUEUE, "lab");
     assert_eq!(FibonacciClient::DEFAULT_QUEUE, "rpc_queue");
 }
+
+/// An application's own error type, wrapping the errors of the calls it makes.
+#[derive(Debug, thiserror::Error)]
+enum AppError {
+    #[error("the lab refused: {0}")]
+    Lab(#[from] CallError<LabError>),
+    #[error("the lab is unreachable: {0}")]
+    Rpc(#[from] RpcError),
+}
+
+async fn area_then_sum(lab: &LabClient, side: f64) -> Result<i64, AppError> {
+    let description = lab
+        .describe(Shape::Square(side), Point { x: 0, y: 0 })
+        .await?;
+    let sum = lab.add(description.len() as i64, 1).await?;
+    Ok(sum)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_kinds_of_errors_convert_with_the_question_mark() {
+    let queue = TestQueue::new("question-mark");
+    let connection = connect("question-mark").await;
+    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 8).await;
+    let (_, lab) = lab_client(&connection, &queue).await;
+
+    assert_eq!(
+        area_then_sum(&lab, 2.0).await.expect("fine"),
+        "Square(2.0) at (0, 0)".len() as i64 + 1
+    );
+    match area_then_sum(&lab, -1.0).await {
+        Err(AppError::Lab(CallError::App(LabError::NegativeSize(size)))) => assert_eq!(size, -1.0),
+        other => panic!("expected the lab's error, got {other:?}"),
+    }
+    server.shutdown().await;
+}

@@ -104,3 +104,77 @@ async fn graceful_shutdown_finishes_the_calls_in_flight() {
     assert_eq!(client.pending_calls(), 0);
     taking_over.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_runs_up_to_its_prefetch_at_once() {
+    let queue = TestQueue::new("prefetch");
+    let control = LabControl::default();
+    let connection = connect("prefetch").await;
+    let server = serve_lab(&connection, &queue, "s1", &control, 3).await;
+    let (client, lab) = lab_client(&connection, &queue).await;
+
+    let calls: Vec<_> = (0..5)
+        .map(|tag| tokio::spawn(lab.hold(tag).into_future()))
+        .collect();
+    for _ in 0..3 {
+        control.next_started().await;
+    }
+    // The other two wait in the queue, not in the server.
+    let raw = Raw::open().await.expect("raw connection");
+    within(PATIENCE, "two requests left in the queue", async {
+        while raw.message_count(&queue.name).await.expect("count") != 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(server.in_flight(), 3);
+
+    control.release(5);
+    for call in within(PATIENCE, "all calls", join_all(calls)).await {
+        call.expect("task").expect("call");
+    }
+    assert_eq!(client.pending_calls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_request_queue_works() {
+    let queue = TestQueue::new("quorum");
+    let connection = connect("quorum").await;
+    let server = rpc_runtime::Server::builder()
+        .queue(&queue.name)
+        .queue_type(rpc_runtime::QueueType::Quorum)
+        .serve(
+            &connection,
+            rpc_tests::LabServer::new(rpc_tests::LabImpl {
+                name: "q".into(),
+                control: LabControl::default(),
+            }),
+        )
+        .await
+        .expect("serve on a quorum queue");
+    let (_, lab) = lab_client(&connection, &queue).await;
+    assert_eq!(lab.add(1, 1).await.expect("add"), 2);
+    server.shutdown().await;
+
+    // Serving the same name as a classic queue is refused with a clear error.
+    let refused = rpc_runtime::Server::builder()
+        .queue(&queue.name)
+        .serve(
+            &connection,
+            rpc_tests::LabServer::new(rpc_tests::LabImpl {
+                name: "c".into(),
+                control: LabControl::default(),
+            }),
+        )
+        .await
+        .expect_err("a queue of another type");
+    assert!(
+        matches!(&refused, rpc_runtime::ServeError::Setup { queue: name, .. } if *name == queue.name),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().contains("PRECONDITION_FAILED"),
+        "{refused}"
+    );
+}

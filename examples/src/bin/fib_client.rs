@@ -1,12 +1,14 @@
 //! Calls the Fibonacci service for each N on the command line and prints one
-//! line per call: `fib(30) = 832040`.
+//! line per call: `fib(30) = 832040` on stdout, or `fib(94) failed: ...` on
+//! stderr.
 //!
 //! ```text
 //! cargo run -p rpc-examples --bin fib_client -- 30 93 94
 //! ```
 //!
-//! Exits with status 1 after printing the failures, if any call failed, and
-//! with status 2 on bad usage.
+//! Exits with status 1 if any call failed (at the first failure that is not
+//! the service's own error, such as no server listening), and with status 2
+//! on bad usage.
 
 use anyhow::Context;
 use rpc_examples::{FibonacciClient, amqp_url};
@@ -46,16 +48,19 @@ async fn main() -> anyhow::Result<ExitCode> {
 
     let mut failed = false;
     for n in numbers {
-        println!(" [x] Requesting fib({n})");
         match client.fib(n).await {
-            Ok(value) => println!(" [.] fib({n}) = {value}"),
+            Ok(value) => println!("fib({n}) = {value}"),
+            // The service's own answer: report it and go on.
             Err(CallError::App(error)) => {
                 failed = true;
-                println!(" [.] fib({n}) failed: {error}");
+                eprintln!("fib({n}) failed: {error}");
             }
+            // The call itself failed (no server, timeout, ...): the next
+            // ones would too.
             Err(CallError::Rpc(error)) => {
-                failed = true;
                 eprintln!("error: fib({n}): {error}");
+                connection.close().await;
+                return Ok(ExitCode::FAILURE);
             }
         }
     }
