@@ -23,7 +23,7 @@ use lapin::{
     },
     types::{FieldTable, ShortString},
 };
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 use tokio::{
     sync::{mpsc, watch},
     time::Instant,
@@ -245,55 +245,76 @@ impl Client {
         }
     }
 
-    /// Runs one call: publishes its request and waits for the reply body.
-    pub(crate) async fn call(&self, spec: CallSpec<'_>) -> Result<Vec<u8>, RpcError> {
-        let method = spec.method;
+    /// Runs `attempt` on the current session until it is done, moving on to
+    /// the next session whenever the request could not be sent, and waiting
+    /// for a session for no longer than the call's timeout.
+    async fn on_sessions<T, F: Future<Output = Attempt<T>>>(
+        &self,
+        spec: &CallSpec<'_>,
+        mut attempt: impl FnMut(Arc<Session>, Deadline) -> F,
+    ) -> Result<T, RpcError> {
         let timeout = spec.timeout.unwrap_or(self.inner.config.timeout);
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline {
+            at: Instant::now() + timeout,
+            timeout,
+        };
         let mut broken = 0;
         loop {
-            let session = match self.session(broken, deadline).await {
+            let session = match self.session(broken, deadline.at).await {
                 Ok(session) => session,
                 Err(Waited::Closed) => return Err(RpcError::Closed),
-                Err(Waited::TimedOut) => return Err(RpcError::NotConnected { method }),
+                Err(Waited::TimedOut) => {
+                    return Err(RpcError::NotConnected {
+                        method: spec.method,
+                    });
+                }
             };
-            match self.call_on(&session, &spec, deadline, timeout).await {
-                Attempt::Done(result) => return result,
-                // The request was not sent: try again on the next session.
-                Attempt::NotSent => broken = session.id,
+            broken = session.id;
+            if let Attempt::Done(result) = attempt(session, deadline).await {
+                return result;
             }
         }
+    }
+
+    /// Runs one call: publishes its request and waits for the reply body.
+    pub(crate) async fn call(&self, spec: CallSpec<'_>) -> Result<Vec<u8>, RpcError> {
+        let spec = &spec;
+        self.on_sessions(spec, |session, deadline| async move {
+            self.call_on(&session, spec, deadline).await
+        })
+        .await
+    }
+
+    /// Runs one call without a reply: publishes its request and waits for the
+    /// broker to take it.
+    pub(crate) async fn send_one_way(&self, spec: CallSpec<'_>) -> Result<(), RpcError> {
+        let spec = &spec;
+        self.on_sessions(spec, |session, deadline| async move {
+            self.send_on(&session, spec, deadline).await
+        })
+        .await
     }
 
     async fn call_on(
         &self,
         session: &Session,
         spec: &CallSpec<'_>,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Attempt {
+        deadline: Deadline,
+    ) -> Attempt<Vec<u8>> {
         let method = spec.method;
         let Some(mut call) = self.inner.pending.register(session.id) else {
             return Attempt::NotSent;
         };
-        let properties = request_properties(method, deadline)
+        let properties = request_properties(method)
+            .with_expiration(deadline.expiration_ms().into())
             .with_correlation_id(call.correlation_id().into())
             .with_reply_to(session.reply_to.clone());
-        let confirm = match tokio::time::timeout_at(
-            deadline,
-            session.publish(spec.queue, spec.body, properties),
-        )
-        .await
-        {
-            Err(_) => return Attempt::Done(Err(RpcError::Timeout { method, timeout })),
-            Ok(Err(error)) => {
-                debug!(%error, method, "publishing the request failed; retrying on the next session");
-                return Attempt::NotSent;
-            }
-            Ok(Ok(confirm)) => confirm,
+        let confirm = match session.publish(spec, properties, deadline).await {
+            Ok(confirm) => confirm,
+            Err(not_published) => return not_published,
         };
         let mut confirm = LeftoverConfirm::new(confirm, session);
-        let sleep = tokio::time::sleep_until(deadline);
+        let sleep = tokio::time::sleep_until(deadline.at);
         tokio::pin!(sleep);
         loop {
             tokio::select! {
@@ -306,50 +327,31 @@ impl Client {
                         return Attempt::Done(Err(error));
                     }
                 }
-                () = &mut sleep => return Attempt::Done(Err(RpcError::Timeout { method, timeout })),
+                () = &mut sleep => return Attempt::Done(Err(deadline.passed(method))),
             }
         }
     }
 
-    /// Runs one call without a reply: publishes its request and waits for the
-    /// broker to take it.
-    pub(crate) async fn send_one_way(&self, spec: CallSpec<'_>) -> Result<(), RpcError> {
-        let method = spec.method;
-        let timeout = spec.timeout.unwrap_or(self.inner.config.timeout);
-        let deadline = Instant::now() + timeout;
-        let mut broken = 0;
-        loop {
-            let session = match self.session(broken, deadline).await {
-                Ok(session) => session,
-                Err(Waited::Closed) => return Err(RpcError::Closed),
-                Err(Waited::TimedOut) => return Err(RpcError::NotConnected { method }),
-            };
-            // A one-way request has no caller waiting to expire with, unless
-            // the call set its own timeout.
-            let mut properties = BasicProperties::default()
-                .with_content_type(CONTENT_TYPE.into())
-                .with_type(method.into());
-            if spec.timeout.is_some() {
-                properties = properties.with_expiration(expiration_ms(deadline).into());
-            }
-            let published = tokio::time::timeout_at(
-                deadline,
-                session.publish(spec.queue, spec.body, properties),
-            )
-            .await;
-            let confirm = match published {
-                Err(_) => return Err(RpcError::Timeout { method, timeout }),
-                Ok(Err(_)) => {
-                    broken = session.id;
-                    continue;
-                }
-                Ok(Ok(confirm)) => confirm,
-            };
-            return match tokio::time::timeout_at(deadline, confirm).await {
-                Err(_) => Err(RpcError::Timeout { method, timeout }),
-                Ok(confirmation) => check_confirmation(confirmation, &spec),
-            };
+    async fn send_on(
+        &self,
+        session: &Session,
+        spec: &CallSpec<'_>,
+        deadline: Deadline,
+    ) -> Attempt<()> {
+        let mut properties = request_properties(spec.method);
+        // A one-way request has no caller waiting to expire with, unless the
+        // call set its own timeout.
+        if spec.timeout.is_some() {
+            properties = properties.with_expiration(deadline.expiration_ms().into());
         }
+        let confirm = match session.publish(spec, properties, deadline).await {
+            Ok(confirm) => confirm,
+            Err(not_published) => return not_published,
+        };
+        Attempt::Done(match tokio::time::timeout_at(deadline.at, confirm).await {
+            Err(_) => Err(deadline.passed(spec.method)),
+            Ok(confirmation) => check_confirmation(confirmation, spec),
+        })
     }
 }
 
@@ -369,23 +371,41 @@ enum Waited {
     TimedOut,
 }
 
-enum Attempt {
-    Done(Result<Vec<u8>, RpcError>),
+/// How one attempt at a call on one session ended.
+enum Attempt<T> {
+    Done(Result<T, RpcError>),
+    /// The request was not sent: try again on the next session.
     NotSent,
 }
 
-fn expiration_ms(deadline: Instant) -> String {
-    // At least 1 ms: an expiration of 0 would make the broker drop the
-    // request unless a consumer is ready for it that very moment.
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    remaining.as_millis().max(1).to_string()
+/// When a call gives up.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    timeout: Duration,
 }
 
-fn request_properties(method: &'static str, deadline: Instant) -> BasicProperties {
+impl Deadline {
+    /// The time left, as a request's `expiration`: at least 1 ms, since an
+    /// expiration of 0 would make the broker drop the request unless a
+    /// consumer is ready for it that very moment.
+    fn expiration_ms(&self) -> String {
+        let remaining = self.at.saturating_duration_since(Instant::now());
+        remaining.as_millis().max(1).to_string()
+    }
+
+    fn passed(&self, method: &'static str) -> RpcError {
+        RpcError::Timeout {
+            method,
+            timeout: self.timeout,
+        }
+    }
+}
+
+fn request_properties(method: &'static str) -> BasicProperties {
     BasicProperties::default()
         .with_content_type(CONTENT_TYPE.into())
         .with_type(method.into())
-        .with_expiration(expiration_ms(deadline).into())
 }
 
 /// Turns the broker's confirmation of a request into the call's fate.
@@ -412,24 +432,32 @@ fn check_confirmation(
 }
 
 impl Session {
-    async fn publish(
+    /// Publishes a request, `mandatory` so that the broker returns it if no
+    /// queue takes it.
+    async fn publish<T>(
         &self,
-        queue: &str,
-        body: &[u8],
+        spec: &CallSpec<'_>,
         properties: BasicProperties,
-    ) -> lapin::Result<PublisherConfirm> {
-        self.channel
-            .basic_publish(
-                ShortString::default(),
-                queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
-                body,
-                properties,
-            )
-            .await
+        deadline: Deadline,
+    ) -> Result<PublisherConfirm, Attempt<T>> {
+        let published = self.channel.basic_publish(
+            ShortString::default(),
+            spec.queue.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                immediate: false,
+            },
+            spec.body,
+            properties,
+        );
+        match tokio::time::timeout_at(deadline.at, published).await {
+            Ok(Ok(confirm)) => Ok(confirm),
+            Ok(Err(error)) => {
+                debug!(%error, method = spec.method, "publishing the request failed; retrying on the next session");
+                Err(Attempt::NotSent)
+            }
+            Err(_) => Err(Attempt::Done(Err(deadline.passed(spec.method)))),
+        }
     }
 }
 
@@ -567,24 +595,15 @@ impl Sessions {
             // A session can end with its connection (then wait for the next
             // one) or alone, its channel closed by the broker (then retry on
             // the same connection, backing off if that keeps failing).
-            let next = if live.is_open() {
-                if failures > 0 {
-                    let delay = Duration::from_millis(100 << failures.min(6));
-                    tokio::select! {
-                        () = self.cancel.cancelled() => break,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                }
-                Ok(live.clone())
-            } else {
-                tokio::select! {
-                    () = self.cancel.cancelled() => break,
-                    next = self.connection.live_newer_than(live.generation) => next,
-                }
-            };
-            live = match next {
-                Ok(next) => next,
-                Err(_) => break,
+            // A session ends with its connection, or alone (its channel
+            // closed by the broker): set the next one up accordingly.
+            live = match self
+                .connection
+                .live_for_next_session(&live, failures, &self.cancel)
+                .await
+            {
+                Some(next) => next,
+                None => break,
             };
             match open_session(&live, &self.config, last_id + 1).await {
                 Ok((current, consumer)) => {

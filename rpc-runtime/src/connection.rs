@@ -239,6 +239,33 @@ impl Connection {
         }
     }
 
+    /// The AMQP connection to set a client's or server's next session up
+    /// on, after its session on `current` ended: `current` itself if it is
+    /// still open (only the channel was lost; after `failures` failed set-ups
+    /// in a row, wait a little longer each time), or else the next
+    /// connection the supervisor makes. `None` once closed or `stop` fires.
+    pub(crate) async fn live_for_next_session(
+        &self,
+        current: &Live,
+        failures: u32,
+        stop: &CancellationToken,
+    ) -> Option<Live> {
+        if current.is_open() {
+            if failures > 0 {
+                let delay = Duration::from_millis(100 << failures.min(6));
+                tokio::select! {
+                    () = stop.cancelled() => return None,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+            return Some(current.clone());
+        }
+        tokio::select! {
+            () = stop.cancelled() => None,
+            next = self.live_newer_than(current.generation) => next.ok(),
+        }
+    }
+
     /// Whether [`Connection::close`] was called: sessions ending now end
     /// because of it, not because of a failure.
     pub(crate) fn is_closing(&self) -> bool {

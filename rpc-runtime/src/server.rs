@@ -320,24 +320,15 @@ impl<S: Service> Serving<S> {
                     Ended::Lost => {}
                 }
             }
-            let next = if live.is_open() {
-                if failures > 0 {
-                    let delay = Duration::from_millis(100 << failures.min(6));
-                    tokio::select! {
-                        () = self.shutdown.cancelled() => break,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                }
-                Ok(live.clone())
-            } else {
-                tokio::select! {
-                    () = self.shutdown.cancelled() => break,
-                    next = self.connection.live_newer_than(live.generation) => next,
-                }
-            };
-            live = match next {
-                Ok(next) => next,
-                Err(_) => break,
+            // A session ends with its connection, or alone (its channel
+            // closed by the broker): set the next one up accordingly.
+            live = match self
+                .connection
+                .live_for_next_session(&live, failures, &self.shutdown)
+                .await
+            {
+                Some(next) => next,
+                None => break,
             };
             match Session::open(&live, &self.config).await {
                 Ok(next) => {

@@ -6,6 +6,7 @@ use rpc_runtime::lapin::uri::AMQPUri;
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 use tokio::{net::TcpStream, task::JoinHandle};
 
@@ -54,6 +55,15 @@ impl Relay {
             "amqp://{}:{}@{}/{}",
             info.username, info.password, self.addr, vhost
         )
+    }
+
+    /// Connects through the relay, reconnecting quickly after a cut.
+    pub async fn connect(&self) -> rpc_runtime::Connection {
+        rpc_runtime::Connection::builder(self.url())
+            .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200))
+            .connect()
+            .await
+            .expect("connect through the relay")
     }
 
     /// Cuts every connection through the relay; new ones still get through.

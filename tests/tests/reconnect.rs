@@ -25,11 +25,7 @@ async fn calls_in_flight_fail_at_once_when_the_client_loses_its_connection() {
     )
     .await;
     let relay = Relay::start().await;
-    let connection = rpc_runtime::Connection::builder(relay.url())
-        .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200))
-        .connect()
-        .await
-        .expect("connect through the relay");
+    let connection = relay.connect().await;
     let client = Client::builder()
         .timeout(LONG)
         .build(&connection)
@@ -65,11 +61,7 @@ async fn a_request_in_flight_on_a_lost_server_is_redelivered_and_answered() {
     let queue = TestQueue::new("server-loss");
     let control = LabControl::default();
     let relay = Relay::start().await;
-    let server_connection = rpc_runtime::Connection::builder(relay.url())
-        .reconnect_delay(Duration::from_millis(20), Duration::from_millis(200))
-        .connect()
-        .await
-        .expect("connect through the relay");
+    let server_connection = relay.connect().await;
     let server = serve_lab(&server_connection, &queue, "s1", &control, 8).await;
     let connection = connect("server-loss-client").await;
     let client = Client::builder()
