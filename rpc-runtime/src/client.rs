@@ -9,6 +9,7 @@
 //! session is set up as soon as the connection is back.
 
 use crate::{
+    admission::DEFAULT_MAX_REQUEST_SIZE,
     call::CallSpec,
     connection::{Connection, Live},
     error::{ConnectError, RpcError},
@@ -68,6 +69,7 @@ pub struct ClientBuilder {
     timeout: Duration,
     reply_to: ReplyTo,
     publisher_confirms: bool,
+    max_request_size: usize,
 }
 
 impl Default for ClientBuilder {
@@ -76,6 +78,7 @@ impl Default for ClientBuilder {
             timeout: DEFAULT_TIMEOUT,
             reply_to: ReplyTo::default(),
             publisher_confirms: true,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
         }
     }
 }
@@ -105,6 +108,14 @@ impl ClientBuilder {
         self
     }
 
+    /// The largest request body the client sends, in bytes (default:
+    /// [`DEFAULT_MAX_REQUEST_SIZE`], 4 MiB, the servers' default limit).
+    /// Larger calls fail at once with [`RpcError::RequestTooLarge`].
+    pub fn max_request_size(mut self, bytes: usize) -> Self {
+        self.max_request_size = bytes;
+        self
+    }
+
     /// Creates the client and sets up its first session on `connection`.
     pub async fn build(self, connection: &Connection) -> Result<Client, ConnectError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -114,6 +125,7 @@ impl ClientBuilder {
             timeout: self.timeout,
             reply_to: self.reply_to,
             publisher_confirms: self.publisher_confirms,
+            max_request_size: self.max_request_size,
         });
         let live = connection.live().await?;
         let (session, consumer) =
@@ -180,6 +192,7 @@ struct Config {
     timeout: Duration,
     reply_to: ReplyTo,
     publisher_confirms: bool,
+    max_request_size: usize,
 }
 
 #[derive(Clone)]
@@ -253,6 +266,14 @@ impl Client {
         spec: &CallSpec<'_>,
         mut attempt: impl FnMut(Arc<Session>, Deadline) -> F,
     ) -> Result<T, RpcError> {
+        let limit = self.inner.config.max_request_size;
+        if spec.body.len() > limit {
+            return Err(RpcError::RequestTooLarge {
+                method: spec.method,
+                size: spec.body.len(),
+                limit,
+            });
+        }
         let timeout = spec.timeout.unwrap_or(self.inner.config.timeout);
         let deadline = Deadline {
             at: Instant::now() + timeout,

@@ -66,6 +66,11 @@ pub enum FaultKind {
     BadRequest,
     /// `handler_panicked`: the method panicked; the server keeps serving.
     HandlerPanicked,
+    /// `unsupported_content_type`: the request's `content_type` is not
+    /// MessagePack, or it has a `content_encoding`.
+    UnsupportedContentType,
+    /// `request_too_large`: the body is larger than the server accepts.
+    RequestTooLarge,
     /// `internal`: the server failed for another reason, for example it could
     /// not encode the method's result.
     Internal,
@@ -84,6 +89,8 @@ impl FaultKind {
             FaultKind::UnknownMethod => "unknown_method",
             FaultKind::BadRequest => "bad_request",
             FaultKind::HandlerPanicked => "handler_panicked",
+            FaultKind::UnsupportedContentType => "unsupported_content_type",
+            FaultKind::RequestTooLarge => "request_too_large",
             FaultKind::Internal => "internal",
             FaultKind::Other(kind) => kind,
         }
@@ -94,6 +101,8 @@ impl FaultKind {
             "unknown_method" => FaultKind::UnknownMethod,
             "bad_request" => FaultKind::BadRequest,
             "handler_panicked" => FaultKind::HandlerPanicked,
+            "unsupported_content_type" => FaultKind::UnsupportedContentType,
+            "request_too_large" => FaultKind::RequestTooLarge,
             "internal" => FaultKind::Internal,
             other => FaultKind::Other(other.to_owned()),
         }
@@ -186,6 +195,21 @@ pub enum RpcError {
         method: &'static str,
         /// What the serializer reported.
         message: String,
+    },
+
+    /// The request body is larger than the client's maximum request size;
+    /// the request was not sent.
+    #[error(
+        "the request to `{method}` has {size} bytes, over the limit of {limit}: send less, or \
+         raise the limit on the client and the server (`max_request_size`)"
+    )]
+    RequestTooLarge {
+        /// The method called.
+        method: &'static str,
+        /// The size of the encoded arguments.
+        size: usize,
+        /// The client's limit.
+        limit: usize,
     },
 
     /// The reply could not be decoded: the server probably runs a different

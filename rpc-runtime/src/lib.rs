@@ -53,6 +53,7 @@
 #![warn(missing_docs, clippy::unwrap_used)]
 
 pub mod ack_policy;
+pub mod admission;
 mod call;
 mod client;
 mod connection;
@@ -62,6 +63,7 @@ pub mod protocol;
 mod server;
 mod service;
 
+pub use admission::{DEFAULT_MAX_REQUEST_SIZE, ReplyToPolicy};
 pub use call::{Call, Fallible, Plain, Returns};
 pub use client::{Client, ClientBuilder, DEFAULT_TIMEOUT, ReplyTo};
 pub use connection::{Connection, ConnectionBuilder, redact_url};

@@ -10,6 +10,7 @@
 
 use crate::{
     ack_policy::Disposition,
+    admission::{Admission, DEFAULT_MAX_REQUEST_SIZE, ReplyToPolicy, Rules},
     connection::{Connection, Live},
     error::{Fault, FaultKind, ServeError},
     protocol::{CONTENT_TYPE, encode_fault},
@@ -101,6 +102,7 @@ pub struct ServerBuilder {
     prefetch: u16,
     queue_type: QueueType,
     shutdown_grace: Duration,
+    rules: Rules,
 }
 
 impl Default for ServerBuilder {
@@ -110,6 +112,10 @@ impl Default for ServerBuilder {
             prefetch: DEFAULT_PREFETCH,
             queue_type: QueueType::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            rules: Rules {
+                reply_to: ReplyToPolicy::default(),
+                max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            },
         }
     }
 }
@@ -143,6 +149,21 @@ impl ServerBuilder {
         self
     }
 
+    /// Which `reply_to` addresses the server replies to (default: direct
+    /// reply-to and this framework's reply queues; see [`ReplyToPolicy`]).
+    pub fn reply_to_policy(mut self, policy: ReplyToPolicy) -> Self {
+        self.rules.reply_to = policy;
+        self
+    }
+
+    /// The largest request body the server accepts, in bytes (default:
+    /// [`DEFAULT_MAX_REQUEST_SIZE`], 4 MiB). Larger requests get a
+    /// `request_too_large` fault without being decoded.
+    pub fn max_request_size(mut self, bytes: usize) -> Self {
+        self.rules.max_request_size = bytes;
+        self
+    }
+
     /// Declares the request queue, starts consuming it, and returns a handle
     /// to the running server. Fails if the broker refuses the queue (for
     /// example, it exists with other settings).
@@ -172,6 +193,7 @@ impl ServerBuilder {
             service: Arc::new(service),
             connection: connection.clone(),
             config: config.clone(),
+            rules: Arc::new(self.rules),
             shutdown: shutdown.clone(),
             in_flight: in_flight.clone(),
         };
@@ -295,6 +317,7 @@ struct Serving<S> {
     service: Arc<S>,
     connection: Connection,
     config: Arc<Config>,
+    rules: Arc<Rules>,
     shutdown: CancellationToken,
     in_flight: Arc<AtomicUsize>,
 }
@@ -357,6 +380,7 @@ impl<S: Service> Serving<S> {
                             self.service.clone(),
                             session.channel.clone(),
                             delivery,
+                            self.rules.clone(),
                             InFlight::enter(&self.in_flight),
                         ));
                     }
@@ -428,34 +452,42 @@ impl Drop for InFlight {
     }
 }
 
-/// Handles one request: runs the method, publishes the reply, settles the
-/// request (see [`ack_policy`](crate::ack_policy)).
+/// Handles one request: checks it (see [`admission`](crate::admission)),
+/// runs its method, publishes the reply, and settles the request (see
+/// [`ack_policy`](crate::ack_policy)).
 async fn handle<S: Service>(
     service: Arc<S>,
     channel: Channel,
     delivery: Delivery,
+    rules: Arc<Rules>,
     _in_flight: InFlight,
 ) {
     let properties = &delivery.properties;
-    let outcome = match properties.kind() {
-        None => Err(Fault::new(
-            FaultKind::UnknownMethod,
-            "the request has no `type` property naming the method".to_owned(),
-        )),
-        Some(method) => {
+    let outcome = match rules.admit(properties, delivery.data.len()) {
+        Admission::Refuse { reply_to } => {
+            warn!(
+                reply_to,
+                "refusing a request whose reply_to is not an allowed reply address (see \
+                 ReplyToPolicy); it is rejected without running"
+            );
+            Disposition::Reject.apply(&delivery.acker).await;
+            return;
+        }
+        Admission::Fault(fault) => Err(fault),
+        Admission::Run { method } => {
             let context = RequestContext {
-                method: method.to_string(),
+                method: method.to_owned(),
                 correlation_id: properties
                     .correlation_id()
                     .as_ref()
                     .map(ToString::to_string),
                 redelivered: delivery.redelivered,
             };
-            let run = context.scope(service.dispatch(method.as_str(), &delivery.data));
+            let run = context.scope(service.dispatch(method, &delivery.data));
             AssertUnwindSafe(run)
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|panic| Err(panicked(method.as_str(), panic)))
+                .unwrap_or_else(|panic| Err(panicked(method, panic)))
         }
     };
     if let Some(reply_to) = properties.reply_to() {

@@ -48,13 +48,15 @@ impl Raw {
         Ok(())
     }
 
-    /// Declares an exclusive, server-named queue to receive replies on, and
-    /// consumes it.
+    /// Declares an exclusive queue to receive replies on, named like the
+    /// reply queues servers reply to by default (`rpc-reply.`), and consumes
+    /// it.
     pub async fn reply_queue(&self) -> lapin::Result<(String, Consumer)> {
+        let name = format!("rpc-reply.raw.{}", uuid::Uuid::new_v4().simple());
         let queue = self
             .channel
             .queue_declare(
-                "".into(),
+                name.as_str().into(),
                 QueueDeclareOptions {
                     exclusive: true,
                     auto_delete: true,
