@@ -7,7 +7,7 @@
 //! `#![no_implicit_prelude]`).
 
 use crate::ast::{Method, Output, Service};
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::{Ident, LitStr, ext::IdentExt, spanned::Spanned};
 
@@ -144,9 +144,11 @@ impl<'a> ServiceGenerator<'a> {
         let pushes = method.args.iter().map(|arg| {
             let ident = arg.ident;
             let arg_name = name_literal(ident);
-            // Spanned on the type, so that a type without `Serialize` is
-            // reported there.
-            quote_spanned!(arg.ty.span()=> __rpc_args.arg(#arg_name, &#ident);)
+            // Located on the type, so that a type without `Serialize` is
+            // reported there, but resolved at the call site like the local
+            // it uses (the type may come from another macro's expansion).
+            let span = Span::call_site().located_at(arg.ty.span());
+            quote_spanned!(span=> __rpc_args.arg(#arg_name, &#ident);)
         });
         let returns = match &method.output {
             Output::Unit => quote!(::rpc_runtime::Plain<()>),
@@ -224,9 +226,10 @@ impl<'a> ServiceGenerator<'a> {
             const _: () = {
                 #(#handlers)*
 
-                impl<S> ::rpc_runtime::Service for #server<S>
+                // Not `S`: the trait itself may be named `S`.
+                impl<__RpcImpl> ::rpc_runtime::Service for #server<__RpcImpl>
                 where
-                    S: #trait_ident + ::core::marker::Send + ::core::marker::Sync + 'static,
+                    __RpcImpl: #trait_ident + ::core::marker::Send + ::core::marker::Sync + 'static,
                 {
                     const NAME: &'static str = #trait_name;
                     const DEFAULT_QUEUE: &'static str = #queue;
@@ -266,9 +269,10 @@ impl<'a> ServiceGenerator<'a> {
         let decodes = method.args.iter().map(|arg| {
             let (ident, ty) = (arg.ident, arg.ty);
             let arg_name = name_literal(ident);
-            // Spanned on the type, so that a type without `Deserialize` is
-            // reported there.
-            quote_spanned!(ty.span()=> let #ident: #ty = __rpc_args.arg(#arg_name)?;)
+            // Located on the type, so that a type without `Deserialize` is
+            // reported there (see `client_method`).
+            let span = Span::call_site().located_at(ty.span());
+            quote_spanned!(span=> let #ident: #ty = __rpc_args.arg(#arg_name)?;)
         });
         let encode = match &method.output {
             Output::Result { .. } => quote!(::rpc_runtime::__private::encode_result(&__rpc_value)),

@@ -2,16 +2,17 @@
 
 use crate::ast::{Errors, Method, Output, Service};
 use std::collections::HashSet;
-use syn::{FnArg, ReceiverKind, Safety, Type};
+use syn::{FnArg, ReceiverKind, Safety, Type, ext::IdentExt};
 
-/// Names the generated client defines itself, which methods cannot take.
-const CLIENT_ITEMS: &[&str] = &["new", "with_queue", "DEFAULT_QUEUE"];
+/// Names the generated client defines itself, which methods cannot take;
+/// `clone` would shadow the client's `Clone::clone`.
+const CLIENT_ITEMS: &[&str] = &["new", "with_queue", "DEFAULT_QUEUE", "clone"];
 
 /// The prefix of the names generated code uses for its own locals.
 const RESERVED_PREFIX: &str = "__rpc";
 
-/// The longest queue name AMQP allows (a short string).
-const MAX_QUEUE_NAME: usize = 255;
+/// The longest queue or method name AMQP allows (a short string).
+const MAX_NAME: usize = 255;
 
 pub(crate) fn check(service: &Service<'_>, errors: &Errors) {
     check_trait(service, errors);
@@ -60,7 +61,7 @@ fn check_queue(service: &Service<'_>, errors: &Errors) {
     let name = &service.queue.name;
     if name.is_empty() {
         errors.spanned(literal, "the queue name cannot be empty");
-    } else if name.len() > MAX_QUEUE_NAME {
+    } else if name.len() > MAX_NAME {
         errors.spanned(literal, "AMQP queue names are at most 255 bytes long");
     } else if name.starts_with("amq.") {
         errors.spanned(
@@ -135,7 +136,7 @@ fn check_signature(method: &Method<'_>, errors: &Errors) {
 
 fn check_names(method: &Method<'_>, seen: &mut HashSet<String>, errors: &Errors) {
     let ident = method.ident();
-    let name = ident.to_string();
+    let name = ident.unraw().to_string();
     if CLIENT_ITEMS.contains(&name.as_str()) {
         errors.spanned(
             ident,
@@ -151,11 +152,17 @@ fn check_names(method: &Method<'_>, seen: &mut HashSet<String>, errors: &Errors)
             format!("names starting with `{RESERVED_PREFIX}` are reserved for generated code"),
         );
     }
+    if name.len() > MAX_NAME {
+        errors.spanned(
+            ident,
+            "AMQP carries the method name in a short string: 255 bytes at most",
+        );
+    }
     if !seen.insert(name.clone()) {
         errors.spanned(ident, format!("a method named `{name}` is already defined"));
     }
     for arg in &method.args {
-        if arg.ident.to_string().starts_with(RESERVED_PREFIX) {
+        if arg.ident.unraw().to_string().starts_with(RESERVED_PREFIX) {
             errors.spanned(
                 arg.ident,
                 format!("names starting with `{RESERVED_PREFIX}` are reserved for generated code"),

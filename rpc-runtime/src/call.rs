@@ -48,7 +48,7 @@ pub struct Call<R> {
 pub(crate) struct CallSpec<'a> {
     pub(crate) queue: &'a str,
     pub(crate) method: &'static str,
-    pub(crate) body: &'a [u8],
+    pub(crate) body: Arc<Vec<u8>>,
     pub(crate) timeout: Option<Duration>,
 }
 
@@ -90,7 +90,7 @@ impl<R> Call<R> {
             .send_one_way(CallSpec {
                 queue: &self.queue,
                 method: self.method,
-                body: &body,
+                body: Arc::new(body),
                 timeout: self.timeout,
             })
             .await
@@ -128,7 +128,7 @@ impl<R: Returns> IntoFuture for Call<R> {
                 .call(CallSpec {
                     queue: &self.queue,
                     method,
-                    body: &body,
+                    body: Arc::new(body),
                     timeout: self.timeout,
                 })
                 .await;

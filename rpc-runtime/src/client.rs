@@ -13,20 +13,19 @@ use crate::{
     call::CallSpec,
     connection::{Connection, Live},
     error::{ConnectError, RpcError},
-    pending::{Pending, SessionEnded},
-    protocol::{CONTENT_TYPE, DIRECT_REPLY_TO, REPLY_QUEUE_PREFIX},
+    pending::{Pending, Unanswered},
+    protocol::{CONTENT_TYPE, DIRECT_REPLY_TO, MAX_QUEUE_NAME, REPLY_QUEUE_PREFIX},
+    publisher::{Publication, Publisher, Verdict},
 };
 use futures_util::StreamExt;
 use lapin::{
-    BasicProperties, Channel, Confirmation, PublisherConfirm,
-    options::{
-        BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
-    },
+    BasicProperties, Channel,
+    options::{BasicConsumeOptions, ConfirmSelectOptions, QueueDeclareOptions},
     types::{FieldTable, ShortString},
 };
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{OnceCell, watch},
     time::Instant,
 };
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -129,7 +128,7 @@ impl ClientBuilder {
         });
         let live = connection.live().await?;
         let (session, consumer) =
-            open_session(&live, &config, 1)
+            open_session(&live, &config, &pending, 1)
                 .await
                 .map_err(|source| ConnectError::Channel {
                     what: "set up the client's reply consumer",
@@ -202,16 +201,45 @@ enum SessionState {
     Closed,
 }
 
-/// One channel with its reply consumer.
+/// One channel with its reply consumer, and (once needed) one for one-way
+/// requests.
 struct Session {
     id: u64,
-    channel: Channel,
     reply_to: ShortString,
-    /// Receives the publisher confirms that calls stopped waiting for (their
-    /// reply came first, or they were dropped), so that each is awaited to
-    /// its end: lapin keeps dropped unresolved confirms until the channel's
-    /// `wait_for_confirms`, which we never call.
-    leftover_confirms: mpsc::UnboundedSender<PublisherConfirm>,
+    requests: Publisher,
+    /// A serial publisher, opened on the first one-way call (see
+    /// [`publisher`](crate::publisher) for why one-way requests need one).
+    one_way: OnceCell<Publisher>,
+    live: Live,
+    confirms: bool,
+    pending: Arc<Pending>,
+}
+
+impl Session {
+    async fn one_way(&self) -> lapin::Result<&Publisher> {
+        self.one_way
+            .get_or_try_init(|| async {
+                let channel = confirmed_channel(&self.live, self.confirms).await?;
+                Ok(Publisher::new(
+                    channel,
+                    self.confirms,
+                    true,
+                    self.pending.clone(),
+                ))
+            })
+            .await
+    }
+
+    async fn close(&self) {
+        let _ = self
+            .requests
+            .channel()
+            .close(200, "session over".into())
+            .await;
+        if let Some(one_way) = self.one_way.get() {
+            let _ = one_way.channel().close(200, "session over".into()).await;
+        }
+    }
 }
 
 impl Client {
@@ -266,6 +294,11 @@ impl Client {
         spec: &CallSpec<'_>,
         mut attempt: impl FnMut(Arc<Session>, Deadline) -> F,
     ) -> Result<T, RpcError> {
+        if spec.queue.len() > MAX_QUEUE_NAME {
+            return Err(RpcError::InvalidQueueName {
+                queue: spec.queue.to_owned(),
+            });
+        }
         let limit = self.inner.config.max_request_size;
         if spec.body.len() > limit {
             return Err(RpcError::RequestTooLarge {
@@ -330,22 +363,30 @@ impl Client {
             .with_expiration(deadline.expiration_ms().into())
             .with_correlation_id(call.correlation_id().into())
             .with_reply_to(session.reply_to.clone());
-        let confirm = match session.publish(spec, properties, deadline).await {
-            Ok(confirm) => confirm,
-            Err(not_published) => return not_published,
-        };
-        let mut confirm = LeftoverConfirm::new(confirm, session);
+        let mut publication = session
+            .requests
+            .publish(spec.queue.into(), spec.body.clone(), properties)
+            .await;
+        if let Err(not_sent) = send(&mut publication, spec, deadline).await {
+            return not_sent;
+        }
         let sleep = tokio::time::sleep_until(deadline.at);
         tokio::pin!(sleep);
         loop {
             tokio::select! {
                 biased;
                 outcome = call.outcome() => {
-                    return Attempt::Done(outcome.map_err(|SessionEnded| RpcError::ConnectionLost { method }));
+                    return Attempt::Done(outcome.map_err(|unanswered| match unanswered {
+                        Unanswered::SessionEnded => RpcError::ConnectionLost { method },
+                        Unanswered::Returned => RpcError::NoSuchService { queue: spec.queue.to_owned() },
+                    }));
                 }
-                confirmation = confirm.wait(), if confirm.is_pending() => {
-                    if let Err(error) = check_confirmation(confirmation, spec) {
-                        return Attempt::Done(Err(error));
+                // A returned request is routed to its call by correlation id,
+                // whichever confirmation carries it: only a refusal is news
+                // here.
+                verdict = publication.verdict(), if publication.is_pending() => {
+                    if verdict == Verdict::Nacked {
+                        return Attempt::Done(Err(RpcError::Refused { method }));
                     }
                 }
                 () = &mut sleep => return Attempt::Done(Err(deadline.passed(method))),
@@ -359,20 +400,66 @@ impl Client {
         spec: &CallSpec<'_>,
         deadline: Deadline,
     ) -> Attempt<()> {
+        let publisher = match session.one_way().await {
+            Ok(publisher) => publisher,
+            Err(error) => {
+                debug!(%error, "could not open the one-way channel");
+                return Attempt::NotSent;
+            }
+        };
         let mut properties = request_properties(spec.method);
         // A one-way request has no caller waiting to expire with, unless the
         // call set its own timeout.
         if spec.timeout.is_some() {
             properties = properties.with_expiration(deadline.expiration_ms().into());
         }
-        let confirm = match session.publish(spec, properties, deadline).await {
-            Ok(confirm) => confirm,
-            Err(not_published) => return not_published,
+        let published = publisher.publish(spec.queue.into(), spec.body.clone(), properties);
+        let mut publication = match tokio::time::timeout_at(deadline.at, published).await {
+            Ok(publication) => publication,
+            Err(_) => return Attempt::Done(Err(deadline.passed(spec.method))),
         };
-        Attempt::Done(match tokio::time::timeout_at(deadline.at, confirm).await {
-            Err(_) => Err(deadline.passed(spec.method)),
-            Ok(confirmation) => check_confirmation(confirmation, spec),
+        if let Err(not_sent) = send(&mut publication, spec, deadline).await {
+            return not_sent;
+        }
+        let verdict = match tokio::time::timeout_at(deadline.at, publication.verdict()).await {
+            Ok(verdict) => verdict,
+            Err(_) => return Attempt::Done(Err(deadline.passed(spec.method))),
+        };
+        Attempt::Done(match verdict {
+            // The serial publisher has this request alone awaiting its
+            // confirmation: a returned request is this one.
+            Verdict::Acked {
+                carried_return: true,
+            } => Err(RpcError::NoSuchService {
+                queue: spec.queue.to_owned(),
+            }),
+            Verdict::Acked {
+                carried_return: false,
+            } => Ok(()),
+            Verdict::Nacked => Err(RpcError::Refused {
+                method: spec.method,
+            }),
+            Verdict::Lost => Err(RpcError::ConnectionLost {
+                method: spec.method,
+            }),
         })
+    }
+}
+
+/// Hands a request to the broker before the deadline; if it could not be
+/// sent, the call may try again on the next session.
+async fn send<T>(
+    publication: &mut Publication,
+    spec: &CallSpec<'_>,
+    deadline: Deadline,
+) -> Result<(), Attempt<T>> {
+    match tokio::time::timeout_at(deadline.at, publication.sent()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => {
+            debug!(%error, method = spec.method, "publishing the request failed; retrying on the next session");
+            Err(Attempt::NotSent)
+        }
+        Err(_) => Err(Attempt::Done(Err(deadline.passed(spec.method)))),
     }
 }
 
@@ -429,119 +516,24 @@ fn request_properties(method: &'static str) -> BasicProperties {
         .with_type(method.into())
 }
 
-/// Turns the broker's confirmation of a request into the call's fate.
-fn check_confirmation(
-    confirmation: lapin::Result<Confirmation>,
-    spec: &CallSpec<'_>,
-) -> Result<(), RpcError> {
-    match confirmation {
-        Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(()),
-        // Published `mandatory`: the broker returns a request that no queue
-        // takes, then acknowledges it.
-        Ok(Confirmation::Ack(Some(_))) | Ok(Confirmation::Nack(Some(_))) => {
-            Err(RpcError::NoSuchService {
-                queue: spec.queue.to_owned(),
-            })
-        }
-        Ok(Confirmation::Nack(None)) => Err(RpcError::Refused {
-            method: spec.method,
-        }),
-        Err(_) => Err(RpcError::ConnectionLost {
-            method: spec.method,
-        }),
+/// A channel for requests, with publisher confirms if configured.
+async fn confirmed_channel(live: &Live, confirms: bool) -> lapin::Result<Channel> {
+    let channel = live.amqp.create_channel().await?;
+    if confirms {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
     }
-}
-
-impl Session {
-    /// Publishes a request, `mandatory` so that the broker returns it if no
-    /// queue takes it.
-    async fn publish<T>(
-        &self,
-        spec: &CallSpec<'_>,
-        properties: BasicProperties,
-        deadline: Deadline,
-    ) -> Result<PublisherConfirm, Attempt<T>> {
-        let published = self.channel.basic_publish(
-            ShortString::default(),
-            spec.queue.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                immediate: false,
-            },
-            spec.body,
-            properties,
-        );
-        match tokio::time::timeout_at(deadline.at, published).await {
-            Ok(Ok(confirm)) => Ok(confirm),
-            Ok(Err(error)) => {
-                debug!(%error, method = spec.method, "publishing the request failed; retrying on the next session");
-                Err(Attempt::NotSent)
-            }
-            Err(_) => Err(Attempt::Done(Err(deadline.passed(spec.method)))),
-        }
-    }
-}
-
-/// A request's publisher confirm, handed to the session's reaper if the call
-/// stops waiting for it before it resolves.
-struct LeftoverConfirm {
-    confirm: Option<PublisherConfirm>,
-    reaper: mpsc::UnboundedSender<PublisherConfirm>,
-}
-
-impl LeftoverConfirm {
-    fn new(confirm: PublisherConfirm, session: &Session) -> Self {
-        Self {
-            confirm: Some(confirm),
-            reaper: session.leftover_confirms.clone(),
-        }
-    }
-
-    fn is_pending(&self) -> bool {
-        self.confirm.is_some()
-    }
-
-    /// Waits for the confirmation. Cancel-safe.
-    async fn wait(&mut self) -> lapin::Result<Confirmation> {
-        match self.confirm.as_mut() {
-            Some(confirm) => {
-                let confirmation = confirm.await;
-                self.confirm = None;
-                confirmation
-            }
-            None => std::future::pending().await,
-        }
-    }
-}
-
-impl Drop for LeftoverConfirm {
-    fn drop(&mut self) {
-        if let Some(confirm) = self.confirm.take() {
-            // If the session's reaper is gone the channel is gone too, and
-            // lapin fails its confirms: dropping is then harmless.
-            let _ = self.reaper.send(confirm);
-        }
-    }
-}
-
-/// Awaits the confirms that calls left behind, until the session is dropped.
-async fn reap_confirms(mut confirms: mpsc::UnboundedReceiver<PublisherConfirm>) {
-    while let Some(confirm) = confirms.recv().await {
-        let _ = confirm.await;
-    }
+    Ok(channel)
 }
 
 async fn open_session(
     live: &Live,
     config: &Config,
+    pending: &Arc<Pending>,
     id: u64,
 ) -> lapin::Result<(Arc<Session>, lapin::Consumer)> {
-    let channel = live.amqp.create_channel().await?;
-    if config.publisher_confirms {
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-    }
+    let channel = confirmed_channel(live, config.publisher_confirms).await?;
     let no_ack = BasicConsumeOptions {
         no_ack: true,
         ..BasicConsumeOptions::default()
@@ -575,13 +567,14 @@ async fn open_session(
             FieldTable::default(),
         )
         .await?;
-    let (leftover_confirms, reaper) = mpsc::unbounded_channel();
-    tokio::spawn(reap_confirms(reaper));
     let session = Arc::new(Session {
         id,
-        channel,
         reply_to,
-        leftover_confirms,
+        requests: Publisher::new(channel, config.publisher_confirms, false, pending.clone()),
+        one_way: OnceCell::new(),
+        live: live.clone(),
+        confirms: config.publisher_confirms,
+        pending: pending.clone(),
     });
     Ok((session, consumer))
 }
@@ -607,15 +600,14 @@ impl Sessions {
                 let ended = self.receive_replies(consumer).await;
                 self.pending.end_session(current.id);
                 if ended == Ended::Cancelled {
-                    let _ = current.channel.close(200, "client closed".into()).await;
+                    current.close().await;
                     break;
                 }
                 self.state.send_replace(SessionState::Down);
+                // The session may have ended alone, its channels still open.
+                current.close().await;
                 failures = 0;
             }
-            // A session can end with its connection (then wait for the next
-            // one) or alone, its channel closed by the broker (then retry on
-            // the same connection, backing off if that keeps failing).
             // A session ends with its connection, or alone (its channel
             // closed by the broker): set the next one up accordingly.
             live = match self
@@ -626,7 +618,7 @@ impl Sessions {
                 Some(next) => next,
                 None => break,
             };
-            match open_session(&live, &self.config, last_id + 1).await {
+            match open_session(&live, &self.config, &self.pending, last_id + 1).await {
                 Ok((current, consumer)) => {
                     self.pending.start_session(current.id);
                     self.state.send_replace(SessionState::Up(current.clone()));

@@ -10,14 +10,18 @@
 //! fail or requeue what was in flight, and set their channels up again on the
 //! next connection.
 
-use crate::error::ConnectError;
-use backon::{BackoffBuilder, ExponentialBuilder};
+use crate::{backoff, error::ConnectError};
 use futures_util::StreamExt;
 use lapin::{ConnectionProperties, Event, tcp::OwnedTLSConfig};
 use std::{fmt, sync::Arc, time::Duration};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+
+/// The first and longest delay between attempts at setting up a session on
+/// a connection that is up (the broker keeps refusing the channel).
+const SESSION_RETRY_MIN: Duration = Duration::from_millis(100);
+const SESSION_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// How often the supervisor checks the connection's state, in case the
 /// connection ends without an error event (a close the broker initiated with a
@@ -101,6 +105,7 @@ pub struct ConnectionBuilder {
     name: Option<String>,
     min_delay: Duration,
     max_delay: Duration,
+    connect_timeout: Duration,
     tls: OwnedTLSConfig,
 }
 
@@ -111,6 +116,7 @@ impl fmt::Debug for ConnectionBuilder {
             .field("name", &self.name)
             .field("min_delay", &self.min_delay)
             .field("max_delay", &self.max_delay)
+            .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -124,11 +130,21 @@ impl ConnectionBuilder {
     }
 
     /// The first and the longest delay between reconnection attempts
-    /// (defaults: 100 ms and 5 s). The delay doubles after each failed
-    /// attempt, with jitter; the first attempt after a loss is immediate.
+    /// (defaults: 100 ms and 5 s). The first attempt after a loss is
+    /// immediate; then the delay doubles after each failed attempt, with
+    /// jitter within its upper half, and never exceeds `max`: once the broker
+    /// is back, the connection is back within `max` plus the time to connect.
     pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
         self.min_delay = min;
         self.max_delay = max.max(min);
+        self
+    }
+
+    /// How long one connection attempt (TCP, TLS and the AMQP handshake) may
+    /// take before it counts as failed (default: 30 s): a broker that accepts
+    /// connections but never answers must not stall reconnection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -155,6 +171,7 @@ impl ConnectionBuilder {
             uri,
             name: self.name,
             tls: self.tls,
+            timeout: self.connect_timeout,
             url: redacted.clone(),
         };
         let first = dialer.dial().await?;
@@ -165,12 +182,8 @@ impl ConnectionBuilder {
         };
         let (state_tx, state_rx) = watch::channel(State::Up(live.clone()));
         let cancel = CancellationToken::new();
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(self.min_delay)
-            .with_max_delay(self.max_delay)
-            .with_jitter()
-            .without_max_times();
-        tokio::spawn(supervise(dialer, live, backoff, state_tx, cancel.clone()));
+        let delays = (self.min_delay, self.max_delay);
+        tokio::spawn(supervise(dialer, live, delays, state_tx, cancel.clone()));
         Ok(Connection {
             inner: Arc::new(Inner {
                 state: state_rx,
@@ -196,6 +209,7 @@ impl Connection {
             name: None,
             min_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(30),
             tls: OwnedTLSConfig::default(),
         }
     }
@@ -252,7 +266,7 @@ impl Connection {
     ) -> Option<Live> {
         if current.is_open() {
             if failures > 0 {
-                let delay = Duration::from_millis(100 << failures.min(6));
+                let delay = backoff::delay(SESSION_RETRY_MIN, SESSION_RETRY_MAX, failures - 1);
                 tokio::select! {
                     () = stop.cancelled() => return None,
                     () = tokio::time::sleep(delay) => {}
@@ -292,6 +306,7 @@ struct Dialer {
     uri: lapin::uri::AMQPUri,
     name: Option<String>,
     tls: OwnedTLSConfig,
+    timeout: Duration,
     /// Redacted, for messages.
     url: String,
 }
@@ -302,20 +317,23 @@ impl Dialer {
         if let Some(name) = &self.name {
             properties = properties.with_connection_name(name.as_str().into());
         }
-        lapin::Connection::connect_uri_with_config(
+        let broker_error = |source| ConnectError::Broker {
+            url: self.url.clone(),
+            source,
+        };
+        let connecting = lapin::Connection::connect_uri_with_config(
             self.uri.clone(),
             properties,
             self.tls.clone(),
-            lapin::runtime::default_runtime().map_err(|source| ConnectError::Broker {
+            lapin::runtime::default_runtime().map_err(broker_error)?,
+        );
+        match tokio::time::timeout(self.timeout, connecting).await {
+            Ok(connected) => connected.map_err(broker_error),
+            Err(_) => Err(ConnectError::Timeout {
                 url: self.url.clone(),
-                source,
-            })?,
-        )
-        .await
-        .map_err(|source| ConnectError::Broker {
-            url: self.url.clone(),
-            source,
-        })
+                timeout: self.timeout,
+            }),
+        }
     }
 }
 
@@ -324,7 +342,7 @@ impl Dialer {
 async fn supervise(
     dialer: Dialer,
     mut live: Live,
-    backoff: ExponentialBuilder,
+    (min_delay, max_delay): (Duration, Duration),
     state: watch::Sender<State>,
     cancel: CancellationToken,
 ) {
@@ -336,11 +354,17 @@ async fn supervise(
                 state.send_replace(State::Down);
             }
         }
-        let mut delays = backoff.build();
         let mut attempt = 0u32;
         live = loop {
             attempt += 1;
-            match dialer.dial().await {
+            let dialed = tokio::select! {
+                () = cancel.cancelled() => {
+                    state.send_replace(State::Closed);
+                    return;
+                }
+                dialed = dialer.dial() => dialed,
+            };
+            match dialed {
                 Ok(amqp) => {
                     info!(url = %dialer.url, attempt, "reconnected to the broker");
                     break Live {
@@ -349,7 +373,7 @@ async fn supervise(
                     };
                 }
                 Err(error) => {
-                    let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                    let delay = backoff::delay(min_delay, max_delay, attempt - 1);
                     debug!(%error, ?delay, attempt, "reconnection attempt failed");
                     if attempt == 1 || attempt.is_power_of_two() {
                         warn!(%error, attempt, "still cannot reach the broker");
@@ -390,7 +414,14 @@ async fn watch_until_lost(live: &Live, cancel: &CancellationToken) -> Lost {
         tokio::select! {
             () = cancel.cancelled() => return Lost::Cancelled,
             event = events.next() => match event {
-                Some(Event::Error(error)) => return Lost::Because(error.to_string()),
+                // lapin also reports channel errors (a queue declared with
+                // other settings, a consumer timeout) here: only a closed
+                // connection is a lost one. A dead connection is marked so
+                // before its error is sent.
+                Some(Event::Error(error)) if !live.is_open() => {
+                    return Lost::Because(error.to_string());
+                }
+                Some(Event::Error(error)) => debug!(%error, "a channel error, the connection is fine"),
                 Some(Event::ConnectionBlocked(reason)) => {
                     warn!(%reason, "the broker blocks publishing on this connection (resource alarm)");
                 }

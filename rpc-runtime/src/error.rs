@@ -197,6 +197,14 @@ pub enum RpcError {
         message: String,
     },
 
+    /// The queue name is too long for AMQP (more than 255 bytes); the
+    /// request was not sent.
+    #[error("`{queue}` is not a valid queue name: AMQP queue names are at most 255 bytes")]
+    InvalidQueueName {
+        /// The queue name.
+        queue: String,
+    },
+
     /// The request body is larger than the client's maximum request size;
     /// the request was not sent.
     #[error(
@@ -309,6 +317,17 @@ pub enum ConnectError {
         /// What the AMQP client reported.
         source: lapin::Error,
     },
+    /// The broker did not complete the connection in time.
+    #[error(
+        "the broker at {url} accepted the connection but did not complete the AMQP handshake \
+         within {timeout:?} (is it overloaded, or is something else listening there?)"
+    )]
+    Timeout {
+        /// The URL, with its password redacted.
+        url: String,
+        /// The connect timeout.
+        timeout: Duration,
+    },
     /// The broker refused to set up a channel the client or server needs.
     #[error("the broker refused to {what}: {source}")]
     Channel {
@@ -329,6 +348,12 @@ pub enum ServeError {
     /// The connection was closed.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The queue name is too long for AMQP (more than 255 bytes).
+    #[error("`{queue}` is not a valid queue name: AMQP queue names are at most 255 bytes")]
+    InvalidQueueName {
+        /// The queue name.
+        queue: String,
+    },
     /// The broker refused to set up the request queue or its consumer, for
     /// example because a queue of that name exists with other settings.
     #[error(

@@ -54,12 +54,14 @@
 
 pub mod ack_policy;
 pub mod admission;
+mod backoff;
 mod call;
 mod client;
 mod connection;
 mod error;
 pub mod pending;
 pub mod protocol;
+mod publisher;
 mod server;
 mod service;
 

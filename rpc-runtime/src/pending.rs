@@ -1,19 +1,25 @@
 //! Reply matching: the table of calls waiting for their reply.
 //!
 //! Every call registers here *before* its request is published, under a
-//! correlation id `<client id>.<sequence number>`, and leaves on every path:
+//! correlation id `<client id>.<sequence number>.<tag>`, and leaves on every
+//! path:
 //!
 //! - its reply arrives ([`Pending::complete`]);
+//! - the broker returns its request undelivered ([`Pending::returned`]);
 //! - the session its request went out on ends ([`Pending::end_session`]), and
 //!   it fails with `ConnectionLost` at once;
 //! - it times out, or its future is dropped ([`PendingCall`]'s `Drop`).
 //!
 //! A reply whose correlation id is not in the table (unknown, from another
 //! client, or a second reply to the same call) is dropped and logged at debug.
+//! The tag is a keyed hash of the sequence number, with a key only this
+//! client knows: a server, which sees one correlation id, cannot forge the
+//! ids of the client's other calls (to other services).
 
 use std::{
     collections::HashMap,
     fmt,
+    hash::{BuildHasher, RandomState},
     sync::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
@@ -22,13 +28,17 @@ use std::{
 use tokio::sync::oneshot;
 use tracing::debug;
 
-/// What a waiting call receives: the reply body, or the news that its
-/// session ended before the reply came.
-pub(crate) type Outcome = Result<Vec<u8>, SessionEnded>;
+/// What a waiting call receives: the reply body, or why none will come.
+pub(crate) type Outcome = Result<Vec<u8>, Unanswered>;
 
-/// The session a call's request was published on ended without a reply.
+/// Why a call will get no reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SessionEnded;
+pub(crate) enum Unanswered {
+    /// The session its request was published on ended.
+    SessionEnded,
+    /// The broker returned its request: no queue took it.
+    Returned,
+}
 
 /// The table of calls waiting for replies, shared by a client's callers and
 /// its reply consumer.
@@ -36,6 +46,8 @@ pub(crate) struct Pending {
     /// `<client id>.`, the prefix of every correlation id of this client.
     prefix: String,
     next: AtomicU64,
+    /// The secret key of the correlation ids' tags.
+    tags: RandomState,
     table: Mutex<Table>,
 }
 
@@ -57,6 +69,7 @@ impl Pending {
         Arc::new(Self {
             prefix: format!("{client_id}."),
             next: AtomicU64::new(1),
+            tags: RandomState::new(),
             table: Mutex::new(Table {
                 waiting: HashMap::new(),
                 live_session: None,
@@ -87,7 +100,7 @@ impl Pending {
         Some(PendingCall {
             pending: Arc::clone(self),
             sequence,
-            correlation_id: format!("{}{sequence:x}", self.prefix),
+            correlation_id: format!("{}{sequence:x}.{:x}", self.prefix, self.tag(sequence)),
             outcome,
         })
     }
@@ -123,7 +136,20 @@ impl Pending {
         }
         for waiter in ended {
             // The caller may have gone already; nothing to tell it then.
-            let _ = waiter.reply.send(Err(SessionEnded));
+            let _ = waiter.reply.send(Err(Unanswered::SessionEnded));
+        }
+    }
+
+    /// Fails the call whose request the broker returned undelivered.
+    pub(crate) fn returned(&self, correlation_id: Option<&str>) {
+        let waiter = correlation_id
+            .and_then(|id| self.sequence_of(id))
+            .and_then(|sequence| self.lock().waiting.remove(&sequence));
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.reply.send(Err(Unanswered::Returned));
+            }
+            None => debug!(?correlation_id, "a returned request of no waiting call"),
         }
     }
 
@@ -148,9 +174,18 @@ impl Pending {
         }
     }
 
+    fn tag(&self, sequence: u64) -> u64 {
+        self.tags.hash_one(sequence)
+    }
+
+    /// The sequence number of one of this client's correlation ids.
     fn sequence_of(&self, correlation_id: &str) -> Option<u64> {
-        let sequence = correlation_id.strip_prefix(self.prefix.as_str())?;
-        u64::from_str_radix(sequence, 16).ok()
+        let (sequence, tag) = correlation_id
+            .strip_prefix(self.prefix.as_str())?
+            .split_once('.')?;
+        let sequence = u64::from_str_radix(sequence, 16).ok()?;
+        let tag = u64::from_str_radix(tag, 16).ok()?;
+        (tag == self.tag(sequence)).then_some(sequence)
     }
 
     /// How many calls are waiting for a reply.
@@ -181,12 +216,15 @@ impl PendingCall {
         &self.correlation_id
     }
 
-    /// Waits for the reply or the end of the session. Cancel-safe.
+    /// Waits for the reply, or for the news that none will come.
+    /// Cancel-safe.
     pub(crate) async fn outcome(&mut self) -> Outcome {
         // The sender is only dropped with its table entry, which is removed
         // either after sending or by `Drop` below; a closed channel therefore
         // means the session ended.
-        (&mut self.outcome).await.unwrap_or(Err(SessionEnded))
+        (&mut self.outcome)
+            .await
+            .unwrap_or(Err(Unanswered::SessionEnded))
     }
 }
 
@@ -213,11 +251,20 @@ mod tests {
         assert_eq!(first.outcome().await, Ok(b"one".to_vec()));
         assert_eq!(second.outcome().await, Ok(b"two".to_vec()));
 
-        // Repeated, unknown and foreign ids are dropped without effect.
+        // Repeated, unknown, forged and foreign ids are dropped without effect.
+        let mut third = pending.register(1).expect("live");
         pending.complete(Some(first.correlation_id()), b"again".to_vec());
         pending.complete(Some("c.zz"), Vec::new());
-        pending.complete(Some("other.1"), Vec::new());
+        pending.complete(Some("c.3.0"), Vec::new());
+        pending.complete(Some("other.3.1"), Vec::new());
         pending.complete(None, Vec::new());
+        assert_eq!(
+            pending.len(),
+            1,
+            "only the real id of the third call matches it"
+        );
+        pending.returned(Some(third.correlation_id()));
+        assert_eq!(third.outcome().await, Err(Unanswered::Returned));
         assert_eq!(pending.len(), 0);
     }
 
@@ -227,7 +274,7 @@ mod tests {
         pending.start_session(1);
         let mut old = pending.register(1).expect("live");
         pending.end_session(1);
-        assert_eq!(old.outcome().await, Err(SessionEnded));
+        assert_eq!(old.outcome().await, Err(Unanswered::SessionEnded));
         assert!(pending.register(1).is_none());
 
         pending.start_session(2);

@@ -26,6 +26,9 @@ pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 /// arbitrary application queue.
 pub const REPLY_QUEUE_PREFIX: &str = "rpc-reply.";
 
+/// The longest name AMQP allows for a queue (a short string).
+pub const MAX_QUEUE_NAME: usize = 255;
+
 /// Deepest nesting of arrays and maps accepted in a request or reply.
 ///
 /// Deeper input is refused rather than recursed into, so that a hostile

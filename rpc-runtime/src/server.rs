@@ -13,7 +13,7 @@ use crate::{
     admission::{Admission, DEFAULT_MAX_REQUEST_SIZE, ReplyToPolicy, Rules},
     connection::{Connection, Live},
     error::{Fault, FaultKind, ServeError},
-    protocol::{CONTENT_TYPE, encode_fault},
+    protocol::{CONTENT_TYPE, MAX_QUEUE_NAME, encode_fault},
     service::{RequestContext, Service},
 };
 use futures_util::{FutureExt, StreamExt};
@@ -36,7 +36,10 @@ use std::{
     },
     time::Duration,
 };
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::{
+    task::{JoinHandle, JoinSet},
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -172,8 +175,12 @@ impl ServerBuilder {
         connection: &Connection,
         service: S,
     ) -> Result<ServerHandle, ServeError> {
+        let queue = self.queue.unwrap_or_else(|| S::DEFAULT_QUEUE.to_owned());
+        if queue.len() > MAX_QUEUE_NAME {
+            return Err(ServeError::InvalidQueueName { queue });
+        }
         let config = Arc::new(Config {
-            queue: self.queue.unwrap_or_else(|| S::DEFAULT_QUEUE.to_owned()),
+            queue,
             prefetch: self.prefetch,
             queue_type: self.queue_type,
             shutdown_grace: self.shutdown_grace,
@@ -329,18 +336,35 @@ enum Ended {
 
 impl<S: Service> Serving<S> {
     async fn run(self, mut live: Live, first: Session) {
-        let mut handlers = JoinSet::new();
+        // Handlers of sessions that ended while their channel stayed open
+        // (the broker cancelled the consumer): they may still reply.
+        let mut draining = JoinSet::new();
         let mut session = Some(first);
         let mut failures = 0u32;
         loop {
             if let Some(mut current) = session.take() {
                 failures = 0;
+                let mut handlers = JoinSet::new();
                 match self.consume(&mut current, &mut handlers).await {
                     Ended::Shutdown => {
-                        self.shut_down(current, &mut handlers).await;
+                        self.shut_down(current, handlers, draining).await;
                         return;
                     }
-                    Ended::Lost => {}
+                    Ended::Lost if current.channel.status().connected() => {
+                        draining.spawn(async move {
+                            while handlers.join_next().await.is_some() {}
+                            let _ = current
+                                .channel
+                                .close(200, "consumer cancelled".into())
+                                .await;
+                        });
+                    }
+                    // The channel is gone, and with it the requests in
+                    // flight, which the broker redelivers: their handlers
+                    // could neither reply nor acknowledge, and would run
+                    // alongside the redeliveries. Dropping the set aborts
+                    // them.
+                    Ended::Lost => drop(handlers),
                 }
             }
             // A session ends with its connection, or alone (its channel
@@ -364,8 +388,9 @@ impl<S: Service> Serving<S> {
                 }
             }
         }
-        // Shut down while no session was up: only the handlers remain.
-        self.finish_handlers(&mut handlers).await;
+        // Shut down while no session was up: only draining handlers remain.
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        finish_handlers(&mut draining, deadline).await;
     }
 
     async fn consume(&self, session: &mut Session, handlers: &mut JoinSet<()>) -> Ended {
@@ -401,38 +426,51 @@ impl<S: Service> Serving<S> {
         }
     }
 
-    async fn shut_down(&self, mut session: Session, handlers: &mut JoinSet<()>) {
+    /// Stops consuming, requeues what was received but not started, and
+    /// lets the requests in flight finish, all within the shutdown grace:
+    /// past it, what is left is abandoned to the broker, which redelivers it.
+    async fn shut_down(
+        &self,
+        mut session: Session,
+        mut handlers: JoinSet<()>,
+        mut draining: JoinSet<()>,
+    ) {
         info!(queue = %self.config.queue, in_flight = handlers.len(), "shutting down");
+        let deadline = Instant::now() + self.config.shutdown_grace;
         let tag = session.consumer.tag();
-        if session
+        let cancel = session
             .channel
-            .basic_cancel(tag, BasicCancelOptions::default())
-            .await
-            .is_ok()
-        {
+            .basic_cancel(tag, BasicCancelOptions::default());
+        if let Ok(Ok(())) = tokio::time::timeout_at(deadline, cancel).await {
             // After cancel-ok the stream ends; what it still holds was
             // received but not started: back to the queue with it.
-            while let Some(Ok(delivery)) = session.consumer.next().await {
-                Disposition::Requeue.apply(&delivery.acker).await;
-            }
+            let requeue = async {
+                while let Some(Ok(delivery)) = session.consumer.next().await {
+                    Disposition::Requeue.apply(&delivery.acker).await;
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline, requeue).await;
         }
-        self.finish_handlers(handlers).await;
-        let _ = session.channel.close(200, "server shut down".into()).await;
+        finish_handlers(&mut handlers, deadline).await;
+        finish_handlers(&mut draining, deadline).await;
+        let close = session.channel.close(200, "server shut down".into());
+        let _ = tokio::time::timeout_at(deadline.max(Instant::now() + CLOSE_GRACE), close).await;
     }
+}
 
-    async fn finish_handlers(&self, handlers: &mut JoinSet<()>) {
-        let all_done = async { while handlers.join_next().await.is_some() {} };
-        if tokio::time::timeout(self.config.shutdown_grace, all_done)
-            .await
-            .is_err()
-        {
-            warn!(
-                abandoned = handlers.len(),
-                "shutdown grace elapsed; abandoning the requests still running to the broker"
-            );
-            handlers.abort_all();
-            while handlers.join_next().await.is_some() {}
-        }
+/// How long closing the channel may take after the shutdown grace.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Waits for `handlers` until `deadline`, then aborts those still running.
+async fn finish_handlers(handlers: &mut JoinSet<()>, deadline: Instant) {
+    let all_done = async { while handlers.join_next().await.is_some() {} };
+    if tokio::time::timeout_at(deadline, all_done).await.is_err() {
+        warn!(
+            abandoned = handlers.len(),
+            "shutdown grace elapsed; abandoning the requests still running to the broker"
+        );
+        handlers.abort_all();
+        while handlers.join_next().await.is_some() {}
     }
 }
 

@@ -22,6 +22,7 @@ use tokio::{
     sync::{Notify, Semaphore, mpsc},
 };
 
+pub mod private_broker;
 pub mod raw;
 pub mod relay;
 
@@ -138,6 +139,8 @@ pub trait Lab {
     async fn record(&self, tag: String);
     /// The server's name.
     async fn whoami(&self) -> String;
+    /// Sleeps `millis`, then returns it.
+    async fn nap(&self, millis: u64) -> u64;
 }
 
 /// How a test observes and steers its [`LabServer`]s.
@@ -172,10 +175,14 @@ impl Default for LabControl {
 impl LabControl {
     /// Waits until a `hold` call starts and returns its tag.
     pub async fn next_started(&self) -> u32 {
-        within(PATIENCE, "a held call to start", async {
-            self.started.lock().await.recv().await.expect("open")
-        })
-        .await
+        within(PATIENCE, "a held call to start", self.wait_started())
+            .await
+            .expect("the control is open")
+    }
+
+    /// Waits, without limit, until a `hold` call starts.
+    pub async fn wait_started(&self) -> Option<u32> {
+        self.started.lock().await.recv().await
     }
 
     /// Lets `count` held calls finish.
@@ -260,6 +267,12 @@ impl Lab for LabImpl {
         self.control.handled.fetch_add(1, Ordering::SeqCst);
         self.name.clone()
     }
+
+    async fn nap(&self, millis: u64) -> u64 {
+        self.control.handled.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        millis
+    }
 }
 
 /// Serves a [`LabImpl`] named `name` on `queue`.
@@ -300,17 +313,22 @@ pub async fn local_listener() -> TcpListener {
 /// `rabbitmqctl close_connection` (which only touches that connection).
 /// Returns how many it closed.
 pub async fn close_connections_named(name: &str) -> usize {
-    let listed = rabbitmqctl(&["-q", "list_connections", "pid", "client_properties"]).await;
-    let needle = format!("{{\"connection_name\",\"{name}\"}}");
-    let pids: Vec<String> = listed
-        .lines()
-        .filter(|line| line.contains(&needle))
-        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
-        .collect();
+    let pids = connections_named(name).await;
     for pid in &pids {
         rabbitmqctl(&["-q", "close_connection", pid, "closed by an rpc-tests test"]).await;
     }
     pids.len()
+}
+
+/// The broker's ids (pids) of the connections named `name`.
+pub async fn connections_named(name: &str) -> Vec<String> {
+    let listed = rabbitmqctl(&["-q", "list_connections", "pid", "client_properties"]).await;
+    let needle = format!("{{\"connection_name\",\"{name}\"}}");
+    listed
+        .lines()
+        .filter(|line| line.contains(&needle))
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect()
 }
 
 async fn rabbitmqctl(args: &[&str]) -> String {
@@ -327,4 +345,195 @@ async fn rabbitmqctl(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A `lab_server` process (see `src/bin/lab_server.rs`), killed when dropped.
+#[derive(Debug)]
+pub struct LabServerProcess {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl LabServerProcess {
+    /// Starts `binary` (pass `env!("CARGO_BIN_EXE_lab_server")`) and waits
+    /// until it consumes `queue`.
+    pub async fn start(binary: &str, url: &str, queue: &str, name: &str, prefetch: u16) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(binary)
+            .args([url, queue, name, &prefetch.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn lab_server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut process = Self {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+        };
+        assert_eq!(process.next_line().await, "serving");
+        process
+    }
+
+    async fn next_line(&mut self) -> String {
+        within(PATIENCE, "a line from lab_server", self.lines.next_line())
+            .await
+            .expect("read lab_server's output")
+            .expect("lab_server exited")
+    }
+
+    /// Waits until a `hold` call starts in the process; returns its tag.
+    pub async fn next_started(&mut self) -> u32 {
+        let line = self.next_line().await;
+        line.strip_prefix("started ")
+            .and_then(|tag| tag.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected lab_server output: {line}"))
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill lab_server");
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// What a stream of calls saw.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    /// Calls answered with their own reply.
+    pub ok: u64,
+    /// Calls answered with another call's reply: must stay 0.
+    pub mismatched: u64,
+    /// Calls that failed with `ConnectionLost`, with when they failed.
+    pub connection_lost: Vec<std::time::Instant>,
+    /// Calls that failed with `NotConnected`.
+    pub not_connected: u64,
+    /// Calls that failed with `Timeout`.
+    pub timeouts: u64,
+    /// Calls that failed otherwise, described.
+    pub other: Vec<String>,
+    /// When each successful call completed.
+    pub successes: Vec<std::time::Instant>,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.ok += other.ok;
+        self.mismatched += other.mismatched;
+        self.connection_lost.extend(other.connection_lost);
+        self.not_connected += other.not_connected;
+        self.timeouts += other.timeouts;
+        self.other.extend(other.other);
+        self.successes.extend(other.successes);
+    }
+
+    /// Calls made in all.
+    pub fn calls(&self) -> u64 {
+        self.ok
+            + self.mismatched
+            + self.connection_lost.len() as u64
+            + self.not_connected
+            + self.timeouts
+            + self.other.len() as u64
+    }
+
+    /// The first success after `instant`.
+    pub fn first_success_after(&self, instant: std::time::Instant) -> Option<std::time::Instant> {
+        self.successes
+            .iter()
+            .copied()
+            .filter(|t| *t > instant)
+            .min()
+    }
+}
+
+/// Callers making `echo` calls in a loop, each with a token of its own that
+/// the reply must carry back, until stopped.
+#[derive(Debug)]
+pub struct CallStream {
+    stopped: Arc<std::sync::atomic::AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    progress: Arc<Notify>,
+    workers: Vec<tokio::task::JoinHandle<Tally>>,
+}
+
+impl CallStream {
+    /// Starts `workers` callers on `lab`.
+    pub fn start(lab: &LabClient, workers: usize) -> Self {
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let progress = Arc::new(Notify::new());
+        let workers = (0..workers)
+            .map(|worker| {
+                let lab = lab.clone();
+                let stopped = stopped.clone();
+                let ok = ok.clone();
+                let progress = progress.clone();
+                tokio::spawn(async move {
+                    let mut tally = Tally::default();
+                    let mut call = 0u64;
+                    while !stopped.load(Ordering::SeqCst) {
+                        call += 1;
+                        let token = format!("{worker}.{call}");
+                        match lab.echo(token.clone()).await {
+                            Ok(reply) if reply == token => {
+                                tally.ok += 1;
+                                tally.successes.push(std::time::Instant::now());
+                                ok.fetch_add(1, Ordering::SeqCst);
+                                progress.notify_waiters();
+                            }
+                            Ok(_) => tally.mismatched += 1,
+                            Err(rpc_runtime::RpcError::ConnectionLost { .. }) => {
+                                tally.connection_lost.push(std::time::Instant::now());
+                            }
+                            Err(rpc_runtime::RpcError::NotConnected { .. }) => {
+                                tally.not_connected += 1
+                            }
+                            Err(rpc_runtime::RpcError::Timeout { .. }) => tally.timeouts += 1,
+                            Err(other) => tally.other.push(other.to_string()),
+                        }
+                    }
+                    tally
+                })
+            })
+            .collect();
+        Self {
+            stopped,
+            ok,
+            progress,
+            workers,
+        }
+    }
+
+    /// Waits until `count` more calls have succeeded (from now).
+    pub async fn wait_successes(&self, count: usize) {
+        let target = self.ok.load(Ordering::SeqCst) + count;
+        within(Duration::from_secs(60), "calls to succeed", async {
+            loop {
+                let notified = self.progress.notified();
+                if self.ok.load(Ordering::SeqCst) >= target {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+
+    /// Stops the callers after their current call and sums what they saw.
+    pub async fn finish(self) -> Tally {
+        self.stopped.store(true, Ordering::SeqCst);
+        let mut total = Tally::default();
+        for worker in self.workers {
+            total.merge(
+                within(PATIENCE, "callers to stop", worker)
+                    .await
+                    .expect("caller task"),
+            );
+        }
+        total
+    }
 }

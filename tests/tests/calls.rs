@@ -287,3 +287,103 @@ async fn both_kinds_of_errors_convert_with_the_question_mark() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returned_requests_fail_their_own_calls_only() {
+    let queue = TestQueue::new("returns");
+    let connection = connect("returns").await;
+    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 64).await;
+    let client = Client::new(&connection).await.expect("client");
+    let present = LabClient::new(client.clone()).with_queue(&queue.name);
+    let absent = LabClient::new(client.clone()).with_queue(&rpc_tests::unique("absent"));
+
+    // Many calls at once, so that the broker confirms several together:
+    // every returned request must fail its own call, and no other.
+    let calls = (0..3000i64).map(|i| {
+        let (present, absent) = (present.clone(), absent.clone());
+        tokio::spawn(async move {
+            if i % 10 == 0 {
+                (i, absent.add(i, 1).await)
+            } else {
+                (i, present.add(i, 1).await)
+            }
+        })
+    });
+    for result in within(PATIENCE, "3,000 calls", join_all(calls)).await {
+        match result.expect("task") {
+            (i, Err(RpcError::NoSuchService { .. })) if i % 10 == 0 => {}
+            (i, Ok(sum)) if i % 10 != 0 => assert_eq!(sum, i + 1),
+            (i, other) => panic!("call {i} ended with {other:?}"),
+        }
+    }
+    assert_eq!(client.pending_calls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_calls_to_a_missing_queue_fail_exactly() {
+    let queue = TestQueue::new("one-way-returns");
+    let connection = connect("one-way-returns").await;
+    let control = LabControl::default();
+    let server = serve_lab(&connection, &queue, "s1", &control, 64).await;
+    let client = Client::new(&connection).await.expect("client");
+    let present = LabClient::new(client.clone()).with_queue(&queue.name);
+    let absent = LabClient::new(client.clone()).with_queue(&rpc_tests::unique("absent"));
+
+    let calls = (0..300).map(|i| {
+        let (present, absent) = (present.clone(), absent.clone());
+        tokio::spawn(async move {
+            if i % 3 == 0 {
+                (i, absent.record(i.to_string()).one_way().await)
+            } else {
+                (i, present.record(i.to_string()).one_way().await)
+            }
+        })
+    });
+    for result in within(PATIENCE, "300 one-way calls", join_all(calls)).await {
+        match result.expect("task") {
+            (i, Err(RpcError::NoSuchService { .. })) if i % 3 == 0 => {}
+            (i, Ok(())) if i % 3 != 0 => {}
+            (i, other) => panic!("one-way call {i} ended with {other:?}"),
+        }
+    }
+    assert_eq!(control.wait_recorded(200).await.len(), 200);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_names_too_long_for_amqp_are_errors_not_panics() {
+    let connection = connect("long-names").await;
+    let client = Client::new(&connection).await.expect("client");
+    let long = "q".repeat(300);
+    let lab = LabClient::new(client).with_queue(&long);
+    match lab.echo("x".into()).await {
+        Err(RpcError::InvalidQueueName { queue }) => assert_eq!(queue, long),
+        other => panic!("expected InvalidQueueName, got {other:?}"),
+    }
+    let refused = Server::builder()
+        .queue(&long)
+        .serve(&connection, FibonacciServer::new(IterativeFib))
+        .await;
+    assert!(matches!(
+        refused,
+        Err(rpc_runtime::ServeError::InvalidQueueName { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_publisher_confirms_a_missing_queue_is_a_timeout() {
+    let connection = connect("no-confirms").await;
+    let client = Client::builder()
+        .publisher_confirms(false)
+        .timeout(Duration::from_millis(300))
+        .build(&connection)
+        .await
+        .expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&rpc_tests::unique("absent"));
+    assert!(matches!(
+        lab.echo("x".into()).await,
+        Err(RpcError::Timeout { .. })
+    ));
+    assert_eq!(client.pending_calls(), 0);
+}

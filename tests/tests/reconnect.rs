@@ -77,8 +77,8 @@ async fn a_request_in_flight_on_a_lost_server_is_redelivered_and_answered() {
     // The broker requeues the unacknowledged request; the server reconnects
     // and gets it again.
     assert_eq!(control.next_started().await, 1);
-    // Let both runs finish: the first one's reply cannot be published on its
-    // dead channel, so the caller gets exactly the second one's.
+    // The first run was aborted with its session (its reply could not have
+    // been published on the dead channel): the caller gets the second one's.
     control.release(2);
     let (name, redelivered) = within(PATIENCE, "the redelivered call", call)
         .await
@@ -89,6 +89,7 @@ async fn a_request_in_flight_on_a_lost_server_is_redelivered_and_answered() {
         redelivered,
         "the handler sees that the request was redelivered"
     );
+    assert_eq!(control.handled.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(client.pending_calls(), 0);
     server.shutdown().await;
 }
@@ -129,4 +130,80 @@ async fn a_connection_closed_by_the_broker_is_replaced() {
     assert_eq!(sum.expect("add after reconnection"), 42);
     assert_eq!(client.pending_calls(), 0);
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_error_does_not_replace_the_connection() {
+    let queue = TestQueue::new("channel-error");
+    let name = unique("channel-error");
+    let connection = connection_builder(&name).connect().await.expect("connect");
+    let control = LabControl::default();
+    let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
+    let (client, lab) = rpc_tests::lab_client(&connection, &queue).await;
+
+    // A second server that declares the queue with other settings gets a
+    // channel error (PRECONDITION_FAILED) on the same connection.
+    let conflicting = rpc_runtime::Server::builder()
+        .queue(&queue.name)
+        .queue_type(rpc_runtime::QueueType::Quorum)
+        .serve(
+            &connection,
+            rpc_tests::LabServer::new(rpc_tests::LabImpl {
+                name: "conflict".into(),
+                control: LabControl::default(),
+            }),
+        )
+        .await;
+    assert!(matches!(
+        conflicting,
+        Err(rpc_runtime::ServeError::Setup { .. })
+    ));
+
+    // The connection is the same one: nothing reconnected.
+    assert_eq!(lab.add(2, 2).await.expect("add"), 4);
+    assert_eq!(rpc_tests::connections_named(&name).await.len(), 1);
+    server.shutdown().await;
+    drop(lab);
+    drop(client);
+    connection.close().await;
+    within(PATIENCE, "the connection to close", async {
+        while !rpc_tests::connections_named(&name).await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_a_peer_that_never_answers_times_out() {
+    // Accepts TCP connections and never says a word.
+    let listener = rpc_tests::local_listener().await;
+    let addr = listener.local_addr().expect("addr");
+    let silent = tokio::spawn(async move {
+        let mut accepted = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            accepted.push(socket);
+        }
+    });
+    let url = format!("amqp://guest:secret-password@{addr}/%2f");
+    let result = within(
+        PATIENCE,
+        "a connection attempt",
+        rpc_runtime::Connection::builder(&url)
+            .connect_timeout(Duration::from_millis(300))
+            .connect(),
+    )
+    .await;
+    match result {
+        Err(error @ rpc_runtime::ConnectError::Timeout { .. }) => {
+            let message = error.to_string();
+            assert!(
+                message.contains("did not complete the AMQP handshake"),
+                "{message}"
+            );
+            assert!(!message.contains("secret-password"), "{message}");
+        }
+        other => panic!("expected a connect timeout, got {other:?}"),
+    }
+    silent.abort();
 }

@@ -1,0 +1,42 @@
+//! Serves the test service `Lab` in a process of its own, for tests that kill
+//! a server or measure a client alone.
+//!
+//! usage: lab_server AMQP_URL QUEUE NAME [PREFETCH]
+//!
+//! Prints `serving` once consuming, and `started TAG` whenever a `hold` call
+//! starts; `hold` calls never finish (the test kills the process).
+
+use rpc_tests::{LabControl, LabImpl, LabServer};
+use std::io::Write;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: lab_server AMQP_URL QUEUE NAME [PREFETCH]";
+    let url = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
+    let queue = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
+    let name = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
+    let prefetch: u16 = args.next().map(|p| p.parse()).transpose()?.unwrap_or(32);
+
+    let connection = rpc_runtime::Connection::connect(&url).await?;
+    let control = LabControl::default();
+    let server = rpc_runtime::Server::builder()
+        .queue(&queue)
+        .prefetch(prefetch)
+        .serve(
+            &connection,
+            LabServer::new(LabImpl {
+                name,
+                control: control.clone(),
+            }),
+        )
+        .await?;
+    println!("serving");
+    std::io::stdout().flush()?;
+    while let Some(tag) = control.wait_started().await {
+        println!("started {tag}");
+        std::io::stdout().flush()?;
+    }
+    server.shutdown().await;
+    Ok(())
+}
