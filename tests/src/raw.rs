@@ -81,6 +81,24 @@ impl Raw {
         Ok((name, consumer))
     }
 
+    /// Declares an exclusive reply queue that nobody consumes, so that the
+    /// replies it receives can be counted.
+    pub async fn counting_reply_queue(&self) -> lapin::Result<String> {
+        let name = format!("rpc-reply.raw.{}", uuid::Uuid::new_v4().simple());
+        self.channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(name)
+    }
+
     /// How many messages wait in `queue` (ready, not unacknowledged).
     pub async fn message_count(&self, queue: &str) -> lapin::Result<u32> {
         Ok(self.inspect(queue).await?.message_count())

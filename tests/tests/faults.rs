@@ -105,3 +105,173 @@ async fn a_panicking_handler_gives_a_fault_and_the_server_keeps_serving() {
     assert_eq!(raw.message_count(&queue.name).await.expect("count"), 0);
     server.shutdown().await;
 }
+
+/// Publishes one raw request with `properties` (a `reply_to` queue of the
+/// framework's kind is added) and returns the reply's properties and body.
+async fn reply_to_raw(
+    raw: &Raw,
+    queue: &str,
+    properties: BasicProperties,
+    body: &[u8],
+) -> (BasicProperties, Vec<u8>) {
+    let (reply_queue, mut replies) = raw.reply_queue().await.expect("reply queue");
+    let properties = properties.with_reply_to(reply_queue.as_str().into());
+    raw.publish(queue, body, properties).await.expect("publish");
+    next_reply(&mut replies).await
+}
+
+fn request(method: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_type(method.into())
+        .with_correlation_id("hostile-1".into())
+        .with_content_type("application/msgpack".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_properties_and_sizes_get_faults_and_never_loop() {
+    let queue = TestQueue::new("hostile");
+    let connection = connect("hostile").await;
+    let control = LabControl::default();
+    let server = rpc_runtime::Server::builder()
+        .queue(&queue.name)
+        .max_request_size(1024)
+        .serve(
+            &connection,
+            rpc_tests::LabServer::new(rpc_tests::LabImpl {
+                name: "s1".into(),
+                control: control.clone(),
+            }),
+        )
+        .await
+        .expect("serve");
+    let raw = Raw::open().await.expect("raw connection");
+    let echo = rmp_serde::to_vec(&("hi",)).expect("encode");
+
+    // Over the size limit.
+    let big = rmp_serde::to_vec(&("x".repeat(2000),)).expect("encode");
+    let (_, body) = reply_to_raw(&raw, &queue.name, request("echo"), &big).await;
+    let fault = decode_fault(&body);
+    assert_eq!(fault.kind, "request_too_large", "{}", fault.message);
+
+    // A content type that is not MessagePack, or an encoding.
+    let json = request("echo").with_content_type("application/json".into());
+    let (_, body) = reply_to_raw(&raw, &queue.name, json, br#"["hi"]"#).await;
+    assert_eq!(decode_fault(&body).kind, "unsupported_content_type");
+    let gzip = request("echo").with_content_encoding("gzip".into());
+    let (_, body) = reply_to_raw(&raw, &queue.name, gzip, &echo).await;
+    assert_eq!(decode_fault(&body).kind, "unsupported_content_type");
+
+    // No correlation id: the fault reply goes out without one.
+    let anonymous = BasicProperties::default().with_type("echo".into());
+    let (properties, body) = reply_to_raw(&raw, &queue.name, anonymous, &echo).await;
+    assert!(properties.correlation_id().is_none());
+    let fault = decode_fault(&body);
+    assert_eq!(fault.kind, "bad_request");
+    assert!(
+        fault.message.contains("correlation_id"),
+        "{}",
+        fault.message
+    );
+
+    // No content type at all is accepted (MessagePack is assumed).
+    let bare = BasicProperties::default()
+        .with_type("echo".into())
+        .with_correlation_id("bare".into());
+    let (_, body) = reply_to_raw(&raw, &queue.name, bare, &echo).await;
+    let reply: std::collections::HashMap<String, String> =
+        rmp_serde::from_slice(&body).expect("ok reply");
+    assert_eq!(reply["ok"], "hi");
+
+    // A reply_to naming a queue that does not exist: the reply is lost, the
+    // request is acknowledged, and the server serves on.
+    let nowhere =
+        request("echo").with_reply_to(format!("rpc-reply.gone.{}", uuid::Uuid::new_v4()).into());
+    raw.publish(&queue.name, &echo, nowhere)
+        .await
+        .expect("publish");
+
+    let (_, lab) = lab_client(&connection, &queue).await;
+    assert_eq!(
+        lab.echo("still here".into()).await.expect("echo"),
+        "still here"
+    );
+    // Only the well-formed requests ran, once each; nothing is left queued.
+    rpc_tests::within(
+        rpc_tests::PATIENCE,
+        "the lost-reply request to run",
+        async {
+            while control.handled.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        },
+    )
+    .await;
+    assert_eq!(control.handled.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(raw.message_count(&queue.name).await.expect("count"), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_naming_an_application_queue_is_refused() {
+    let queue = TestQueue::new("injection");
+    let victim = TestQueue::new("victim");
+    let raw = Raw::open().await.expect("raw connection");
+    raw.channel
+        .queue_declare(
+            victim.name.as_str().into(),
+            rpc_runtime::lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            rpc_runtime::lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("declare the victim queue");
+    let connection = connect("injection").await;
+    let control = LabControl::default();
+    // A prefetch of 1: the call after the hostile request is only delivered
+    // once the hostile one is settled.
+    let server = serve_lab(&connection, &queue, "s1", &control, 1).await;
+    let (_, lab) = lab_client(&connection, &queue).await;
+    let echo = rmp_serde::to_vec(&("injected",)).expect("encode");
+
+    let hostile = request("echo").with_reply_to(victim.name.as_str().into());
+    raw.publish(&queue.name, &echo, hostile)
+        .await
+        .expect("publish");
+    assert_eq!(lab.echo("after".into()).await.expect("echo"), "after");
+    assert_eq!(raw.message_count(&victim.name).await.expect("count"), 0);
+    assert_eq!(
+        control.handled.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the hostile request did not run"
+    );
+    assert_eq!(
+        raw.message_count(&queue.name).await.expect("count"),
+        0,
+        "nor was it requeued"
+    );
+    server.shutdown().await;
+
+    // A server configured to trust every client replies anywhere.
+    let trusting = rpc_runtime::Server::builder()
+        .queue(&queue.name)
+        .prefetch(1)
+        .reply_to_policy(rpc_runtime::ReplyToPolicy::any())
+        .serve(
+            &connection,
+            rpc_tests::LabServer::new(rpc_tests::LabImpl {
+                name: "s2".into(),
+                control: control.clone(),
+            }),
+        )
+        .await
+        .expect("serve");
+    let allowed = request("echo").with_reply_to(victim.name.as_str().into());
+    raw.publish(&queue.name, &echo, allowed)
+        .await
+        .expect("publish");
+    assert_eq!(lab.echo("after".into()).await.expect("echo"), "after");
+    assert_eq!(raw.message_count(&victim.name).await.expect("count"), 1);
+    trusting.shutdown().await;
+}
