@@ -22,6 +22,7 @@ use tokio::{
     sync::{Notify, Semaphore, mpsc},
 };
 
+pub mod fuzzing;
 pub mod private_broker;
 pub mod raw;
 pub mod relay;
