@@ -1,0 +1,501 @@
+//! The framework against hand-written lapin, side by side.
+//!
+//! ```text
+//! cargo run --release -p rpc-examples --bin bench -- --in-flight 1,64,256 --calls 20000
+//! ```
+//!
+//! Peer A is the framework's generated client and server; peer B is a
+//! hand-written raw lapin pair doing the same work over the same broker
+//! (`raw.rs`). Both servers run in child processes (so that each side's CPU
+//! time is its own), and the measurements interleave: for each round, method
+//! and number of calls in flight, A then B (B then A in odd rounds). The
+//! report gives the medians over the rounds: calls/s, p50 and p99 latency,
+//! CPU per call of the client, the server and the broker, and the ratios
+//! A/B; then the resident memory of an idle client and server and the bytes
+//! per call in flight. It writes the table as Markdown and a chart of calls/s
+//! against calls in flight as SVG.
+//!
+//! Options (defaults in brackets): `--in-flight LIST` [1,64,256], `--calls N`
+//! [20000], `--rounds N` [5], `--methods LIST` [fib,echo], `--peers LIST`
+//! [framework,raw] (one alone, for profiling), `--workers N`
+//! Tokio worker threads of each process [1], `--prefetch N` [32, the
+//! framework's default], `--park N` calls parked to measure memory per call
+//! in flight [10000], `--chart PATH` [target/bench/calls-per-second.svg],
+//! `--markdown PATH` [target/bench/results.md], `--broker-pid PID` whose CPU
+//! time to read [the machine's RabbitMQ, found in /proc], `--smoke` (a few hundred
+//! calls, one round: CI checks that the benchmark works, never its speed).
+//! `AMQP_URL` names the broker.
+
+mod admin;
+mod framework;
+mod measure;
+mod raw;
+mod report;
+mod service;
+
+use measure::{Broker, context_switches, cpu_time, histogram, rss_kib};
+use report::{Point, Report};
+use std::{
+    process::Stdio,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdin, ChildStdout, Command},
+};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Which implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peer {
+    /// A: the framework.
+    Framework,
+    /// B: hand-written lapin.
+    Raw,
+}
+
+impl Peer {
+    fn name(self) -> &'static str {
+        match self {
+            Peer::Framework => "framework",
+            Peer::Raw => "raw",
+        }
+    }
+
+    fn parse(name: &str) -> Result<Self, Error> {
+        match name {
+            "framework" => Ok(Peer::Framework),
+            "raw" => Ok(Peer::Raw),
+            other => Err(format!("unknown peer `{other}`: framework or raw").into()),
+        }
+    }
+}
+
+/// Which method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Fib,
+    Echo,
+}
+
+impl Method {
+    fn name(self) -> &'static str {
+        match self {
+            Method::Fib => "fib",
+            Method::Echo => "echo",
+        }
+    }
+
+    fn parse(name: &str) -> Result<Self, Error> {
+        match name {
+            "fib" => Ok(Method::Fib),
+            "echo" => Ok(Method::Echo),
+            other => Err(format!("unknown method `{other}`: fib or echo").into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Options {
+    in_flight: Vec<usize>,
+    calls: usize,
+    rounds: usize,
+    methods: Vec<Method>,
+    peers: Vec<Peer>,
+    workers: usize,
+    prefetch: u16,
+    park: usize,
+    chart: String,
+    markdown: String,
+    broker_pid: Option<u32>,
+    role: Role,
+}
+
+#[derive(Debug, Clone)]
+enum Role {
+    Drive,
+    Serve { peer: Peer, queue: String },
+    Footprint { peer: Peer },
+}
+
+fn parse_options() -> Result<Options, Error> {
+    let mut options = Options {
+        in_flight: vec![1, 64, 256],
+        calls: 20_000,
+        rounds: 5,
+        methods: vec![Method::Fib, Method::Echo],
+        peers: vec![Peer::Framework, Peer::Raw],
+        workers: 1,
+        prefetch: rpc_runtime::DEFAULT_PREFETCH,
+        park: 10_000,
+        chart: "target/bench/calls-per-second.svg".to_owned(),
+        markdown: "target/bench/results.md".to_owned(),
+        broker_pid: None,
+        role: Role::Drive,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--in-flight" => {
+                options.in_flight = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse())
+                    .collect::<Result<_, _>>()?;
+            }
+            "--calls" => options.calls = value()?.parse()?,
+            "--rounds" => options.rounds = value()?.parse()?,
+            "--methods" => {
+                options.methods = value()?
+                    .split(',')
+                    .map(|name| Method::parse(name.trim()))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--peers" => {
+                options.peers = value()?
+                    .split(',')
+                    .map(|name| Peer::parse(name.trim()))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--workers" => options.workers = value()?.parse()?,
+            "--prefetch" => options.prefetch = value()?.parse()?,
+            "--park" => options.park = value()?.parse()?,
+            "--chart" => options.chart = value()?,
+            "--markdown" => options.markdown = value()?,
+            "--broker-pid" => options.broker_pid = Some(value()?.parse()?),
+            "--smoke" => {
+                options.in_flight = vec![1, 16];
+                options.calls = 300;
+                options.rounds = 1;
+                options.park = 200;
+            }
+            "--serve" => {
+                let peer = Peer::parse(&value()?)?;
+                let queue = args.next().ok_or("--serve PEER QUEUE")?;
+                options.role = Role::Serve { peer, queue };
+            }
+            "--footprint" => {
+                options.role = Role::Footprint {
+                    peer: Peer::parse(&value()?)?,
+                };
+            }
+            other => {
+                return Err(format!("unknown option `{other}` (see the source's header)").into());
+            }
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> Result<(), Error> {
+    let options = parse_options()?;
+    // The worker count is a setting of each process, not a hidden default:
+    // on a 2-core machine shared with the broker, one worker measured best.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.workers.max(1))
+        .enable_all()
+        .build()?;
+    // Everything runs in a spawned task, on the runtime's workers, as
+    // application code does (not on the thread that blocks on the runtime).
+    runtime.block_on(async move {
+        let role = options.role.clone();
+        tokio::spawn(async move {
+            match role {
+                Role::Drive => drive(options).await,
+                Role::Serve { peer, queue } => serve(peer, &queue, options.prefetch).await,
+                Role::Footprint { peer } => footprint(peer, options.park).await,
+            }
+        })
+        .await?
+    })
+}
+
+/// A server child: serves until its stdin closes; answers `usage` with its
+/// CPU time and resident memory.
+async fn serve(peer: Peer, queue: &str, prefetch: u16) -> Result<(), Error> {
+    let url = rpc_examples::amqp_url();
+    // The raw server runs until the process exits.
+    let server = match peer {
+        Peer::Framework => Some(framework::serve(&url, queue, prefetch).await?),
+        Peer::Raw => {
+            raw::serve(&url, queue, prefetch).await?;
+            None
+        }
+    };
+    println!("ready");
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        if line == "usage" {
+            println!(
+                "usage {} {} {}",
+                cpu_time().as_micros(),
+                rss_kib("self"),
+                context_switches("self")
+            );
+        }
+    }
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
+    Ok(())
+}
+
+/// A footprint child: the resident memory of an idle client (connected,
+/// ready to call), then the bytes each call in flight adds, with `park` calls
+/// waiting on a queue that nobody consumes.
+async fn footprint(peer: Peer, park: usize) -> Result<(), Error> {
+    let url = rpc_examples::amqp_url();
+    let admin = admin::Admin::connect(&url).await?;
+    let parking = admin.declare_parking().await?;
+    let client = std::sync::Arc::new(PeerClient::connect(peer, &url, &parking).await?);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle = rss_kib("self");
+    let parked: Vec<_> = (0..park)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call(Method::Echo).await })
+        })
+        .collect();
+    admin.wait_for_messages(&parking, park).await?;
+    let with_parked = rss_kib("self");
+    println!(
+        "footprint {idle} {}",
+        with_parked.saturating_sub(idle) * 1024 / park.max(1) as u64
+    );
+    for call in parked {
+        call.abort();
+    }
+    Ok(())
+}
+
+/// A server child process, driven through its stdin and stdout.
+struct ServerProcess {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl ServerProcess {
+    async fn start(peer: Peer, queue: &str, options: &Options) -> Result<Self, Error> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--serve", peer.name(), queue])
+            .args(["--prefetch", &options.prefetch.to_string()])
+            .args(["--workers", &options.workers.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut process = Self {
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+        };
+        match process.lines.next_line().await? {
+            Some(line) if line == "ready" => Ok(process),
+            other => Err(format!("the {} server did not start: {other:?}", peer.name()).into()),
+        }
+    }
+
+    /// (CPU time, resident KiB, context switches) of the server process.
+    async fn usage(&mut self) -> Result<(Duration, u64, u64), Error> {
+        self.stdin.write_all(b"usage\n").await?;
+        self.stdin.flush().await?;
+        let line = self.lines.next_line().await?.ok_or("the server exited")?;
+        let mut fields = line.split_whitespace().skip(1);
+        let cpu: u64 = fields.next().ok_or("usage: cpu")?.parse()?;
+        let rss: u64 = fields.next().ok_or("usage: rss")?.parse()?;
+        let switches: u64 = fields.next().ok_or("usage: switches")?.parse()?;
+        Ok((Duration::from_micros(cpu), rss, switches))
+    }
+
+    async fn stop(mut self) -> Result<(), Error> {
+        drop(self.stdin);
+        self.child.wait().await?;
+        Ok(())
+    }
+}
+
+/// The footprint of one peer's client, measured in a child process.
+async fn measure_footprint(peer: Peer, options: &Options) -> Result<(u64, u64), Error> {
+    let output = Command::new(std::env::current_exe()?)
+        .args(["--footprint", peer.name()])
+        .args(["--park", &options.park.to_string()])
+        .args(["--workers", &options.workers.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("footprint "))
+        .ok_or_else(|| format!("the {} footprint run failed: {text}", peer.name()))?;
+    let mut fields = line.split_whitespace().skip(1);
+    Ok((
+        fields.next().ok_or("idle")?.parse()?,
+        fields.next().ok_or("bytes")?.parse()?,
+    ))
+}
+
+/// One peer's client.
+enum PeerClient {
+    Framework(Box<framework::FrameworkClient>, service::Payload),
+    Raw(Box<raw::RawClient>, service::Payload),
+}
+
+impl PeerClient {
+    async fn connect(peer: Peer, url: &str, queue: &str) -> Result<Self, Error> {
+        let payload = service::Payload::sample(7);
+        Ok(match peer {
+            Peer::Framework => PeerClient::Framework(
+                Box::new(framework::FrameworkClient::connect(url, queue).await?),
+                payload,
+            ),
+            Peer::Raw => PeerClient::Raw(
+                Box::new(raw::RawClient::connect(url, queue).await?),
+                payload,
+            ),
+        })
+    }
+
+    async fn call(&self, method: Method) -> Result<(), Error> {
+        match (self, method) {
+            (PeerClient::Framework(client, _), Method::Fib) => client.fib().await.map(drop),
+            // Both peers get the payload by value, as callers building it
+            // for each call would give it.
+            (PeerClient::Framework(client, payload), Method::Echo) => {
+                client.echo(payload.clone()).await.map(drop)
+            }
+            (PeerClient::Raw(client, _), Method::Fib) => client.fib().await.map(drop),
+            (PeerClient::Raw(client, payload), Method::Echo) => {
+                client.echo(payload.clone()).await.map(drop)
+            }
+        }
+    }
+
+    /// Makes `calls` calls, `in_flight` at a time; returns their latencies.
+    async fn run(
+        &self,
+        method: Method,
+        in_flight: usize,
+        calls: usize,
+    ) -> Result<hdrhistogram::Histogram<u64>, Error> {
+        use futures_util::StreamExt;
+        // Uncontended: the calls run in this one task.
+        let latencies = Mutex::new(histogram());
+        let failures = Mutex::new(Vec::new());
+        futures_util::stream::iter(0..calls)
+            .for_each_concurrent(in_flight, |_| async {
+                let started = Instant::now();
+                match self.call(method).await {
+                    Ok(()) => latencies
+                        .lock()
+                        .expect("lock")
+                        .saturating_record(started.elapsed().as_micros() as u64),
+                    Err(error) => failures.lock().expect("lock").push(error.to_string()),
+                }
+            })
+            .await;
+        let failures = failures.into_inner().expect("lock");
+        if let Some(first) = failures.first() {
+            return Err(format!(
+                "{} of {calls} calls failed; the first: {first}",
+                failures.len()
+            )
+            .into());
+        }
+        Ok(latencies.into_inner().expect("lock"))
+    }
+}
+
+async fn drive(options: Options) -> Result<(), Error> {
+    let url = rpc_examples::amqp_url();
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let queues = [
+        format!("bench.framework.{}", &run_id[..8]),
+        format!("bench.raw.{}", &run_id[..8]),
+    ];
+    let broker = match options.broker_pid {
+        Some(pid) => Broker::with_pid(pid),
+        None => Broker::find(),
+    };
+    let mut framework_server = ServerProcess::start(Peer::Framework, &queues[0], &options).await?;
+    let mut raw_server = ServerProcess::start(Peer::Raw, &queues[1], &options).await?;
+    let framework_client = PeerClient::connect(Peer::Framework, &url, &queues[0]).await?;
+    let raw_client = PeerClient::connect(Peer::Raw, &url, &queues[1]).await?;
+    let mut report = Report::new(&options, broker.as_ref().map(Broker::pid));
+
+    // Memory first, in fresh processes.
+    report.idle_server_kib = [
+        framework_server.usage().await?.1,
+        raw_server.usage().await?.1,
+    ];
+    report.footprint = [
+        measure_footprint(Peer::Framework, &options).await?,
+        measure_footprint(Peer::Raw, &options).await?,
+    ];
+
+    let warm_up = (options.calls / 10).clamp(50, 1000);
+    for round in 0..options.rounds {
+        for &method in &options.methods {
+            for &in_flight in &options.in_flight {
+                let order = if round % 2 == 0 {
+                    [Peer::Framework, Peer::Raw]
+                } else {
+                    [Peer::Raw, Peer::Framework]
+                };
+                for peer in order
+                    .into_iter()
+                    .filter(|peer| options.peers.contains(peer))
+                {
+                    let (client, server) = match peer {
+                        Peer::Framework => (&framework_client, &mut framework_server),
+                        Peer::Raw => (&raw_client, &mut raw_server),
+                    };
+                    client.run(method, in_flight, warm_up).await?;
+                    let (server_cpu, _, server_switches) = server.usage().await?;
+                    let client_cpu = cpu_time();
+                    let client_switches = context_switches("self");
+                    let broker_cpu = broker.as_ref().map(Broker::cpu_time);
+                    let started = Instant::now();
+                    let latencies = client.run(method, in_flight, options.calls).await?;
+                    let elapsed = started.elapsed();
+                    let client_cpu = cpu_time().saturating_sub(client_cpu);
+                    let client_switches = context_switches("self").saturating_sub(client_switches);
+                    let (server_cpu_after, _, server_switches_after) = server.usage().await?;
+                    let server_cpu = server_cpu_after.saturating_sub(server_cpu);
+                    let server_switches = server_switches_after.saturating_sub(server_switches);
+                    let broker_cpu = broker
+                        .as_ref()
+                        .zip(broker_cpu)
+                        .map(|(broker, before)| broker.cpu_time().saturating_sub(before));
+                    let point = Point::new(
+                        options.calls,
+                        elapsed,
+                        &latencies,
+                        (client_cpu, server_cpu, broker_cpu),
+                        (client_switches, server_switches),
+                    );
+                    eprintln!(
+                        "round {round} {:>9} {:>4} {in_flight:>3} in flight: {point}",
+                        peer.name(),
+                        method.name()
+                    );
+                    report.add(peer, method, in_flight, point);
+                }
+            }
+        }
+    }
+
+    framework_server.stop().await?;
+    raw_server.stop().await?;
+    admin::Admin::connect(&url).await?.delete(&queues).await?;
+    let markdown = report.markdown();
+    println!("{markdown}");
+    report.write(&options.markdown, &markdown, &options.chart)?;
+    eprintln!("wrote {} and {}", options.markdown, options.chart);
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! The benchmark's report: medians over the rounds, ratios A/B, a Markdown
+//! table and an SVG chart.
+
+use crate::{Method, Options, Peer, measure::median};
+use plotters::prelude::*;
+use std::{collections::BTreeMap, fmt, time::Duration};
+
+/// One measurement of one peer, method and number of calls in flight.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Point {
+    pub(crate) calls_per_s: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub(crate) client_cpu_us: f64,
+    pub(crate) server_cpu_us: f64,
+    pub(crate) broker_cpu_us: Option<f64>,
+    /// Context switches per call, client and server processes.
+    pub(crate) client_switches: f64,
+    pub(crate) server_switches: f64,
+}
+
+impl Point {
+    pub(crate) fn new(
+        calls: usize,
+        elapsed: Duration,
+        latencies: &hdrhistogram::Histogram<u64>,
+        (client_cpu, server_cpu, broker_cpu): (Duration, Duration, Option<Duration>),
+        (client_switches, server_switches): (u64, u64),
+    ) -> Self {
+        let per_call = |cpu: Duration| cpu.as_secs_f64() * 1e6 / calls as f64;
+        Self {
+            calls_per_s: calls as f64 / elapsed.as_secs_f64(),
+            p50_us: latencies.value_at_quantile(0.5) as f64,
+            p99_us: latencies.value_at_quantile(0.99) as f64,
+            client_cpu_us: per_call(client_cpu),
+            server_cpu_us: per_call(server_cpu),
+            broker_cpu_us: broker_cpu.map(per_call),
+            client_switches: client_switches as f64 / calls as f64,
+            server_switches: server_switches as f64 / calls as f64,
+        }
+    }
+}
+
+impl fmt::Display for Point {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:>7.0} calls/s, p50 {:>6.0} us, p99 {:>6.0} us, cpu/call client {:>5.1} us server {:>5.1} us",
+            self.calls_per_s, self.p50_us, self.p99_us, self.client_cpu_us, self.server_cpu_us
+        )?;
+        if let Some(broker) = self.broker_cpu_us {
+            write!(f, " broker {broker:>5.1} us")?;
+        }
+        write!(
+            f,
+            ", switches/call client {:.2} server {:.2}",
+            self.client_switches, self.server_switches
+        )
+    }
+}
+
+type Key = (&'static str, usize);
+
+/// Everything measured.
+pub(crate) struct Report {
+    options: Options,
+    broker_pid: Option<u32>,
+    points: BTreeMap<(Key, &'static str), Vec<Point>>,
+    /// Resident KiB of the idle framework and raw servers.
+    pub(crate) idle_server_kib: [u64; 2],
+    /// (idle resident KiB, bytes per call in flight) of the framework and raw
+    /// clients.
+    pub(crate) footprint: [(u64, u64); 2],
+}
+
+/// The medians of a series of points.
+#[derive(Debug, Clone, Copy)]
+struct Medians {
+    calls_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    client_cpu_us: f64,
+    server_cpu_us: f64,
+    broker_cpu_us: Option<f64>,
+    client_switches: f64,
+    server_switches: f64,
+}
+
+fn medians(points: &[Point]) -> Medians {
+    let of = |get: fn(&Point) -> f64| median(&mut points.iter().map(get).collect::<Vec<_>>());
+    let broker: Vec<f64> = points
+        .iter()
+        .filter_map(|point| point.broker_cpu_us)
+        .collect();
+    Medians {
+        calls_per_s: of(|point| point.calls_per_s),
+        p50_us: of(|point| point.p50_us),
+        p99_us: of(|point| point.p99_us),
+        client_cpu_us: of(|point| point.client_cpu_us),
+        server_cpu_us: of(|point| point.server_cpu_us),
+        broker_cpu_us: (!broker.is_empty()).then(|| median(&mut broker.clone())),
+        client_switches: of(|point| point.client_switches),
+        server_switches: of(|point| point.server_switches),
+    }
+}
+
+impl Report {
+    pub(crate) fn new(options: &Options, broker_pid: Option<u32>) -> Self {
+        Self {
+            options: options.clone(),
+            broker_pid,
+            points: BTreeMap::new(),
+            idle_server_kib: [0; 2],
+            footprint: [(0, 0); 2],
+        }
+    }
+
+    pub(crate) fn add(&mut self, peer: Peer, method: Method, in_flight: usize, point: Point) {
+        self.points
+            .entry(((method.name(), in_flight), peer.name()))
+            .or_default()
+            .push(point);
+    }
+
+    fn medians(&self, method: Method, in_flight: usize, peer: Peer) -> Option<Medians> {
+        self.points
+            .get(&((method.name(), in_flight), peer.name()))
+            .map(|points| medians(points))
+    }
+
+    /// The results as Markdown.
+    pub(crate) fn markdown(&self) -> String {
+        let options = &self.options;
+        let mut out = String::new();
+        out.push_str(&format!(
+            "Medians of {} interleaved rounds of {} calls; prefetch {}; {} Tokio worker(s) per \
+             process; broker CPU {}.\n\n",
+            options.rounds,
+            options.calls,
+            options.prefetch,
+            options.workers,
+            match self.broker_pid {
+                Some(pid) => format!("read from /proc/{pid}"),
+                None => "not measured (broker not found on this machine)".to_owned(),
+            }
+        ));
+        out.push_str(
+            "| method | in flight | calls/s A | calls/s B | A/B | p50 A (us) | p50 B (us) | A/B | \
+             p99 A (us) | p99 B (us) | client CPU/call A (us) | B | server CPU/call A (us) | B | \
+             client+server CPU A/B | broker CPU/call A (us) | B | switches/call A | B |\n",
+        );
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for &method in &options.methods {
+            for &in_flight in &options.in_flight {
+                let (Some(a), Some(b)) = (
+                    self.medians(method, in_flight, Peer::Framework),
+                    self.medians(method, in_flight, Peer::Raw),
+                ) else {
+                    continue;
+                };
+                let broker = |m: &Medians| {
+                    m.broker_cpu_us
+                        .map_or("-".to_owned(), |us| format!("{us:.1}"))
+                };
+                out.push_str(&format!(
+                    "| {} | {in_flight} | {:.0} | {:.0} | **{:.2}** | {:.0} | {:.0} | **{:.2}** | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | **{:.2}** | {} | {} | {:.1} | {:.1} |\n",
+                    method.name(),
+                    a.calls_per_s,
+                    b.calls_per_s,
+                    a.calls_per_s / b.calls_per_s,
+                    a.p50_us,
+                    b.p50_us,
+                    a.p50_us / b.p50_us,
+                    a.p99_us,
+                    b.p99_us,
+                    a.client_cpu_us,
+                    b.client_cpu_us,
+                    a.server_cpu_us,
+                    b.server_cpu_us,
+                    (a.client_cpu_us + a.server_cpu_us) / (b.client_cpu_us + b.server_cpu_us),
+                    broker(&a),
+                    broker(&b),
+                    a.client_switches + a.server_switches,
+                    b.client_switches + b.server_switches,
+                ));
+            }
+        }
+        let [(idle_a, bytes_a), (idle_b, bytes_b)] = self.footprint;
+        out.push_str(&format!(
+            "\n| memory | A (framework) | B (raw lapin) |\n|---|---:|---:|\n\
+             | idle client, resident | {} KiB | {} KiB |\n\
+             | idle server, resident | {} KiB | {} KiB |\n\
+             | per call in flight ({} parked) | {} bytes | {} bytes |\n",
+            idle_a,
+            idle_b,
+            self.idle_server_kib[0],
+            self.idle_server_kib[1],
+            options.park,
+            bytes_a,
+            bytes_b,
+        ));
+        out
+    }
+
+    /// Writes the Markdown and the chart.
+    pub(crate) fn write(
+        &self,
+        markdown_path: &str,
+        markdown: &str,
+        chart_path: &str,
+    ) -> Result<(), crate::Error> {
+        for path in [markdown_path, chart_path] {
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+        }
+        std::fs::write(markdown_path, markdown)?;
+        self.chart(chart_path)
+    }
+
+    /// Calls/s against calls in flight, for each method and peer.
+    fn chart(&self, path: &str) -> Result<(), crate::Error> {
+        let options = &self.options;
+        let mut series = Vec::new();
+        let mut top = 0f64;
+        for &method in &options.methods {
+            for peer in [Peer::Framework, Peer::Raw] {
+                let line: Vec<(u32, f64)> = options
+                    .in_flight
+                    .iter()
+                    .filter_map(|&n| {
+                        self.medians(method, n, peer)
+                            .map(|m| (n as u32, m.calls_per_s))
+                    })
+                    .collect();
+                top = line.iter().fold(top, |top, &(_, y)| top.max(y));
+                series.push((method, peer, line));
+            }
+        }
+        let lowest = options.in_flight.iter().copied().min().unwrap_or(1).max(1) as u32;
+        let highest = options.in_flight.iter().copied().max().unwrap_or(1).max(2) as u32;
+        let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Calls/s against calls in flight (A: framework, B: raw lapin)",
+                ("sans-serif", 22),
+            )
+            .margin(20)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d((lowest..highest).log_scale(), 0f64..top * 1.15)?;
+        chart
+            .configure_mesh()
+            .x_desc("calls in flight (log scale)")
+            .y_desc("calls/s (median)")
+            .draw()?;
+        let colors = [BLUE, RED, GREEN, MAGENTA];
+        for (i, (method, peer, line)) in series.into_iter().enumerate() {
+            let color = colors[i % colors.len()];
+            let style = if peer == Peer::Framework {
+                color.stroke_width(3)
+            } else {
+                color.stroke_width(1)
+            };
+            let label = format!(
+                "{} {}",
+                if peer == Peer::Framework {
+                    "A framework"
+                } else {
+                    "B raw lapin"
+                },
+                method.name()
+            );
+            chart
+                .draw_series(LineSeries::new(line.clone(), style))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            chart.draw_series(
+                line.into_iter()
+                    .map(|point| Circle::new(point, 4, color.filled())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    }
+}
