@@ -13,8 +13,9 @@
 //! Acknowledging only after the reply is published is what makes a crash
 //! between the two safe: the request comes back and runs again, so methods
 //! must be idempotent (`RequestContext::redelivered` tells a handler when a
-//! request may have run before). The reply and the acknowledgement go out on
-//! the same channel in that order, so the broker never sees the
+//! request may have run before). The acknowledgement is sent only once the
+//! reply is written to the connection (lapin sends acknowledgements ahead of
+//! queued publishes), on the same channel, so the broker never sees the
 //! acknowledgement without the reply before it.
 
 use crate::error::Fault;

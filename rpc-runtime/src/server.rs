@@ -29,6 +29,7 @@ use lapin::{
 use std::{
     any::Any,
     fmt,
+    future::Future,
     panic::AssertUnwindSafe,
     sync::{
         Arc,
@@ -37,10 +38,10 @@ use std::{
     time::Duration,
 };
 use tokio::{
-    task::{JoinHandle, JoinSet},
+    task::{AbortHandle, JoinHandle, JoinSet},
     time::Instant,
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{error, info, warn};
 
 /// How many requests a server receives ahead, and so runs at once, unless
@@ -201,6 +202,7 @@ impl ServerBuilder {
             connection: connection.clone(),
             config: config.clone(),
             rules: Arc::new(self.rules),
+            abandon: CancellationToken::new(),
             shutdown: shutdown.clone(),
             in_flight: in_flight.clone(),
         };
@@ -253,8 +255,9 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
-            // Dropping the task's handler set aborts the handlers; closing the
-            // channel hands their requests back to the broker.
+            // Aborting the task drops its handlers, which aborts them; the
+            // channel closes with them, handing their requests back to the
+            // broker.
             task.abort();
         }
     }
@@ -325,6 +328,9 @@ struct Serving<S> {
     connection: Connection,
     config: Arc<Config>,
     rules: Arc<Rules>,
+    /// Cancelled to abort the handlers of draining sessions when the
+    /// shutdown grace elapses.
+    abandon: CancellationToken,
     shutdown: CancellationToken,
     in_flight: Arc<AtomicUsize>,
 }
@@ -336,23 +342,28 @@ enum Ended {
 
 impl<S: Service> Serving<S> {
     async fn run(self, mut live: Live, first: Session) {
-        // Handlers of sessions that ended while their channel stayed open
-        // (the broker cancelled the consumer): they may still reply.
+        // Sessions that ended while their channel stayed open (the broker
+        // cancelled the consumer): their handlers may still reply, then the
+        // channel is closed.
         let mut draining = JoinSet::new();
         let mut session = Some(first);
         let mut failures = 0u32;
         loop {
             if let Some(mut current) = session.take() {
                 failures = 0;
-                let mut handlers = JoinSet::new();
+                let mut handlers = Handlers::new();
                 match self.consume(&mut current, &mut handlers).await {
                     Ended::Shutdown => {
                         self.shut_down(current, handlers, draining).await;
                         return;
                     }
                     Ended::Lost if current.channel.status().connected() => {
+                        let abandon = self.abandon.clone();
                         draining.spawn(async move {
-                            while handlers.join_next().await.is_some() {}
+                            tokio::select! {
+                                () = handlers.wait() => {}
+                                () = abandon.cancelled() => handlers.abort(),
+                            }
                             let _ = current
                                 .channel
                                 .close(200, "consumer cancelled".into())
@@ -362,9 +373,8 @@ impl<S: Service> Serving<S> {
                     // The channel is gone, and with it the requests in
                     // flight, which the broker redelivers: their handlers
                     // could neither reply nor acknowledge, and would run
-                    // alongside the redeliveries. Dropping the set aborts
-                    // them.
-                    Ended::Lost => drop(handlers),
+                    // alongside the redeliveries.
+                    Ended::Lost => handlers.abort(),
                 }
             }
             // A session ends with its connection, or alone (its channel
@@ -390,15 +400,14 @@ impl<S: Service> Serving<S> {
         }
         // Shut down while no session was up: only draining handlers remain.
         let deadline = Instant::now() + self.config.shutdown_grace;
-        finish_handlers(&mut draining, deadline).await;
+        self.finish_draining(draining, deadline).await;
     }
 
-    async fn consume(&self, session: &mut Session, handlers: &mut JoinSet<()>) -> Ended {
+    async fn consume(&self, session: &mut Session, handlers: &mut Handlers) -> Ended {
         loop {
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => return Ended::Shutdown,
-                Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
                 delivery = session.consumer.next() => match delivery {
                     Some(Ok(delivery)) => {
                         handlers.spawn(handle(
@@ -429,12 +438,7 @@ impl<S: Service> Serving<S> {
     /// Stops consuming, requeues what was received but not started, and
     /// lets the requests in flight finish, all within the shutdown grace:
     /// past it, what is left is abandoned to the broker, which redelivers it.
-    async fn shut_down(
-        &self,
-        mut session: Session,
-        mut handlers: JoinSet<()>,
-        mut draining: JoinSet<()>,
-    ) {
+    async fn shut_down(&self, mut session: Session, handlers: Handlers, draining: JoinSet<()>) {
         info!(queue = %self.config.queue, in_flight = handlers.len(), "shutting down");
         let deadline = Instant::now() + self.config.shutdown_grace;
         let tag = session.consumer.tag();
@@ -451,26 +455,97 @@ impl<S: Service> Serving<S> {
             };
             let _ = tokio::time::timeout_at(deadline, requeue).await;
         }
-        finish_handlers(&mut handlers, deadline).await;
-        finish_handlers(&mut draining, deadline).await;
+        if tokio::time::timeout_at(deadline, handlers.wait())
+            .await
+            .is_err()
+        {
+            self.abandon(handlers.len());
+            handlers.abort();
+            handlers.wait().await;
+        }
+        self.finish_draining(draining, deadline).await;
         let close = session.channel.close(200, "server shut down".into());
         let _ = tokio::time::timeout_at(deadline.max(Instant::now() + CLOSE_GRACE), close).await;
+    }
+
+    /// Waits for the draining sessions until `deadline`, then abandons their
+    /// handlers.
+    async fn finish_draining(&self, mut draining: JoinSet<()>, deadline: Instant) {
+        let all_done = async { while draining.join_next().await.is_some() {} };
+        if tokio::time::timeout_at(deadline, all_done).await.is_err() {
+            self.abandon(draining.len());
+            while draining.join_next().await.is_some() {}
+        }
+    }
+
+    /// Aborts the handlers of draining sessions (each aborts its own, see
+    /// `run`): their requests, unacknowledged, go back to the broker when
+    /// the channel closes.
+    fn abandon(&self, count: usize) {
+        warn!(
+            count,
+            "shutdown grace elapsed; abandoning the requests still running to the broker"
+        );
+        self.abandon.cancel();
     }
 }
 
 /// How long closing the channel may take after the shutdown grace.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Waits for `handlers` until `deadline`, then aborts those still running.
-async fn finish_handlers(handlers: &mut JoinSet<()>, deadline: Instant) {
-    let all_done = async { while handlers.join_next().await.is_some() {} };
-    if tokio::time::timeout_at(deadline, all_done).await.is_err() {
-        warn!(
-            abandoned = handlers.len(),
-            "shutdown grace elapsed; abandoning the requests still running to the broker"
-        );
-        handlers.abort_all();
-        while handlers.join_next().await.is_some() {}
+/// The handlers of one session: tracked, to wait for them, and abortable.
+///
+/// Cheaper than a `JoinSet` (whose bookkeeping cost a few thousand
+/// instructions per request) and than wrapping each handler in a
+/// cancellation future (which costs more, on every poll): a task tracker is
+/// one counter, and the abort handles live in a vector only the consumer
+/// touches, pruned as it grows.
+struct Handlers {
+    tracker: TaskTracker,
+    running: Vec<AbortHandle>,
+}
+
+impl Handlers {
+    fn new() -> Self {
+        Self {
+            tracker: TaskTracker::new(),
+            running: Vec::new(),
+        }
+    }
+
+    fn spawn(&mut self, handler: impl Future<Output = ()> + Send + 'static) {
+        if self.running.len() == self.running.capacity() {
+            self.running.retain(|handle| !handle.is_finished());
+        }
+        // Boxed once here, so that the layers of spawning move a pointer
+        // rather than the whole future, several times.
+        let handler = Box::pin(handler);
+        self.running
+            .push(self.tracker.spawn(handler).abort_handle());
+    }
+
+    fn len(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Waits until every handler is done (or aborted).
+    async fn wait(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    fn abort(&self) {
+        for handle in &self.running {
+            handle.abort();
+        }
+    }
+}
+
+impl Drop for Handlers {
+    /// Handlers die with their session's task: dropping the server aborts
+    /// them, handing their requests back to the broker.
+    fn drop(&mut self) {
+        self.abort();
     }
 }
 
@@ -493,35 +568,75 @@ impl Drop for InFlight {
 /// Handles one request: checks it (see [`admission`](crate::admission)),
 /// runs its method, publishes the reply, and settles the request (see
 /// [`ack_policy`](crate::ack_policy)).
-async fn handle<S: Service>(
+///
+/// A function returning an `async move` block rather than an `async fn`: the
+/// latter stores its arguments twice, and the future is moved on its way to
+/// the executor.
+fn handle<S: Service>(
     service: Arc<S>,
     channel: Channel,
     delivery: Delivery,
     rules: Arc<Rules>,
-    _in_flight: InFlight,
+    in_flight: InFlight,
+) -> impl Future<Output = ()> + Send + 'static {
+    let Delivery {
+        properties,
+        data,
+        acker,
+        redelivered,
+        ..
+    } = delivery;
+    // Shared with the handler's RequestContext rather than copied.
+    let properties = Arc::new(properties);
+    async move {
+        let _in_flight = in_flight;
+        let request = Received {
+            properties,
+            data,
+            acker,
+            redelivered,
+        };
+        handle_request(&*service, &channel, request, &rules).await;
+    }
+}
+
+/// A delivered request, taken apart.
+struct Received {
+    properties: Arc<BasicProperties>,
+    data: Vec<u8>,
+    acker: lapin::Acker,
+    redelivered: bool,
+}
+
+async fn handle_request<S: Service>(
+    service: &S,
+    channel: &Channel,
+    request: Received,
+    rules: &Rules,
 ) {
-    let properties = &delivery.properties;
-    let outcome = match rules.admit(properties, delivery.data.len()) {
+    let Received {
+        properties,
+        data,
+        acker,
+        redelivered,
+    } = request;
+    let outcome = match rules.admit(&properties, data.len()) {
         Admission::Refuse { reply_to } => {
             warn!(
                 reply_to,
                 "refusing a request whose reply_to is not an allowed reply address (see \
                  ReplyToPolicy); it is rejected without running"
             );
-            Disposition::Reject.apply(&delivery.acker).await;
+            Disposition::Reject.apply(&acker).await;
             return;
         }
         Admission::Fault(fault) => Err(fault),
         Admission::Run { method } => {
             let context = RequestContext {
-                method: method.to_owned(),
-                correlation_id: properties
-                    .correlation_id()
-                    .as_ref()
-                    .map(ToString::to_string),
-                redelivered: delivery.redelivered,
+                properties: properties.clone(),
+                redelivered,
             };
-            let run = context.scope(service.dispatch(method, &delivery.data));
+            let run = context.scope(service.dispatch(method, &data));
             AssertUnwindSafe(run)
                 .catch_unwind()
                 .await
@@ -542,6 +657,9 @@ async fn handle<S: Service>(
         if let Some(correlation_id) = properties.correlation_id() {
             reply_properties = reply_properties.with_correlation_id(correlation_id.clone());
         }
+        // Awaited before the acknowledgement: lapin sends acknowledgements
+        // ahead of queued publishes, so only a reply already written is
+        // surely ahead of it.
         let published = channel
             .basic_publish(
                 ShortString::default(),
@@ -558,9 +676,7 @@ async fn handle<S: Service>(
     } else if let Err(fault) = &outcome {
         warn!(%fault, "a one-way request failed");
     }
-    Disposition::after_handling(&outcome)
-        .apply(&delivery.acker)
-        .await;
+    Disposition::after_handling(&outcome).apply(&acker).await;
 }
 
 fn panicked(method: &str, panic: Box<dyn Any + Send>) -> Fault {

@@ -2,7 +2,8 @@
 //! the context a request runs in.
 
 use crate::error::Fault;
-use std::future::Future;
+use lapin::BasicProperties;
+use std::{future::Future, sync::Arc};
 
 /// A dispatcher from requests to the methods of one service.
 ///
@@ -51,8 +52,8 @@ pub trait Service: Send + Sync + 'static {
 /// ```
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    pub(crate) method: String,
-    pub(crate) correlation_id: Option<String>,
+    /// The request's properties, shared with the server (no copies).
+    pub(crate) properties: Arc<BasicProperties>,
     pub(crate) redelivered: bool,
 }
 
@@ -69,13 +70,19 @@ impl RequestContext {
 
     /// The method called.
     pub fn method(&self) -> &str {
-        &self.method
+        self.properties
+            .kind()
+            .as_ref()
+            .map_or("", |method| method.as_str())
     }
 
     /// The request's correlation id (`None` for one-way requests that carry
     /// none).
     pub fn correlation_id(&self) -> Option<&str> {
-        self.correlation_id.as_deref()
+        self.properties
+            .correlation_id()
+            .as_ref()
+            .map(|id| id.as_str())
     }
 
     /// Whether the broker delivered this request before, to this or another
