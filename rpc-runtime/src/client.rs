@@ -12,6 +12,7 @@ use crate::{
     admission::DEFAULT_MAX_REQUEST_SIZE,
     call::CallSpec,
     connection::{Connection, Live},
+    digits,
     error::{ConnectError, RpcError},
     pending::{Pending, Unanswered},
     protocol::{CONTENT_TYPE, DIRECT_REPLY_TO, MAX_QUEUE_NAME, REPLY_QUEUE_PREFIX},
@@ -361,7 +362,7 @@ impl Client {
         };
         let properties = request_properties(method)
             .with_expiration(deadline.expiration_ms().into())
-            .with_correlation_id(call.correlation_id().into())
+            .with_correlation_id(call.take_correlation_id())
             .with_reply_to(session.reply_to.clone());
         let mut publication = session
             .requests
@@ -499,7 +500,11 @@ impl Deadline {
     /// consumer is ready for it that very moment.
     fn expiration_ms(&self) -> String {
         let remaining = self.at.saturating_duration_since(Instant::now());
-        remaining.as_millis().max(1).to_string()
+        digits::decimal(
+            (remaining.as_millis().max(1))
+                .try_into()
+                .unwrap_or(u64::MAX),
+        )
     }
 
     fn passed(&self, method: &'static str) -> RpcError {

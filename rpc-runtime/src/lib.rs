@@ -58,6 +58,7 @@ mod backoff;
 mod call;
 mod client;
 mod connection;
+mod digits;
 mod error;
 pub mod pending;
 pub mod protocol;

@@ -16,10 +16,11 @@
 //! client knows: a server, which sees one correlation id, cannot forge the
 //! ids of the client's other calls (to other services).
 
+use crate::digits;
 use std::{
     collections::HashMap,
     fmt,
-    hash::{BuildHasher, RandomState},
+    hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState},
     sync::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
@@ -52,7 +53,7 @@ pub(crate) struct Pending {
 }
 
 struct Table {
-    waiting: HashMap<u64, Waiter>,
+    waiting: HashMap<u64, Waiter, BuildHasherDefault<SequenceHasher>>,
     /// The session whose replies the consumer is receiving, if any: calls may
     /// only register on it, so that none registers on a session that already
     /// ended (and would wait for a reply that cannot come).
@@ -61,7 +62,33 @@ struct Table {
 
 struct Waiter {
     session: u64,
+    /// The tag of the call's correlation id, kept to check replies against
+    /// without hashing again.
+    tag: u64,
     reply: oneshot::Sender<Outcome>,
+}
+
+/// Hashes the table's keys, sequence numbers the client chose itself: a
+/// multiplication spreads consecutive numbers well, at a fraction of the
+/// cost of the default SipHash (which guards against keys an attacker
+/// chooses; replies can only look keys up, never add them).
+#[derive(Default)]
+struct SequenceHasher(u64);
+
+impl Hasher for SequenceHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(5) ^ value).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
 }
 
 impl Pending {
@@ -71,7 +98,7 @@ impl Pending {
             next: AtomicU64::new(1),
             tags: RandomState::new(),
             table: Mutex::new(Table {
-                waiting: HashMap::new(),
+                waiting: HashMap::default(),
                 live_session: None,
             }),
         })
@@ -89,18 +116,24 @@ impl Pending {
     /// guard that receives its reply, or `None` if `session` is no longer live.
     pub(crate) fn register(self: &Arc<Self>, session: u64) -> Option<PendingCall> {
         let sequence = self.next.fetch_add(1, Ordering::Relaxed);
+        let tag = self.tags.hash_one(sequence);
         let (reply, outcome) = oneshot::channel();
         {
             let mut table = self.lock();
             if table.live_session != Some(session) {
                 return None;
             }
-            table.waiting.insert(sequence, Waiter { session, reply });
+            let waiter = Waiter {
+                session,
+                tag,
+                reply,
+            };
+            table.waiting.insert(sequence, waiter);
         }
         Some(PendingCall {
             pending: Arc::clone(self),
             sequence,
-            correlation_id: format!("{}{sequence:x}.{:x}", self.prefix, self.tag(sequence)),
+            correlation_id: self.correlation_id(sequence, tag),
             outcome,
         })
     }
@@ -140,12 +173,22 @@ impl Pending {
         }
     }
 
+    /// Hands a reply to the call it answers; drops it if no call waits for it.
+    pub(crate) fn complete(&self, correlation_id: Option<&str>, body: Vec<u8>) {
+        match self.remove(correlation_id) {
+            Some(waiter) => {
+                let _ = waiter.reply.send(Ok(body));
+            }
+            None => debug!(
+                ?correlation_id,
+                "dropping a reply that no call waits for (unknown, late, repeated or forged)"
+            ),
+        }
+    }
+
     /// Fails the call whose request the broker returned undelivered.
     pub(crate) fn returned(&self, correlation_id: Option<&str>) {
-        let waiter = correlation_id
-            .and_then(|id| self.sequence_of(id))
-            .and_then(|sequence| self.lock().waiting.remove(&sequence));
-        match waiter {
+        match self.remove(correlation_id) {
             Some(waiter) => {
                 let _ = waiter.reply.send(Err(Unanswered::Returned));
             }
@@ -153,39 +196,28 @@ impl Pending {
         }
     }
 
-    /// Hands a reply to the call it answers; drops it if no call waits for it.
-    pub(crate) fn complete(&self, correlation_id: Option<&str>, body: Vec<u8>) {
-        let Some(sequence) = correlation_id.and_then(|id| self.sequence_of(id)) else {
-            debug!(
-                ?correlation_id,
-                "dropping a reply with an unknown correlation id"
-            );
-            return;
-        };
-        let waiter = self.lock().waiting.remove(&sequence);
-        match waiter {
-            Some(waiter) => {
-                let _ = waiter.reply.send(Ok(body));
-            }
-            None => debug!(
-                ?correlation_id,
-                "dropping a reply for a call that is no longer waiting (late or repeated)"
-            ),
+    /// Removes the call `correlation_id` names, if it is one of this
+    /// client's ids, the call waits, and the tag is the call's.
+    fn remove(&self, correlation_id: Option<&str>) -> Option<Waiter> {
+        let (sequence, tag) = correlation_id?
+            .strip_prefix(self.prefix.as_str())?
+            .split_once('.')?;
+        let (sequence, tag) = (digits::parse_hex(sequence)?, digits::parse_hex(tag)?);
+        let mut table = self.lock();
+        match table.waiting.get(&sequence) {
+            Some(waiter) if waiter.tag == tag => table.waiting.remove(&sequence),
+            _ => None,
         }
     }
 
-    fn tag(&self, sequence: u64) -> u64 {
-        self.tags.hash_one(sequence)
-    }
-
-    /// The sequence number of one of this client's correlation ids.
-    fn sequence_of(&self, correlation_id: &str) -> Option<u64> {
-        let (sequence, tag) = correlation_id
-            .strip_prefix(self.prefix.as_str())?
-            .split_once('.')?;
-        let sequence = u64::from_str_radix(sequence, 16).ok()?;
-        let tag = u64::from_str_radix(tag, 16).ok()?;
-        (tag == self.tag(sequence)).then_some(sequence)
+    /// `<client id>.<sequence>.<tag>`, in hexadecimal.
+    fn correlation_id(&self, sequence: u64, tag: u64) -> String {
+        let mut id = String::with_capacity(self.prefix.len() + 33);
+        id.push_str(&self.prefix);
+        digits::push_hex(&mut id, sequence);
+        id.push('.');
+        digits::push_hex(&mut id, tag);
+        id
     }
 
     /// How many calls are waiting for a reply.
@@ -212,8 +244,15 @@ pub(crate) struct PendingCall {
 }
 
 impl PendingCall {
+    #[cfg(test)]
     pub(crate) fn correlation_id(&self) -> &str {
         &self.correlation_id
+    }
+
+    /// The call's place in the table.
+    /// The call's correlation id, for its request (taken: it is needed once).
+    pub(crate) fn take_correlation_id(&mut self) -> lapin::types::ShortString {
+        std::mem::take(&mut self.correlation_id).into()
     }
 
     /// Waits for the reply, or for the news that none will come.
