@@ -16,7 +16,7 @@ use crate::{
     error::{ConnectError, RpcError},
     pending::{Pending, Unanswered},
     protocol::{CONTENT_TYPE, DIRECT_REPLY_TO, MAX_QUEUE_NAME, REPLY_QUEUE_PREFIX},
-    publisher::{Publication, Publisher, Verdict},
+    publisher::{CallPublisher, OneWayPublisher, Request, Verdict},
 };
 use futures_util::StreamExt;
 use lapin::{
@@ -24,7 +24,15 @@ use lapin::{
     options::{BasicConsumeOptions, ConfirmSelectOptions, QueueDeclareOptions},
     types::{FieldTable, ShortString},
 };
-use std::{fmt, future::Future, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 use tokio::{
     sync::{OnceCell, watch},
     time::Instant,
@@ -207,24 +215,23 @@ enum SessionState {
 struct Session {
     id: u64,
     reply_to: ShortString,
-    requests: Publisher,
-    /// A serial publisher, opened on the first one-way call (see
-    /// [`publisher`](crate::publisher) for why one-way requests need one).
-    one_way: OnceCell<Publisher>,
+    requests: CallPublisher,
+    /// Opened on the first one-way call (see [`publisher`](crate::publisher)
+    /// for why one-way requests need a channel of their own).
+    one_way: OnceCell<OneWayPublisher>,
     live: Live,
     confirms: bool,
     pending: Arc<Pending>,
 }
 
 impl Session {
-    async fn one_way(&self) -> lapin::Result<&Publisher> {
+    async fn one_way(&self) -> lapin::Result<&OneWayPublisher> {
         self.one_way
             .get_or_try_init(|| async {
                 let channel = confirmed_channel(&self.live, self.confirms).await?;
-                Ok(Publisher::new(
+                Ok(OneWayPublisher::new(
                     channel,
                     self.confirms,
-                    true,
                     self.pending.clone(),
                 ))
             })
@@ -264,32 +271,34 @@ impl Client {
         self.inner.config.timeout
     }
 
-    /// The current session, waiting for one until `deadline`. `newer_than`
-    /// skips a session already found broken.
-    async fn session(&self, newer_than: u64, deadline: Instant) -> Result<Arc<Session>, Waited> {
+    /// The current session, waiting for one if there is none; `newer_than`
+    /// skips a session already found broken. `None` once the client is
+    /// closed.
+    async fn session(&self, newer_than: u64) -> Option<Arc<Session>> {
+        // The common case, without cloning the watch receiver.
+        if let SessionState::Up(session) = &*self.inner.session.borrow()
+            && session.id > newer_than
+        {
+            return Some(session.clone());
+        }
         let mut state = self.inner.session.clone();
-        let found = tokio::time::timeout_at(
-            deadline,
-            state.wait_for(|state| match state {
+        let found = state
+            .wait_for(|state| match state {
                 SessionState::Up(session) => session.id > newer_than,
                 SessionState::Closed => true,
                 SessionState::Down => false,
-            }),
-        )
-        .await;
-        match found {
-            Ok(Ok(state)) => match &*state {
-                SessionState::Up(session) => Ok(session.clone()),
-                _ => Err(Waited::Closed),
-            },
-            Ok(Err(_)) => Err(Waited::Closed),
-            Err(_) => Err(Waited::TimedOut),
+            })
+            .await
+            .ok()?;
+        match &*found {
+            SessionState::Up(session) => Some(session.clone()),
+            _ => None,
         }
     }
 
     /// Runs `attempt` on the current session until it is done, moving on to
-    /// the next session whenever the request could not be sent, and waiting
-    /// for a session for no longer than the call's timeout.
+    /// the next session whenever the request could not be sent, all within
+    /// the call's timeout.
     async fn on_sessions<T, F: Future<Output = Attempt<T>>>(
         &self,
         spec: &CallSpec<'_>,
@@ -313,21 +322,30 @@ impl Client {
             at: Instant::now() + timeout,
             timeout,
         };
-        let mut broken = 0;
-        loop {
-            let session = match self.session(broken, deadline.at).await {
-                Ok(session) => session,
-                Err(Waited::Closed) => return Err(RpcError::Closed),
-                Err(Waited::TimedOut) => {
-                    return Err(RpcError::NotConnected {
-                        method: spec.method,
-                    });
+        // One timer for the whole call (waiting for a session, publishing,
+        // waiting for the reply); what the call was doing when it fired
+        // decides the error.
+        let waiting_for_session = AtomicBool::new(true);
+        let attempts = async {
+            let mut broken = 0;
+            loop {
+                waiting_for_session.store(true, Ordering::Relaxed);
+                let Some(session) = self.session(broken).await else {
+                    return Err(RpcError::Closed);
+                };
+                waiting_for_session.store(false, Ordering::Relaxed);
+                broken = session.id;
+                if let Attempt::Done(result) = attempt(session, deadline).await {
+                    return result;
                 }
-            };
-            broken = session.id;
-            if let Attempt::Done(result) = attempt(session, deadline).await {
-                return result;
             }
+        };
+        match tokio::time::timeout_at(deadline.at, attempts).await {
+            Ok(result) => result,
+            Err(_) if waiting_for_session.load(Ordering::Relaxed) => Err(RpcError::NotConnected {
+                method: spec.method,
+            }),
+            Err(_) => Err(deadline.passed(spec.method)),
         }
     }
 
@@ -364,35 +382,27 @@ impl Client {
             .with_expiration(deadline.expiration_ms().into())
             .with_correlation_id(call.take_correlation_id())
             .with_reply_to(session.reply_to.clone());
-        let mut publication = session
-            .requests
-            .publish(spec.queue.into(), spec.body.clone(), properties)
-            .await;
-        if let Err(not_sent) = send(&mut publication, spec, deadline).await {
-            return not_sent;
+        let request = Request {
+            queue: spec.queue.into(),
+            body: spec.body.clone(),
+            properties,
+        };
+        // The confirmation first: the reply, should it come sooner, waits
+        // in the table. A returned request (perhaps this one) was routed by
+        // its correlation id; a lost channel ends the session, and its
+        // calls: only what surely concerns this call is news here.
+        match session.requests.publish(request).await {
+            Verdict::NotSent => return Attempt::NotSent,
+            Verdict::Refused => return Attempt::Done(Err(RpcError::Refused { method })),
+            Verdict::Taken | Verdict::Returned | Verdict::Lost => {}
         }
-        let sleep = tokio::time::sleep_until(deadline.at);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                biased;
-                outcome = call.outcome() => {
-                    return Attempt::Done(outcome.map_err(|unanswered| match unanswered {
-                        Unanswered::SessionEnded => RpcError::ConnectionLost { method },
-                        Unanswered::Returned => RpcError::NoSuchService { queue: spec.queue.to_owned() },
-                    }));
-                }
-                // A returned request is routed to its call by correlation id,
-                // whichever confirmation carries it: only a refusal is news
-                // here.
-                verdict = publication.verdict(), if publication.is_pending() => {
-                    if verdict == Verdict::Nacked {
-                        return Attempt::Done(Err(RpcError::Refused { method }));
-                    }
-                }
-                () = &mut sleep => return Attempt::Done(Err(deadline.passed(method))),
-            }
-        }
+        Attempt::Done(match call.outcome().await {
+            Ok(reply) => Ok(reply),
+            Err(Unanswered::SessionEnded) => Err(RpcError::ConnectionLost { method }),
+            Err(Unanswered::Returned) => Err(RpcError::NoSuchService {
+                queue: spec.queue.to_owned(),
+            }),
+        })
     }
 
     async fn send_on(
@@ -414,53 +424,21 @@ impl Client {
         if spec.timeout.is_some() {
             properties = properties.with_expiration(deadline.expiration_ms().into());
         }
-        let published = publisher.publish(spec.queue.into(), spec.body.clone(), properties);
-        let mut publication = match tokio::time::timeout_at(deadline.at, published).await {
-            Ok(publication) => publication,
-            Err(_) => return Attempt::Done(Err(deadline.passed(spec.method))),
+        let request = Request {
+            queue: spec.queue.into(),
+            body: spec.body.clone(),
+            properties,
         };
-        if let Err(not_sent) = send(&mut publication, spec, deadline).await {
-            return not_sent;
-        }
-        let verdict = match tokio::time::timeout_at(deadline.at, publication.verdict()).await {
-            Ok(verdict) => verdict,
-            Err(_) => return Attempt::Done(Err(deadline.passed(spec.method))),
-        };
-        Attempt::Done(match verdict {
-            // The serial publisher has this request alone awaiting its
-            // confirmation: a returned request is this one.
-            Verdict::Acked {
-                carried_return: true,
-            } => Err(RpcError::NoSuchService {
+        let method = spec.method;
+        Attempt::Done(match publisher.publish(request).await {
+            Verdict::Taken => Ok(()),
+            Verdict::Returned => Err(RpcError::NoSuchService {
                 queue: spec.queue.to_owned(),
             }),
-            Verdict::Acked {
-                carried_return: false,
-            } => Ok(()),
-            Verdict::Nacked => Err(RpcError::Refused {
-                method: spec.method,
-            }),
-            Verdict::Lost => Err(RpcError::ConnectionLost {
-                method: spec.method,
-            }),
+            Verdict::Refused => Err(RpcError::Refused { method }),
+            Verdict::Lost => Err(RpcError::ConnectionLost { method }),
+            Verdict::NotSent => return Attempt::NotSent,
         })
-    }
-}
-
-/// Hands a request to the broker before the deadline; if it could not be
-/// sent, the call may try again on the next session.
-async fn send<T>(
-    publication: &mut Publication,
-    spec: &CallSpec<'_>,
-    deadline: Deadline,
-) -> Result<(), Attempt<T>> {
-    match tokio::time::timeout_at(deadline.at, publication.sent()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => {
-            debug!(%error, method = spec.method, "publishing the request failed; retrying on the next session");
-            Err(Attempt::NotSent)
-        }
-        Err(_) => Err(Attempt::Done(Err(deadline.passed(spec.method)))),
     }
 }
 
@@ -473,11 +451,6 @@ impl fmt::Debug for Client {
             .field("pending_calls", &self.pending_calls())
             .finish()
     }
-}
-
-enum Waited {
-    Closed,
-    TimedOut,
 }
 
 /// How one attempt at a call on one session ended.
@@ -575,7 +548,7 @@ async fn open_session(
     let session = Arc::new(Session {
         id,
         reply_to,
-        requests: Publisher::new(channel, config.publisher_confirms, false, pending.clone()),
+        requests: CallPublisher::new(channel, config.publisher_confirms, pending.clone()),
         one_way: OnceCell::new(),
         live: live.clone(),
         confirms: config.publisher_confirms,

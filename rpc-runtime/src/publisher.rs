@@ -1,74 +1,87 @@
-//! Publishing requests, and seeing every publisher confirm to its end.
+//! Publishing requests, and seeing every publication to its end.
 //!
-//! Requests are published `mandatory` with publisher confirms. The broker
-//! returns (`basic.return`) a request that no queue takes, then confirms it;
-//! but lapin hands each returned message to whichever confirmation it
-//! resolves next, which is not always the returned request's own when the
-//! broker confirms several requests at once. So a returned message is routed
-//! by its own `correlation_id` to the call that sent it
+//! Requests are published `mandatory` with publisher confirms. A call
+//! publishes its request and awaits the broker's confirmation itself, in its
+//! own task, as hand-written lapin code would: its reply, registered in the
+//! table of pending calls before the request went out, is kept there
+//! meanwhile, so waiting for the confirmation first never delays the reply.
+//!
+//! The broker returns (`basic.return`) a request that no queue takes, then
+//! confirms it; but lapin hands each returned message to whichever
+//! confirmation it resolves next, which is not always the returned request's
+//! own when the broker confirms several requests at once. So a returned
+//! message is routed by its own `correlation_id` to the call that sent it
 //! ([`Pending::returned`]), whichever confirmation carries it. One-way
-//! requests have no correlation id: they go through a *serial* publisher,
-//! which has one request at a time awaiting its confirmation, so that a
-//! returned message there is always that request's.
+//! requests have no correlation id: their channel's task publishes them one
+//! at a time, so that a returned message there is always the one request's
+//! awaiting confirmation.
 //!
-//! Every publication is seen to its end: by its call, or, once the call stops
-//! waiting (its reply came first, it timed out, it was dropped mid-publish),
-//! by the publisher's reaper task. lapin keeps confirmations dropped
+//! Every confirmation is awaited to its end: lapin keeps those dropped
 //! unresolved until `wait_for_confirms`, which would grow without bound, and
-//! a returned message they carry must still reach its call.
+//! one of them may carry another call's returned request. A call that stops
+//! waiting (it timed out, or its future was dropped) hands its unfinished
+//! publication to its channel's task, which finishes it.
 
 use crate::pending::Pending;
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use lapin::{
-    BasicProperties, Channel, Confirmation, PublisherConfirm, options::BasicPublishOptions,
-    types::ShortString,
+    BasicProperties, Channel, Confirmation, options::BasicPublishOptions, types::ShortString,
 };
-use std::{future::Future, pin::Pin, sync::Arc};
-use tokio::sync::{Mutex, OwnedMutexGuard, mpsc};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
-
-type Publishing = Pin<Box<dyn Future<Output = lapin::Result<PublisherConfirm>> + Send>>;
-
-/// A channel that requests are published on.
-pub(crate) struct Publisher {
-    channel: Channel,
-    confirms: bool,
-    /// For a serial publisher: held from a publication's start to its
-    /// confirmation.
-    serial: Option<Arc<Mutex<()>>>,
-    pending: Arc<Pending>,
-    reaper: mpsc::UnboundedSender<Leftover>,
-}
 
 /// What the broker said of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// The broker took responsibility for the request. `carried_return` says
-    /// whether its confirmation carried a returned request: on a serial
-    /// publisher, this very one (no queue took it).
-    Acked { carried_return: bool },
+    /// The broker took responsibility for the request.
+    Taken,
+    /// The confirmation carried a returned message: for a one-way request,
+    /// its own; for a call, perhaps another's, and routed to it.
+    Returned,
     /// The broker refused the request.
-    Nacked,
-    /// The channel failed before the broker answered.
+    Refused,
+    /// The request could not be written: it was not sent.
+    NotSent,
+    /// The channel failed after the request was written.
     Lost,
 }
 
-impl Publisher {
-    /// A publisher on `channel`, whose confirm mode is `confirms`. A `serial`
-    /// one publishes one request at a time.
-    pub(crate) fn new(
-        channel: Channel,
-        confirms: bool,
-        serial: bool,
-        pending: Arc<Pending>,
-    ) -> Self {
-        let (reaper, leftovers) = mpsc::unbounded_channel();
-        tokio::spawn(reap(leftovers, pending.clone()));
+/// A request to publish.
+pub(crate) struct Request {
+    pub(crate) queue: ShortString,
+    pub(crate) body: Arc<Vec<u8>>,
+    pub(crate) properties: BasicProperties,
+}
+
+/// A request from its write to its confirmation, boxed once where it is
+/// made: only the box moves, not the kilobyte of lapin's state inside.
+type Publishing = Pin<Box<dyn Future<Output = Verdict> + Send>>;
+
+/// The channel calls publish their requests on.
+pub(crate) struct CallPublisher {
+    channel: Channel,
+    confirms: bool,
+    pending: Arc<Pending>,
+    /// The publications that their calls stopped waiting for.
+    abandoned: mpsc::UnboundedSender<Publishing>,
+}
+
+impl CallPublisher {
+    /// A publisher for calls on `channel`, whose confirm mode is `confirms`.
+    pub(crate) fn new(channel: Channel, confirms: bool, pending: Arc<Pending>) -> Self {
+        let (abandoned, publications) = mpsc::unbounded_channel();
+        tokio::spawn(finish_abandoned(publications));
         Self {
             channel,
             confirms,
-            serial: serial.then(|| Arc::new(Mutex::new(()))),
             pending,
-            reaper,
+            abandoned,
         }
     }
 
@@ -76,107 +89,145 @@ impl Publisher {
         &self.channel
     }
 
-    /// Starts publishing `body` to `queue` through the default exchange.
-    /// Nothing happens until the publication is awaited.
-    pub(crate) async fn publish(
-        &self,
-        queue: ShortString,
-        body: Arc<Vec<u8>>,
-        properties: BasicProperties,
-    ) -> Publication {
-        let serial = match &self.serial {
-            Some(serial) => Some(serial.clone().lock_owned().await),
-            None => None,
-        };
-        let channel = self.channel.clone();
-        // `mandatory` only with confirms: without them, lapin keeps returned
-        // messages until `wait_for_confirms`.
-        let options = BasicPublishOptions {
-            mandatory: self.confirms,
-            immediate: false,
-        };
-        let publishing: Publishing = Box::pin(async move {
-            channel
-                .basic_publish(ShortString::default(), queue, options, &body, properties)
-                .await
-        });
+    /// Publishes a call's request; the returned future (nothing happens
+    /// until it is polled) resolves to the broker's verdict. Dropped before
+    /// that, it hands the publication to the channel's task.
+    pub(crate) fn publish(&self, request: Request) -> Publication {
+        let (channel, pending) = (self.channel.clone(), self.pending.clone());
+        let confirms = self.confirms;
         Publication {
-            stage: Some(Stage::Publishing(publishing)),
-            serial,
-            pending: self.pending.clone(),
-            reaper: self.reaper.clone(),
+            publishing: Some(Box::pin(async move {
+                publish(&channel, confirms, request, &pending).await
+            })),
+            abandoned: self.abandoned.clone(),
         }
     }
 }
 
-enum Stage {
-    /// The frames are being handed to the connection.
-    Publishing(Publishing),
-    /// Sent; the broker's confirmation is due.
-    Confirming(PublisherConfirm),
-}
-
-/// A request on its way to the broker. Dropping it before its confirmation
-/// hands the rest to the publisher's reaper.
+/// A call's request on its way; see [`CallPublisher::publish`].
 pub(crate) struct Publication {
-    stage: Option<Stage>,
-    serial: Option<OwnedMutexGuard<()>>,
-    pending: Arc<Pending>,
-    reaper: mpsc::UnboundedSender<Leftover>,
+    publishing: Option<Publishing>,
+    abandoned: mpsc::UnboundedSender<Publishing>,
 }
 
-impl Publication {
-    /// Waits until the request is handed to the broker; `Err` means it was
-    /// not sent. Cancel-safe.
-    pub(crate) async fn sent(&mut self) -> lapin::Result<()> {
-        if let Some(Stage::Publishing(publishing)) = &mut self.stage {
-            let published = publishing.await;
-            self.stage = None;
-            self.stage = Some(Stage::Confirming(published?));
-        }
-        Ok(())
-    }
+impl Future for Publication {
+    type Output = Verdict;
 
-    /// Whether the broker's verdict is still due.
-    pub(crate) fn is_pending(&self) -> bool {
-        self.stage.is_some()
-    }
-
-    /// Waits for the broker's verdict, once sent. Cancel-safe; never resolves
-    /// once the verdict was given.
-    pub(crate) async fn verdict(&mut self) -> Verdict {
-        let verdict = match &mut self.stage {
-            Some(Stage::Confirming(confirm)) => judge(confirm.await, &self.pending),
-            _ => return std::future::pending().await,
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Verdict> {
+        let Some(publishing) = self.publishing.as_mut() else {
+            return Poll::Ready(Verdict::NotSent);
         };
-        self.stage = None;
-        self.serial = None;
-        verdict
+        let verdict = std::task::ready!(publishing.as_mut().poll(cx));
+        self.publishing = None;
+        Poll::Ready(verdict)
     }
 }
 
 impl Drop for Publication {
     fn drop(&mut self) {
-        if let Some(stage) = self.stage.take() {
-            // If the reaper is gone, so is the channel, whose confirmations
-            // lapin then fails: nothing is left to see to.
-            let _ = self.reaper.send(Leftover {
-                stage,
-                _serial: self.serial.take(),
-            });
+        if let Some(publishing) = self.publishing.take() {
+            // Gone with its session if the send fails: lapin then drops the
+            // channel's confirmations itself.
+            let _ = self.abandoned.send(publishing);
         }
     }
 }
 
-/// Routes a returned request its confirmation carries, and says what the
-/// confirmation means for the request it confirms.
-fn judge(confirmation: lapin::Result<Confirmation>, pending: &Pending) -> Verdict {
-    let (acked, returned) = match confirmation {
-        Ok(Confirmation::NotRequested) => {
-            return Verdict::Acked {
-                carried_return: false,
-            };
+/// The task of a channel for calls: finishes the publications that their
+/// calls stopped waiting for.
+async fn finish_abandoned(mut publications: mpsc::UnboundedReceiver<Publishing>) {
+    let mut unfinished = FuturesUnordered::new();
+    let mut open = true;
+    while open || !unfinished.is_empty() {
+        tokio::select! {
+            publication = publications.recv(), if open => match publication {
+                Some(publication) => unfinished.push(publication),
+                None => open = false,
+            },
+            Some(_) = unfinished.next(), if !unfinished.is_empty() => {}
         }
+    }
+}
+
+/// The channel one-way requests are published on, one at a time.
+pub(crate) struct OneWayPublisher {
+    channel: Channel,
+    to_publish: mpsc::UnboundedSender<(Request, oneshot::Sender<Verdict>)>,
+}
+
+impl OneWayPublisher {
+    pub(crate) fn new(channel: Channel, confirms: bool, pending: Arc<Pending>) -> Self {
+        let (to_publish, requests) = mpsc::unbounded_channel();
+        tokio::spawn(publish_one_by_one(
+            channel.clone(),
+            confirms,
+            pending,
+            requests,
+        ));
+        Self {
+            channel,
+            to_publish,
+        }
+    }
+
+    pub(crate) fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Publishes a one-way request and waits for the broker's verdict.
+    pub(crate) async fn publish(&self, request: Request) -> Verdict {
+        let (verdict, receive) = oneshot::channel();
+        if self.to_publish.send((request, verdict)).is_err() {
+            return Verdict::NotSent;
+        }
+        receive.await.unwrap_or(Verdict::Lost)
+    }
+}
+
+/// The task of a channel for one-way requests: the next request is written
+/// only once the previous one is confirmed.
+async fn publish_one_by_one(
+    channel: Channel,
+    confirms: bool,
+    pending: Arc<Pending>,
+    mut requests: mpsc::UnboundedReceiver<(Request, oneshot::Sender<Verdict>)>,
+) {
+    while let Some((request, verdict)) = requests.recv().await {
+        let _ = verdict.send(publish(&channel, confirms, request, &pending).await);
+    }
+}
+
+/// Writes `request`, then waits for its confirmation; routes a returned
+/// request the confirmation carries by its correlation id.
+async fn publish(
+    channel: &Channel,
+    confirms: bool,
+    request: Request,
+    pending: &Pending,
+) -> Verdict {
+    let Request {
+        queue,
+        body,
+        properties,
+    } = request;
+    // `mandatory` only with confirms: without them, lapin keeps returned
+    // messages until `wait_for_confirms`.
+    let options = BasicPublishOptions {
+        mandatory: confirms,
+        immediate: false,
+    };
+    let written = channel
+        .basic_publish(ShortString::default(), queue, options, &body, properties)
+        .await;
+    let confirm = match written {
+        Ok(confirm) => confirm,
+        Err(error) => {
+            debug!(%error, "publishing a request failed");
+            return Verdict::NotSent;
+        }
+    };
+    let (acked, returned) = match confirm.await {
+        Ok(Confirmation::NotRequested) => return Verdict::Taken,
         Ok(Confirmation::Ack(returned)) => (true, returned),
         Ok(Confirmation::Nack(returned)) => (false, returned),
         Err(error) => {
@@ -189,30 +240,9 @@ fn judge(confirmation: lapin::Result<Confirmation>, pending: &Pending) -> Verdic
         let correlation_id = returned.delivery.properties.correlation_id().as_ref();
         pending.returned(correlation_id.map(ShortString::as_str));
     }
-    if acked {
-        Verdict::Acked { carried_return }
-    } else {
-        Verdict::Nacked
-    }
-}
-
-/// A publication its call stopped waiting for.
-struct Leftover {
-    stage: Stage,
-    /// A serial publisher's lock, released once the confirmation is in.
-    _serial: Option<OwnedMutexGuard<()>>,
-}
-
-/// Sees the leftover publications to their end, until the publisher is gone.
-async fn reap(mut leftovers: mpsc::UnboundedReceiver<Leftover>, pending: Arc<Pending>) {
-    while let Some(leftover) = leftovers.recv().await {
-        let confirm = match leftover.stage {
-            Stage::Confirming(confirm) => confirm,
-            Stage::Publishing(publishing) => match publishing.await {
-                Ok(confirm) => confirm,
-                Err(_) => continue,
-            },
-        };
-        judge(confirm.await, &pending);
+    match (acked, carried_return) {
+        (false, _) => Verdict::Refused,
+        (true, true) => Verdict::Returned,
+        (true, false) => Verdict::Taken,
     }
 }

@@ -132,6 +132,16 @@ async fn scenario(name: &str, failure: Failure) {
 
     let back_at = match failure {
         Failure::Stop | Failure::Kill => {
+            // While the broker is down, a call with a short timeout is not
+            // sent, and says so.
+            let short = lab
+                .echo("down".into())
+                .timeout(Duration::from_millis(300))
+                .await;
+            assert!(
+                matches!(short, Err(RpcError::NotConnected { method: "echo" })),
+                "{name}: expected NotConnected, got {short:?}"
+            );
             broker.restart().await;
             Instant::now()
         }
