@@ -4,6 +4,10 @@
 //! ```text
 //! AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run -p rpc-examples --bin fib_server
 //! ```
+//!
+//! The runtime has one worker per core unless `TOKIO_WORKER_THREADS` says
+//! otherwise; on a small machine that also runs the broker, `1` serves more
+//! calls per second (docs/BENCHMARKS.md, "Worker threads").
 
 use anyhow::Context;
 use rpc_examples::{FibonacciServer, IterativeFib, amqp_url};
