@@ -404,10 +404,14 @@ impl<S: Service> Serving<S> {
     }
 
     async fn consume(&self, session: &mut Session, handlers: &mut Handlers) -> Ended {
+        // Made once: a new `cancelled()` per request would register and
+        // deregister a waiter on the token each time.
+        let shutdown = self.shutdown.cancelled();
+        tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => return Ended::Shutdown,
+                () = &mut shutdown => return Ended::Shutdown,
                 delivery = session.consumer.next() => match delivery {
                     Some(Ok(delivery)) => {
                         handlers.spawn(handle(
