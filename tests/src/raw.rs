@@ -52,20 +52,7 @@ impl Raw {
     /// reply queues servers reply to by default (`rpc-reply.`), and consumes
     /// it.
     pub async fn reply_queue(&self) -> lapin::Result<(String, Consumer)> {
-        let name = format!("rpc-reply.raw.{}", uuid::Uuid::new_v4().simple());
-        let queue = self
-            .channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        let name = queue.name().to_string();
+        let name = self.counting_reply_queue().await?;
         let consumer = self
             .channel
             .basic_consume(
