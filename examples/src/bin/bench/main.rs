@@ -249,25 +249,46 @@ async fn footprint(peer: Peer, park: usize) -> Result<(), Error> {
     let url = rpc_examples::amqp_url();
     let admin = admin::Admin::connect(&url).await?;
     let parking = admin.declare_parking().await?;
-    let client = std::sync::Arc::new(PeerClient::connect(peer, &url, &parking).await?);
+    let bytes_per_call = match PeerClient::connect(peer, &url, &parking).await? {
+        PeerClient::Framework(client, payload) => {
+            park_calls(client, payload, &admin, &parking, park).await?
+        }
+        PeerClient::Raw(client, payload) => {
+            park_calls(client, payload, &admin, &parking, park).await?
+        }
+    };
+    println!("footprint {} {}", bytes_per_call.0, bytes_per_call.1);
+    Ok(())
+}
+
+/// Parks `park` echo calls on `parking`; returns the resident KiB before
+/// and the resident bytes each parked call added.
+async fn park_calls<C: PeerCalls>(
+    client: Box<C>,
+    payload: service::Payload,
+    admin: &admin::Admin,
+    parking: &str,
+    park: usize,
+) -> Result<(u64, u64), Error> {
+    let client = std::sync::Arc::<C>::from(client);
+    let payload = std::sync::Arc::new(payload);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = rss_kib("self");
     let parked: Vec<_> = (0..park)
         .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move { client.call(Method::Echo).await })
+            let (client, payload) = (client.clone(), payload.clone());
+            tokio::spawn(async move { client.call(Method::Echo, &payload).await })
         })
         .collect();
-    admin.wait_for_messages(&parking, park).await?;
+    admin.wait_for_messages(parking, park).await?;
     let with_parked = rss_kib("self");
-    println!(
-        "footprint {idle} {}",
-        with_parked.saturating_sub(idle) * 1024 / park.max(1) as u64
-    );
     for call in parked {
         call.abort();
     }
-    Ok(())
+    Ok((
+        idle,
+        with_parked.saturating_sub(idle) * 1024 / park.max(1) as u64,
+    ))
 }
 
 /// A server child process, driven through its stdin and stdout.
@@ -361,21 +382,6 @@ impl PeerClient {
         })
     }
 
-    async fn call(&self, method: Method) -> Result<(), Error> {
-        match (self, method) {
-            (PeerClient::Framework(client, _), Method::Fib) => client.fib().await.map(drop),
-            // Both peers get the payload by value, as callers building it
-            // for each call would give it.
-            (PeerClient::Framework(client, payload), Method::Echo) => {
-                client.echo(payload.clone()).await.map(drop)
-            }
-            (PeerClient::Raw(client, _), Method::Fib) => client.fib().await.map(drop),
-            (PeerClient::Raw(client, payload), Method::Echo) => {
-                client.echo(payload.clone()).await.map(drop)
-            }
-        }
-    }
-
     /// Makes `calls` calls, `in_flight` at a time; returns their latencies.
     async fn run(
         &self,
@@ -383,32 +389,81 @@ impl PeerClient {
         in_flight: usize,
         calls: usize,
     ) -> Result<hdrhistogram::Histogram<u64>, Error> {
-        use futures_util::StreamExt;
-        // Uncontended: the calls run in this one task.
-        let latencies = Mutex::new(histogram());
-        let failures = Mutex::new(Vec::new());
-        futures_util::stream::iter(0..calls)
-            .for_each_concurrent(in_flight, |_| async {
-                let started = Instant::now();
-                match self.call(method).await {
-                    Ok(()) => latencies
-                        .lock()
-                        .expect("lock")
-                        .saturating_record(started.elapsed().as_micros() as u64),
-                    Err(error) => failures.lock().expect("lock").push(error.to_string()),
-                }
-            })
-            .await;
-        let failures = failures.into_inner().expect("lock");
-        if let Some(first) = failures.first() {
-            return Err(format!(
-                "{} of {calls} calls failed; the first: {first}",
-                failures.len()
-            )
-            .into());
+        // One instance per peer, so that each call's future holds only its
+        // own peer's state.
+        match self {
+            PeerClient::Framework(client, payload) => {
+                run_calls(&**client, payload, method, in_flight, calls).await
+            }
+            PeerClient::Raw(client, payload) => {
+                run_calls(&**client, payload, method, in_flight, calls).await
+            }
         }
-        Ok(latencies.into_inner().expect("lock"))
     }
+}
+
+/// A peer's client, as the driver calls it.
+trait PeerCalls: Send + Sync + 'static {
+    fn call(
+        &self,
+        method: Method,
+        payload: &service::Payload,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+// Both peers get the payload by value, as callers building it for each call
+// would give it.
+impl PeerCalls for framework::FrameworkClient {
+    async fn call(&self, method: Method, payload: &service::Payload) -> Result<(), Error> {
+        match method {
+            Method::Fib => self.fib().await.map(drop),
+            Method::Echo => self.echo(payload.clone()).await.map(drop),
+        }
+    }
+}
+
+impl PeerCalls for raw::RawClient {
+    async fn call(&self, method: Method, payload: &service::Payload) -> Result<(), Error> {
+        match method {
+            Method::Fib => self.fib().await.map(drop),
+            Method::Echo => self.echo(payload.clone()).await.map(drop),
+        }
+    }
+}
+
+/// Makes `calls` calls, `in_flight` at a time; returns their latencies.
+async fn run_calls<C: PeerCalls>(
+    client: &C,
+    payload: &service::Payload,
+    method: Method,
+    in_flight: usize,
+    calls: usize,
+) -> Result<hdrhistogram::Histogram<u64>, Error> {
+    use futures_util::StreamExt;
+    // Uncontended: the calls run in this one task.
+    let latencies = Mutex::new(histogram());
+    let failures = Mutex::new(Vec::new());
+    futures_util::stream::iter(0..calls)
+        .for_each_concurrent(in_flight, |_| async {
+            let started = Instant::now();
+            match client.call(method, payload).await {
+                Ok(()) => latencies
+                    .lock()
+                    .expect("lock")
+                    .saturating_record(started.elapsed().as_micros() as u64),
+                Err(error) => failures.lock().expect("lock").push(error.to_string()),
+            }
+        })
+        .await;
+    let failures = failures.into_inner().expect("lock");
+    if let Some(first) = failures.first() {
+        return Err(format!(
+            "{} of {calls} calls failed; the first: {first}",
+            failures.len()
+        )
+        .into());
+    }
+    Ok(latencies.into_inner().expect("lock"))
 }
 
 async fn drive(options: Options) -> Result<(), Error> {
