@@ -613,9 +613,13 @@ impl Sessions {
     }
 
     async fn receive_replies(&self, mut consumer: lapin::Consumer) -> Ended {
+        // Made once: a new `cancelled()` per reply would register and
+        // deregister a waiter on the token each time.
+        let cancelled = self.cancel.cancelled();
+        tokio::pin!(cancelled);
         let ended = loop {
             tokio::select! {
-                () = self.cancel.cancelled() => return Ended::Cancelled,
+                () = &mut cancelled => return Ended::Cancelled,
                 delivery = consumer.next() => match delivery {
                     Some(Ok(delivery)) => {
                         let correlation_id = delivery.properties.correlation_id().as_ref();

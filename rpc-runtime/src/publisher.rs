@@ -65,7 +65,9 @@ type Publishing = Pin<Box<dyn Future<Output = Verdict> + Send>>;
 
 /// The channel calls publish their requests on.
 pub(crate) struct CallPublisher {
-    channel: Channel,
+    /// Shared by the publications: a lapin `Channel` is some fifteen
+    /// reference counts to copy, one `Arc` is one.
+    channel: Arc<Channel>,
     confirms: bool,
     pending: Arc<Pending>,
     /// The publications that their calls stopped waiting for.
@@ -78,7 +80,7 @@ impl CallPublisher {
         let (abandoned, publications) = mpsc::unbounded_channel();
         tokio::spawn(finish_abandoned(publications));
         Self {
-            channel,
+            channel: Arc::new(channel),
             confirms,
             pending,
             abandoned,

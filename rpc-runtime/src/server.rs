@@ -282,7 +282,9 @@ struct Config {
 
 /// One channel consuming the request queue.
 struct Session {
-    channel: Channel,
+    /// Shared by the handlers: a lapin `Channel` is some fifteen reference
+    /// counts, one `Arc` is one.
+    channel: Arc<Channel>,
     consumer: Consumer,
 }
 
@@ -317,7 +319,10 @@ impl Session {
                 FieldTable::default(),
             )
             .await?;
-        Ok(Session { channel, consumer })
+        Ok(Session {
+            channel: Arc::new(channel),
+            consumer,
+        })
     }
 }
 
@@ -578,7 +583,7 @@ impl Drop for InFlight {
 /// the executor.
 fn handle<S: Service>(
     service: Arc<S>,
-    channel: Channel,
+    channel: Arc<Channel>,
     delivery: Delivery,
     rules: Arc<Rules>,
     in_flight: InFlight,
