@@ -321,6 +321,45 @@ async fn returned_requests_fail_their_own_calls_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_dropped_while_publishing_leave_the_others_intact() {
+    let queue = TestQueue::new("abandoned");
+    let connection = connect("abandoned").await;
+    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 64).await;
+    let client = Client::new(&connection).await.expect("client");
+    let present = LabClient::new(client.clone()).with_queue(&queue.name);
+    let absent = LabClient::new(client.clone()).with_queue(&rpc_tests::unique("absent"));
+
+    // Calls given up after 0 to 400 us: dropped while lapin writes their
+    // request, while they await its confirmation, or while they await the
+    // reply. Returned requests ride on whichever confirmation the broker
+    // sends next, abandoned ones included: every call that is kept must
+    // still end as it should, and none may wait for its timeout.
+    let calls = (0..3000i64).map(|i| {
+        let (present, absent) = (present.clone(), absent.clone());
+        tokio::spawn(async move {
+            let lab = if i % 5 == 0 { absent } else { present };
+            if i % 2 == 0 {
+                let give_up = Duration::from_micros(u64::try_from(i % 400).expect("small"));
+                let _ = tokio::time::timeout(give_up, lab.add(i, 1).into_future()).await;
+                None
+            } else {
+                Some((i, lab.add(i, 1).await))
+            }
+        })
+    });
+    for result in within(PATIENCE, "3,000 calls", join_all(calls)).await {
+        match result.expect("task") {
+            None => {}
+            Some((i, Err(RpcError::NoSuchService { .. }))) if i % 5 == 0 => {}
+            Some((i, Ok(sum))) if i % 5 != 0 => assert_eq!(sum, i + 1),
+            Some((i, other)) => panic!("call {i} ended with {other:?}"),
+        }
+    }
+    assert_eq!(client.pending_calls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_way_calls_to_a_missing_queue_fail_exactly() {
     let queue = TestQueue::new("one-way-returns");
     let connection = connect("one-way-returns").await;
