@@ -122,6 +122,20 @@ impl Report {
             .push(point);
     }
 
+    /// The lowest and highest A/B calls/s of a single round: how much the
+    /// machine moved the ratio during the run.
+    fn round_spread(&self, method: Method, in_flight: usize) -> Option<(f64, f64)> {
+        let points = |peer: Peer| self.points.get(&((method.name(), in_flight), peer.name()));
+        let ratios = points(Peer::Framework)?
+            .iter()
+            .zip(points(Peer::Raw)?)
+            .map(|(a, b)| a.calls_per_s / b.calls_per_s);
+        ratios.fold(None, |spread, ratio| match spread {
+            None => Some((ratio, ratio)),
+            Some((low, high)) => Some((f64::min(low, ratio), f64::max(high, ratio))),
+        })
+    }
+
     fn medians(&self, method: Method, in_flight: usize, peer: Peer) -> Option<Medians> {
         self.points
             .get(&((method.name(), in_flight), peer.name()))
@@ -145,11 +159,11 @@ impl Report {
             }
         ));
         out.push_str(
-            "| method | in flight | calls/s A | calls/s B | A/B | p50 A (us) | p50 B (us) | A/B | \
+            "| method | in flight | calls/s A | calls/s B | A/B | A/B per round | p50 A (us) | p50 B (us) | A/B | \
              p99 A (us) | p99 B (us) | client CPU/call A (us) | B | server CPU/call A (us) | B | \
              client+server CPU A/B | broker CPU/call A (us) | B | switches/call A | B |\n",
         );
-        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for &method in &options.methods {
             for &in_flight in &options.in_flight {
                 let (Some(a), Some(b)) = (
@@ -162,8 +176,13 @@ impl Report {
                     m.broker_cpu_us
                         .map_or("-".to_owned(), |us| format!("{us:.1}"))
                 };
+                let spread = self
+                    .round_spread(method, in_flight)
+                    .map_or("-".to_owned(), |(low, high)| {
+                        format!("{low:.2} to {high:.2}")
+                    });
                 out.push_str(&format!(
-                    "| {} | {in_flight} | {:.0} | {:.0} | **{:.2}** | {:.0} | {:.0} | **{:.2}** | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | **{:.2}** | {} | {} | {:.1} | {:.1} |\n",
+                    "| {} | {in_flight} | {:.0} | {:.0} | **{:.2}** | {spread} | {:.0} | {:.0} | **{:.2}** | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | **{:.2}** | {} | {} | {:.1} | {:.1} |\n",
                     method.name(),
                     a.calls_per_s,
                     b.calls_per_s,
