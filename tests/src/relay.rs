@@ -1,5 +1,7 @@
 //! A TCP relay in front of the broker that can cut every connection through
-//! it at once: a connection loss that touches nothing else on the broker.
+//! it at once (a connection loss that touches nothing else on the broker),
+//! or hold the traffic from its clients to the broker (a broker that stops
+//! reading, as under a resource alarm).
 
 use crate::amqp_url;
 use rpc_runtime::lapin::uri::AMQPUri;
@@ -8,7 +10,12 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tokio::{net::TcpStream, task::JoinHandle};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpStream,
+    sync::watch,
+    task::JoinHandle,
+};
 
 /// The relay; it stops when dropped.
 #[derive(Debug)]
@@ -17,6 +24,7 @@ pub struct Relay {
     upstream: AMQPUri,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
     acceptor: JoinHandle<()>,
+    held: watch::Sender<bool>,
 }
 
 impl Relay {
@@ -28,12 +36,19 @@ impl Relay {
         let addr = listener.local_addr().expect("local addr");
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accepted = links.clone();
+        let (held, holding) = watch::channel(false);
         let acceptor = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 let target = target.clone();
+                let holding = holding.clone();
                 let link = tokio::spawn(async move {
-                    if let Ok(mut broker) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+                    if let Ok(broker) = TcpStream::connect(&target).await {
+                        let (from_client, to_client) = client.into_split();
+                        let (from_broker, to_broker) = broker.into_split();
+                        tokio::select! {
+                            () = pump(from_client, to_broker, Some(holding)) => {}
+                            () = pump(from_broker, to_client, None) => {}
+                        }
                     }
                 });
                 accepted.lock().expect("lock").push(link);
@@ -44,7 +59,14 @@ impl Relay {
             upstream,
             links,
             acceptor,
+            held,
         }
+    }
+
+    /// Holds (`true`) or releases (`false`) what clients send to the broker;
+    /// held bytes are forwarded on release, in order.
+    pub fn hold(&self, held: bool) {
+        self.held.send_replace(held);
     }
 
     /// An AMQP URL that reaches the broker through the relay.
@@ -78,5 +100,29 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.acceptor.abort();
         self.cut();
+    }
+}
+
+/// Copies `from` into `to` until either ends, waiting while `holding` says
+/// so before forwarding each read.
+async fn pump(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut holding: Option<watch::Receiver<bool>>,
+) {
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        if let Some(holding) = holding.as_mut()
+            && holding.wait_for(|held| !held).await.is_err()
+        {
+            return;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
     }
 }

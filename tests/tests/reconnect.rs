@@ -57,6 +57,48 @@ async fn calls_in_flight_fail_at_once_when_the_client_loses_its_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_request_the_broker_does_not_confirm_times_out() {
+    let queue = TestQueue::new("unconfirmed");
+    let server = serve_lab(
+        &connect("unconfirmed-server").await,
+        &queue,
+        "s1",
+        &LabControl::default(),
+        8,
+    )
+    .await;
+    let relay = Relay::start().await;
+    let connection = relay.connect().await;
+    let client = Client::new(&connection).await.expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+    assert_eq!(lab.add(1, 2).await.expect("through the relay"), 3);
+
+    // The request is written, but the broker never sees it: no confirmation,
+    // no reply. The call gives up at its deadline all the same.
+    relay.hold(true);
+    let timeout = Duration::from_millis(300);
+    let held = within(PATIENCE, "a held call", lab.add(2, 3).timeout(timeout)).await;
+    match held {
+        Err(RpcError::Timeout {
+            method: "add",
+            timeout: reported,
+        }) => {
+            assert_eq!(reported, timeout);
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(client.pending_calls(), 0);
+
+    // Released, the held request reaches the server (its late reply is
+    // dropped) and the connection carries calls again.
+    relay.hold(false);
+    let after = within(PATIENCE, "a call after the release", lab.add(4, 5)).await;
+    assert_eq!(after.expect("after the release"), 9);
+    assert_eq!(client.pending_calls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_flight_on_a_lost_server_is_redelivered_and_answered() {
     let queue = TestQueue::new("server-loss");
     let control = LabControl::default();
