@@ -14,7 +14,7 @@ use crate::{
     connection::{Connection, Live},
     digits,
     error::{ConnectError, RpcError},
-    pending::{Pending, Unanswered},
+    pending::{Outcome, Pending, Unanswered, sweep_deadlines},
     protocol::{CONTENT_TYPE, DIRECT_REPLY_TO, MAX_QUEUE_NAME, REPLY_QUEUE_PREFIX},
     publisher::{CallPublisher, OneWayPublisher, Request, Verdict},
 };
@@ -24,15 +24,7 @@ use lapin::{
     options::{BasicConsumeOptions, ConfirmSelectOptions, QueueDeclareOptions},
     types::{FieldTable, ShortString},
 };
-use std::{
-    fmt,
-    future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{fmt, future::Future, sync::Arc, time::Duration};
 use tokio::{
     sync::{OnceCell, watch},
     time::Instant,
@@ -146,6 +138,7 @@ impl ClientBuilder {
         pending.start_session(session.id);
         let (state_tx, state_rx) = watch::channel(SessionState::Up(session.clone()));
         let cancel = CancellationToken::new();
+        tokio::spawn(sweep_deadlines(pending.clone(), cancel.clone()));
         tokio::spawn(
             Sessions {
                 connection: connection.clone(),
@@ -271,16 +264,18 @@ impl Client {
         self.inner.config.timeout
     }
 
+    /// The current session, if one is up and newer than `newer_than`.
+    fn current_session(&self, newer_than: u64) -> Option<Arc<Session>> {
+        match &*self.inner.session.borrow() {
+            SessionState::Up(session) if session.id > newer_than => Some(session.clone()),
+            _ => None,
+        }
+    }
+
     /// The current session, waiting for one if there is none; `newer_than`
     /// skips a session already found broken. `None` once the client is
     /// closed.
     async fn session(&self, newer_than: u64) -> Option<Arc<Session>> {
-        // The common case, without cloning the watch receiver.
-        if let SessionState::Up(session) = &*self.inner.session.borrow()
-            && session.id > newer_than
-        {
-            return Some(session.clone());
-        }
         let mut state = self.inner.session.clone();
         let found = state
             .wait_for(|state| match state {
@@ -322,30 +317,30 @@ impl Client {
             at: Instant::now() + timeout,
             timeout,
         };
-        // One timer for the whole call (waiting for a session, publishing,
-        // waiting for the reply); what the call was doing when it fired
-        // decides the error.
-        let waiting_for_session = AtomicBool::new(true);
-        let attempts = async {
-            let mut broken = 0;
-            loop {
-                waiting_for_session.store(true, Ordering::Relaxed);
-                let Some(session) = self.session(broken).await else {
-                    return Err(RpcError::Closed);
-                };
-                waiting_for_session.store(false, Ordering::Relaxed);
-                broken = session.id;
-                if let Attempt::Done(result) = attempt(session, deadline).await {
-                    return result;
-                }
+        // Each attempt keeps the deadline itself (a call through the table
+        // of pending calls, whose task expires it; a one-way request with a
+        // timer); waiting for a session, the rare case, takes a timer here.
+        let mut broken = 0;
+        loop {
+            let session = match self.current_session(broken) {
+                Some(session) => session,
+                None => match tokio::time::timeout_at(deadline.at, self.session(broken)).await {
+                    Ok(Some(session)) => session,
+                    Ok(None) => return Err(RpcError::Closed),
+                    Err(_) => {
+                        return Err(RpcError::NotConnected {
+                            method: spec.method,
+                        });
+                    }
+                },
+            };
+            if broken != 0 && Instant::now() >= deadline.at {
+                return Err(deadline.passed(spec.method));
             }
-        };
-        match tokio::time::timeout_at(deadline.at, attempts).await {
-            Ok(result) => result,
-            Err(_) if waiting_for_session.load(Ordering::Relaxed) => Err(RpcError::NotConnected {
-                method: spec.method,
-            }),
-            Err(_) => Err(deadline.passed(spec.method)),
+            broken = session.id;
+            if let Attempt::Done(result) = attempt(session, deadline).await {
+                return result;
+            }
         }
     }
 
@@ -363,7 +358,11 @@ impl Client {
     pub(crate) async fn send_one_way(&self, spec: CallSpec<'_>) -> Result<(), RpcError> {
         let spec = &spec;
         self.on_sessions(spec, |session, deadline| async move {
-            self.send_on(&session, spec, deadline).await
+            match tokio::time::timeout_at(deadline.at, self.send_on(&session, spec, deadline)).await
+            {
+                Ok(attempt) => attempt,
+                Err(_) => Attempt::Done(Err(deadline.passed(spec.method))),
+            }
         })
         .await
     }
@@ -375,7 +374,7 @@ impl Client {
         deadline: Deadline,
     ) -> Attempt<Vec<u8>> {
         let method = spec.method;
-        let Some(mut call) = self.inner.pending.register(session.id) else {
+        let Some(mut call) = self.inner.pending.register(session.id, deadline.at) else {
             return Attempt::NotSent;
         };
         let properties = request_properties(method)
@@ -387,22 +386,43 @@ impl Client {
             body: spec.body.clone(),
             properties,
         };
-        // The confirmation first: the reply, should it come sooner, waits
-        // in the table. A returned request (perhaps this one) was routed by
-        // its correlation id; a lost channel ends the session, and its
-        // calls: only what surely concerns this call is news here.
-        match session.requests.publish(request).await {
-            Verdict::NotSent => return Attempt::NotSent,
-            Verdict::Refused => return Attempt::Done(Err(RpcError::Refused { method })),
-            Verdict::Taken | Verdict::Returned | Verdict::Lost => {}
-        }
-        Attempt::Done(match call.outcome().await {
+        let answer = |outcome: Outcome| match outcome {
             Ok(reply) => Ok(reply),
             Err(Unanswered::SessionEnded) => Err(RpcError::ConnectionLost { method }),
             Err(Unanswered::Returned) => Err(RpcError::NoSuchService {
                 queue: spec.queue.to_owned(),
             }),
-        })
+            Err(Unanswered::TimedOut) => Err(deadline.passed(method)),
+        };
+        // The confirmation first: the reply, should it come sooner, waits
+        // in the table. A returned request (perhaps this one) was routed by
+        // its correlation id; a lost channel ends the session, and its
+        // calls: only what surely concerns this call is news here. Unless
+        // the deadline passes meanwhile: the channel's task then finishes
+        // the publication.
+        let mut publication = session.requests.publish(request);
+        let verdict = tokio::select! {
+            biased;
+            verdict = &mut publication => verdict,
+            outcome = call.outcome() => match outcome {
+                // Whether the request was sent decides between a retry and
+                // a lost call.
+                Err(Unanswered::SessionEnded) => {
+                    return match tokio::time::timeout_at(deadline.at, publication).await {
+                        Ok(Verdict::NotSent) => Attempt::NotSent,
+                        Ok(_) => Attempt::Done(Err(RpcError::ConnectionLost { method })),
+                        Err(_) => Attempt::Done(Err(deadline.passed(method))),
+                    };
+                }
+                outcome => return Attempt::Done(answer(outcome)),
+            },
+        };
+        match verdict {
+            Verdict::NotSent => return Attempt::NotSent,
+            Verdict::Refused => return Attempt::Done(Err(RpcError::Refused { method })),
+            Verdict::Taken | Verdict::Returned | Verdict::Lost => {}
+        }
+        Attempt::Done(answer(call.outcome().await))
     }
 
     async fn send_on(

@@ -8,7 +8,16 @@
 //! - the broker returns its request undelivered ([`Pending::returned`]);
 //! - the session its request went out on ends ([`Pending::end_session`]), and
 //!   it fails with `ConnectionLost` at once;
-//! - it times out, or its future is dropped ([`PendingCall`]'s `Drop`).
+//! - its deadline passes ([`Pending::expire`], run by the client's
+//!   [`sweep_deadlines`] task), and it fails with `Timeout`;
+//! - its future is dropped ([`PendingCall`]'s `Drop`).
+//!
+//! Deadlines are kept here rather than in a Tokio timer per call: a heap of
+//! `(deadline, sequence)` under the table's lock, which one task per client
+//! sleeps on until its earliest entry. Entries of calls that ended stay in
+//! the heap until they come up or the heap is rebuilt from the calls still
+//! waiting (when it holds more than twice as many entries), so a call costs
+//! one push and no removal.
 //!
 //! A reply whose correlation id is not in the table (unknown, from another
 //! client, or a second reply to the same call) is dropped and logged at debug.
@@ -18,7 +27,8 @@
 
 use crate::digits;
 use std::{
-    collections::HashMap,
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
     fmt,
     hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState},
     sync::{
@@ -26,7 +36,11 @@ use std::{
         atomic::{AtomicU64, Ordering},
     },
 };
-use tokio::sync::oneshot;
+use tokio::{
+    sync::{Notify, oneshot},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 /// What a waiting call receives: the reply body, or why none will come.
@@ -39,6 +53,8 @@ pub(crate) enum Unanswered {
     SessionEnded,
     /// The broker returned its request: no queue took it.
     Returned,
+    /// Its deadline passed.
+    TimedOut,
 }
 
 /// The table of calls waiting for replies, shared by a client's callers and
@@ -50,6 +66,9 @@ pub(crate) struct Pending {
     /// The secret key of the correlation ids' tags.
     tags: RandomState,
     table: Mutex<Table>,
+    /// Wakes the deadline task when a call's deadline is earlier than the
+    /// one it sleeps until.
+    earlier_deadline: Notify,
 }
 
 struct Table {
@@ -58,10 +77,33 @@ struct Table {
     /// only register on it, so that none registers on a session that already
     /// ended (and would wait for a reply that cannot come).
     live_session: Option<u64>,
+    /// Every waiting call's deadline, and some of calls that ended.
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// What the deadline task sleeps until (`None`: until woken).
+    sweep_at: Option<Instant>,
+}
+
+impl Table {
+    /// Rebuilds the heap from the calls still waiting once the entries of
+    /// ended calls outnumber them: amortized, a constant cost per call.
+    fn prune_deadlines(&mut self) {
+        if self.deadlines.len() <= 2 * self.waiting.len() + 64 {
+            return;
+        }
+        let mut entries = std::mem::take(&mut self.deadlines).into_vec();
+        entries.clear();
+        entries.extend(
+            self.waiting
+                .iter()
+                .map(|(sequence, waiter)| Reverse((waiter.deadline, *sequence))),
+        );
+        self.deadlines = BinaryHeap::from(entries);
+    }
 }
 
 struct Waiter {
     session: u64,
+    deadline: Instant,
     /// The tag of the call's correlation id, kept to check replies against
     /// without hashing again.
     tag: u64,
@@ -100,7 +142,10 @@ impl Pending {
             table: Mutex::new(Table {
                 waiting: HashMap::default(),
                 live_session: None,
+                deadlines: BinaryHeap::new(),
+                sweep_at: None,
             }),
+            earlier_deadline: Notify::new(),
         })
     }
 
@@ -112,23 +157,35 @@ impl Pending {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a call on `session`, returning its correlation id and the
-    /// guard that receives its reply, or `None` if `session` is no longer live.
-    pub(crate) fn register(self: &Arc<Self>, session: u64) -> Option<PendingCall> {
+    /// Registers a call on `session` until `deadline`, returning its
+    /// correlation id and the guard that receives its reply, or `None` if
+    /// `session` is no longer live.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        session: u64,
+        deadline: Instant,
+    ) -> Option<PendingCall> {
         let sequence = self.next.fetch_add(1, Ordering::Relaxed);
         let tag = self.tags.hash_one(sequence);
         let (reply, outcome) = oneshot::channel();
-        {
+        let earlier = {
             let mut table = self.lock();
             if table.live_session != Some(session) {
                 return None;
             }
             let waiter = Waiter {
                 session,
+                deadline,
                 tag,
                 reply,
             };
             table.waiting.insert(sequence, waiter);
+            table.prune_deadlines();
+            table.deadlines.push(Reverse((deadline, sequence)));
+            table.sweep_at.is_none_or(|at| deadline < at)
+        };
+        if earlier {
+            self.earlier_deadline.notify_one();
         }
         Some(PendingCall {
             pending: Arc::clone(self),
@@ -136,6 +193,36 @@ impl Pending {
             correlation_id: self.correlation_id(sequence, tag),
             outcome,
         })
+    }
+
+    /// Fails the calls whose deadline has passed by `now`; returns the
+    /// earliest deadline left, if any.
+    pub(crate) fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut expired = Vec::new();
+        let next = {
+            let mut table = self.lock();
+            while let Some(&Reverse((deadline, sequence))) = table.deadlines.peek() {
+                if deadline > now {
+                    break;
+                }
+                table.deadlines.pop();
+                // Unless the call already ended: sequence numbers are never
+                // reused, and each call has one entry.
+                if let Some(waiter) = table.waiting.remove(&sequence) {
+                    expired.push(waiter);
+                }
+            }
+            let next = table
+                .deadlines
+                .peek()
+                .map(|Reverse((deadline, _))| *deadline);
+            table.sweep_at = next;
+            next
+        };
+        for waiter in expired {
+            let _ = waiter.reply.send(Err(Unanswered::TimedOut));
+        }
+        next
     }
 
     /// Marks `session` as the one whose replies are being received.
@@ -235,6 +322,30 @@ impl fmt::Debug for Pending {
     }
 }
 
+/// The task that fails calls whose deadline passed, until `stop`.
+pub(crate) async fn sweep_deadlines(pending: Arc<Pending>, stop: CancellationToken) {
+    loop {
+        // Registered before looking, so that a call registered meanwhile
+        // with an earlier deadline is not missed.
+        let earlier = pending.earlier_deadline.notified();
+        tokio::pin!(earlier);
+        earlier.as_mut().enable();
+        let next = pending.expire(Instant::now());
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = &mut earlier => {}
+            () = sleep_until(next) => {}
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// One call's place in the table; dropping it removes the call.
 pub(crate) struct PendingCall {
     pending: Arc<Pending>,
@@ -276,13 +387,18 @@ impl Drop for PendingCall {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
 
     #[tokio::test]
     async fn replies_reach_their_own_call_only() {
         let pending = Pending::new("c");
         pending.start_session(1);
-        let mut first = pending.register(1).expect("live");
-        let mut second = pending.register(1).expect("live");
+        let mut first = pending.register(1, later()).expect("live");
+        let mut second = pending.register(1, later()).expect("live");
         assert_ne!(first.correlation_id(), second.correlation_id());
 
         pending.complete(Some(second.correlation_id()), b"two".to_vec());
@@ -291,7 +407,7 @@ mod tests {
         assert_eq!(second.outcome().await, Ok(b"two".to_vec()));
 
         // Repeated, unknown, forged and foreign ids are dropped without effect.
-        let mut third = pending.register(1).expect("live");
+        let mut third = pending.register(1, later()).expect("live");
         pending.complete(Some(first.correlation_id()), b"again".to_vec());
         pending.complete(Some("c.zz"), Vec::new());
         pending.complete(Some("c.3.0"), Vec::new());
@@ -311,15 +427,75 @@ mod tests {
     async fn ending_a_session_fails_its_calls_and_refuses_new_ones() {
         let pending = Pending::new("c");
         pending.start_session(1);
-        let mut old = pending.register(1).expect("live");
+        let mut old = pending.register(1, later()).expect("live");
         pending.end_session(1);
         assert_eq!(old.outcome().await, Err(Unanswered::SessionEnded));
-        assert!(pending.register(1).is_none());
+        assert!(pending.register(1, later()).is_none());
 
         pending.start_session(2);
-        let call = pending.register(2).expect("live");
+        let call = pending.register(2, later()).expect("live");
         assert_eq!(pending.len(), 1);
         drop(call);
         assert_eq!(pending.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn calls_past_their_deadline_time_out_and_no_others() {
+        let pending = Pending::new("c");
+        pending.start_session(1);
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut first = pending.register(1, at(10)).expect("live");
+        let mut second = pending.register(1, at(20)).expect("live");
+        let mut third = pending.register(1, at(30)).expect("live");
+        pending.complete(Some(second.correlation_id()), b"done".to_vec());
+
+        assert_eq!(pending.expire(at(5)), Some(at(10)), "nothing due yet");
+        assert_eq!(pending.len(), 2);
+        // The second call's entry is gone with it: the third is next.
+        assert_eq!(pending.expire(at(25)), Some(at(30)));
+        assert_eq!(first.outcome().await, Err(Unanswered::TimedOut));
+        assert_eq!(second.outcome().await, Ok(b"done".to_vec()));
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending.expire(at(30)), None);
+        assert_eq!(third.outcome().await, Err(Unanswered::TimedOut));
+        assert_eq!(pending.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_deadline_heap_stays_proportional_to_the_waiting_calls() {
+        let pending = Pending::new("c");
+        pending.start_session(1);
+        let kept: Vec<_> = (0..10)
+            .map(|_| pending.register(1, later()).expect("live"))
+            .collect();
+        for _ in 0..100_000 {
+            drop(pending.register(1, later()).expect("live"));
+        }
+        let heap = pending.lock().deadlines.len();
+        assert!(
+            heap <= 2 * kept.len() + 65,
+            "{heap} entries for {} calls",
+            kept.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_wakes_for_an_earlier_deadline() {
+        let pending = Pending::new("c");
+        pending.start_session(1);
+        let stop = CancellationToken::new();
+        let sweeper = tokio::spawn(sweep_deadlines(pending.clone(), stop.clone()));
+        let late = pending.register(1, later()).expect("live");
+        tokio::task::yield_now().await;
+        // Registered after the sweeper went to sleep until the later one.
+        let mut soon = pending
+            .register(1, Instant::now() + Duration::from_millis(50))
+            .expect("live");
+        assert_eq!(soon.outcome().await, Err(Unanswered::TimedOut));
+        assert_eq!(pending.len(), 1, "the later call still waits");
+        drop(late);
+        stop.cancel();
+        sweeper.await.expect("sweeper");
     }
 }
