@@ -452,7 +452,7 @@ mod tests {
 
         assert_eq!(pending.expire(at(5)), Some(at(10)), "nothing due yet");
         assert_eq!(pending.len(), 2);
-        // The second call's entry is gone with it: the third is next.
+        // The answered second call is passed over: the third is next.
         assert_eq!(pending.expire(at(25)), Some(at(30)));
         assert_eq!(first.outcome().await, Err(Unanswered::TimedOut));
         assert_eq!(second.outcome().await, Ok(b"done".to_vec()));

@@ -220,27 +220,27 @@ fn value_len(input: &[u8]) -> Option<usize> {
             Marker::Str16 | Marker::Bin16 => length(&mut rest, 2)?,
             Marker::Str32 | Marker::Bin32 => length(&mut rest, 4)?,
             Marker::FixArray(len) => {
-                values += u64::from(len);
+                values = values.saturating_add(u64::from(len));
                 0
             }
             Marker::Array16 => {
-                values += length(&mut rest, 2)?;
+                values = values.saturating_add(length(&mut rest, 2)?);
                 0
             }
             Marker::Array32 => {
-                values += length(&mut rest, 4)?;
+                values = values.saturating_add(length(&mut rest, 4)?);
                 0
             }
             Marker::FixMap(len) => {
-                values += 2 * u64::from(len);
+                values = values.saturating_add(2 * u64::from(len));
                 0
             }
             Marker::Map16 => {
-                values += 2 * length(&mut rest, 2)?;
+                values = values.saturating_add(2 * length(&mut rest, 2)?);
                 0
             }
             Marker::Map32 => {
-                values += 2 * length(&mut rest, 4)?;
+                values = values.saturating_add(2 * length(&mut rest, 4)?);
                 0
             }
             // An extension: its type byte, then its data.
