@@ -249,7 +249,7 @@ async fn footprint(peer: Peer, park: usize) -> Result<(), Error> {
     let url = rpc_examples::amqp_url();
     let admin = admin::Admin::connect(&url).await?;
     let parking = admin.declare_parking().await?;
-    let bytes_per_call = match PeerClient::connect(peer, &url, &parking).await? {
+    let (idle, bytes_per_call) = match PeerClient::connect(peer, &url, &parking).await? {
         PeerClient::Framework(client, payload) => {
             park_calls(client, payload, &admin, &parking, park).await?
         }
@@ -257,7 +257,7 @@ async fn footprint(peer: Peer, park: usize) -> Result<(), Error> {
             park_calls(client, payload, &admin, &parking, park).await?
         }
     };
-    println!("footprint {} {}", bytes_per_call.0, bytes_per_call.1);
+    println!("footprint {idle} {bytes_per_call}");
     Ok(())
 }
 
