@@ -2,7 +2,7 @@
 
 use futures_util::future::join_all;
 use rpc_examples::{FibError, FibonacciClient, FibonacciServer, IterativeFib};
-use rpc_runtime::{CallError, Client, ReplyTo, RpcError, Server};
+use rpc_runtime::{CallError, Client, ReplyTo, RpcError, Server, ServerHandle};
 use rpc_tests::{
     LabClient, LabControl, LabError, PATIENCE, Point, Shape, TestQueue, connect, lab_client,
     serve_lab, within,
@@ -288,14 +288,21 @@ async fn both_kinds_of_errors_convert_with_the_question_mark() {
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn returned_requests_fail_their_own_calls_only() {
-    let queue = TestQueue::new("returns");
-    let connection = connect("returns").await;
+/// A lab server on a new queue, a client, and two stubs on it: one for that
+/// queue and one for a queue that does not exist.
+async fn present_and_absent(name: &str) -> (TestQueue, ServerHandle, Client, [LabClient; 2]) {
+    let queue = TestQueue::new(name);
+    let connection = connect(name).await;
     let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 64).await;
     let client = Client::new(&connection).await.expect("client");
     let present = LabClient::new(client.clone()).with_queue(&queue.name);
     let absent = LabClient::new(client.clone()).with_queue(&rpc_tests::unique("absent"));
+    (queue, server, client, [present, absent])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returned_requests_fail_their_own_calls_only() {
+    let (_queue, server, client, [present, absent]) = present_and_absent("returns").await;
 
     // Many calls at once, so that the broker confirms several together:
     // every returned request must fail its own call, and no other.
@@ -322,12 +329,7 @@ async fn returned_requests_fail_their_own_calls_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_dropped_while_publishing_leave_the_others_intact() {
-    let queue = TestQueue::new("abandoned");
-    let connection = connect("abandoned").await;
-    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 64).await;
-    let client = Client::new(&connection).await.expect("client");
-    let present = LabClient::new(client.clone()).with_queue(&queue.name);
-    let absent = LabClient::new(client.clone()).with_queue(&rpc_tests::unique("absent"));
+    let (_queue, server, client, [present, absent]) = present_and_absent("abandoned").await;
 
     // Calls given up after 0 to 400 us: dropped while lapin writes their
     // request, while they await its confirmation, or while they await the
