@@ -13,6 +13,7 @@ use std::{
     marker::PhantomData,
     pin::Pin,
     sync::Arc,
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -45,8 +46,8 @@ pub struct Call<R> {
 }
 
 /// What [`Client`] needs to know of one call.
-pub(crate) struct CallSpec<'a> {
-    pub(crate) queue: &'a str,
+pub(crate) struct CallSpec {
+    pub(crate) queue: Arc<str>,
     pub(crate) method: &'static str,
     pub(crate) body: Arc<Vec<u8>>,
     pub(crate) timeout: Option<Duration>,
@@ -88,7 +89,7 @@ impl<R> Call<R> {
         })?;
         self.client
             .send_one_way(CallSpec {
-                queue: &self.queue,
+                queue: self.queue,
                 method: self.method,
                 body: Arc::new(body),
                 timeout: self.timeout,
@@ -109,34 +110,75 @@ impl<R> fmt::Debug for Call<R> {
 
 impl<R: Returns> IntoFuture for Call<R> {
     type Output = R::Output;
-    type IntoFuture = Pin<Box<dyn Future<Output = R::Output> + Send>>;
+    type IntoFuture = CallFuture<R>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let method = self.method;
-            let body = match self.args {
-                Ok(body) => body,
-                Err(error) => {
-                    return R::failed(RpcError::Encode {
-                        method,
-                        message: error.to_string(),
-                    });
-                }
-            };
-            let reply = self
-                .client
-                .call(CallSpec {
-                    queue: &self.queue,
-                    method,
-                    body: Arc::new(body),
-                    timeout: self.timeout,
-                })
-                .await;
-            match reply {
-                Ok(reply) => R::decode(method, &reply),
-                Err(error) => R::failed(error),
-            }
+    fn into_future(self) -> CallFuture<R> {
+        let method = self.method;
+        let reply: Replying = match self.args {
+            // The client's call future is boxed as it is made and only the
+            // box moves; decoding, the one part that depends on `R`, happens
+            // in `CallFuture::poll`, outside it.
+            Ok(body) => Box::pin(self.client.call(CallSpec {
+                queue: self.queue,
+                method,
+                body: Arc::new(body),
+                timeout: self.timeout,
+            })),
+            Err(error) => Box::pin(std::future::ready(Err(RpcError::Encode {
+                method,
+                message: error.to_string(),
+            }))),
+        };
+        CallFuture {
+            method,
+            reply,
+            returns: PhantomData,
+        }
+    }
+}
+
+/// A call's reply body on its way, or why none will come.
+type Replying = Pin<Box<dyn Future<Output = Result<Vec<u8>, RpcError>> + Send>>;
+
+/// A [`Call`] being awaited: resolves to the decoded reply.
+///
+/// What `.await` on a [`Call`] runs; there is no need to name it, except to
+/// store a call in flight in a struct.
+///
+/// ```no_run
+/// # use rpc_runtime::rpc_service;
+/// # #[rpc_service]
+/// # pub trait Fibonacci { async fn fib(&self, n: u32) -> u64; }
+/// # async fn demo(client: FibonacciClient) -> Result<(), rpc_runtime::RpcError> {
+/// use std::future::IntoFuture;
+/// use rpc_runtime::{CallFuture, Plain};
+/// let in_flight: CallFuture<Plain<u64>> = client.fib(30).into_future();
+/// let n = in_flight.await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct CallFuture<R> {
+    method: &'static str,
+    reply: Replying,
+    returns: PhantomData<fn() -> R>,
+}
+
+impl<R: Returns> Future for CallFuture<R> {
+    type Output = R::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R::Output> {
+        Poll::Ready(match std::task::ready!(self.reply.as_mut().poll(cx)) {
+            Ok(reply) => R::decode(self.method, &reply),
+            Err(error) => R::failed(error),
         })
+    }
+}
+
+impl<R> fmt::Debug for CallFuture<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallFuture")
+            .field("method", &self.method)
+            .finish_non_exhaustive()
     }
 }
 

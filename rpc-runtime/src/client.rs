@@ -24,7 +24,7 @@ use lapin::{
     options::{BasicConsumeOptions, ConfirmSelectOptions, QueueDeclareOptions},
     types::{FieldTable, ShortString},
 };
-use std::{fmt, future::Future, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 use tokio::{
     sync::{OnceCell, watch},
     time::Instant,
@@ -291,17 +291,11 @@ impl Client {
         }
     }
 
-    /// Runs `attempt` on the current session until it is done, moving on to
-    /// the next session whenever the request could not be sent, all within
-    /// the call's timeout.
-    async fn on_sessions<T, F: Future<Output = Attempt<T>>>(
-        &self,
-        spec: &CallSpec<'_>,
-        mut attempt: impl FnMut(Arc<Session>, Deadline) -> F,
-    ) -> Result<T, RpcError> {
+    /// The deadline of a call that may be sent, or why it may not.
+    fn deadline_for(&self, spec: &CallSpec) -> Result<Deadline, RpcError> {
         if spec.queue.len() > MAX_QUEUE_NAME {
             return Err(RpcError::InvalidQueueName {
-                queue: spec.queue.to_owned(),
+                queue: spec.queue.as_ref().to_owned(),
             });
         }
         let limit = self.inner.config.max_request_size;
@@ -313,129 +307,142 @@ impl Client {
             });
         }
         let timeout = spec.timeout.unwrap_or(self.inner.config.timeout);
-        let deadline = Deadline {
+        Ok(Deadline {
             at: Instant::now() + timeout,
             timeout,
-        };
-        // Each attempt keeps the deadline itself (a call through the table
-        // of pending calls, whose task expires it; a one-way request with a
-        // timer); waiting for a session, the rare case, takes a timer here.
-        let mut broken = 0;
-        loop {
-            let session = match self.current_session(broken) {
-                Some(session) => session,
-                None => match tokio::time::timeout_at(deadline.at, self.session(broken)).await {
-                    Ok(Some(session)) => session,
-                    Ok(None) => return Err(RpcError::Closed),
-                    Err(_) => {
-                        return Err(RpcError::NotConnected {
-                            method: spec.method,
-                        });
-                    }
-                },
-            };
-            if broken != 0 && Instant::now() >= deadline.at {
-                return Err(deadline.passed(spec.method));
-            }
-            broken = session.id;
-            if let Attempt::Done(result) = attempt(session, deadline).await {
-                return result;
-            }
-        }
-    }
-
-    /// Runs one call: publishes its request and waits for the reply body.
-    pub(crate) async fn call(&self, spec: CallSpec<'_>) -> Result<Vec<u8>, RpcError> {
-        let spec = &spec;
-        self.on_sessions(spec, |session, deadline| async move {
-            self.call_on(&session, spec, deadline).await
         })
-        .await
     }
 
-    /// Runs one call without a reply: publishes its request and waits for the
-    /// broker to take it.
-    pub(crate) async fn send_one_way(&self, spec: CallSpec<'_>) -> Result<(), RpcError> {
-        let spec = &spec;
-        self.on_sessions(spec, |session, deadline| async move {
-            match tokio::time::timeout_at(deadline.at, self.send_on(&session, spec, deadline)).await
-            {
-                Ok(attempt) => attempt,
-                Err(_) => Attempt::Done(Err(deadline.passed(spec.method))),
-            }
-        })
-        .await
-    }
-
-    async fn call_on(
+    /// The session to send a request on after session `broken` (0: none
+    /// yet) could not send it, waiting for one until the deadline.
+    async fn next_session(
         &self,
-        session: &Session,
-        spec: &CallSpec<'_>,
+        broken: u64,
         deadline: Deadline,
-    ) -> Attempt<Vec<u8>> {
+        method: &'static str,
+    ) -> Result<Arc<Session>, RpcError> {
+        let session = match self.current_session(broken) {
+            Some(session) => session,
+            // Waiting for a session, the rare case, takes a timer; calls
+            // otherwise keep their deadline in the table of pending calls.
+            None => match tokio::time::timeout_at(deadline.at, self.session(broken)).await {
+                Ok(Some(session)) => session,
+                Ok(None) => return Err(RpcError::Closed),
+                Err(_) => return Err(RpcError::NotConnected { method }),
+            },
+        };
+        if broken != 0 && Instant::now() >= deadline.at {
+            return Err(deadline.passed(method));
+        }
+        Ok(session)
+    }
+
+    /// Runs one call: publishes its request and waits for the reply body,
+    /// moving on to the next session whenever the request could not be
+    /// sent, all within the call's timeout.
+    ///
+    /// One `async fn` from the call to the publication, without layers of
+    /// futures in between: each layer would move its state once more per
+    /// call.
+    pub(crate) async fn call(self, spec: CallSpec) -> Result<Vec<u8>, RpcError> {
+        let deadline = self.deadline_for(&spec)?;
         let method = spec.method;
-        let Some(mut call) = self.inner.pending.register(session.id, deadline.at) else {
-            return Attempt::NotSent;
-        };
-        let properties = request_properties(method)
-            .with_expiration(deadline.expiration_ms().into())
-            .with_correlation_id(call.take_correlation_id())
-            .with_reply_to(session.reply_to.clone());
-        let request = Request {
-            queue: spec.queue.into(),
-            body: spec.body.clone(),
-            properties,
-        };
         let answer = |outcome: Outcome| match outcome {
             Ok(reply) => Ok(reply),
             Err(Unanswered::SessionEnded) => Err(RpcError::ConnectionLost { method }),
             Err(Unanswered::Returned) => Err(RpcError::NoSuchService {
-                queue: spec.queue.to_owned(),
+                queue: spec.queue.as_ref().to_owned(),
             }),
             Err(Unanswered::TimedOut) => Err(deadline.passed(method)),
         };
-        // The confirmation first: the reply, should it come sooner, waits
-        // in the table. A returned request (perhaps this one) was routed by
-        // its correlation id; a lost channel ends the session, and its
-        // calls: only what surely concerns this call is news here. Unless
-        // the deadline passes meanwhile: the channel's task then finishes
-        // the publication.
-        let mut publication = session.requests.publish(request);
-        let verdict = tokio::select! {
-            biased;
-            verdict = &mut publication => verdict,
-            outcome = call.outcome() => match outcome {
-                // Whether the request was sent decides between a retry and
-                // a lost call.
-                Err(Unanswered::SessionEnded) => {
-                    return match tokio::time::timeout_at(deadline.at, publication).await {
-                        Ok(Verdict::NotSent) => Attempt::NotSent,
-                        Ok(_) => Attempt::Done(Err(RpcError::ConnectionLost { method })),
-                        Err(_) => Attempt::Done(Err(deadline.passed(method))),
-                    };
-                }
-                outcome => return Attempt::Done(answer(outcome)),
-            },
+        // The current session without making `next_session`'s future, which
+        // holds a timer: the common case costs no more than a look.
+        let mut session = match self.current_session(0) {
+            Some(session) => session,
+            None => self.next_session(0, deadline, method).await?,
         };
-        match verdict {
-            Verdict::NotSent => return Attempt::NotSent,
-            Verdict::Refused => return Attempt::Done(Err(RpcError::Refused { method })),
-            Verdict::Taken | Verdict::Returned | Verdict::Lost => {}
+        loop {
+            // One attempt on `session`; leaving the block means the request
+            // was not sent, and the next session is tried.
+            'attempt: {
+                let Some(mut call) = self.inner.pending.register(session.id, deadline.at) else {
+                    break 'attempt;
+                };
+                let properties = request_properties(method)
+                    .with_expiration(deadline.expiration_ms().into())
+                    .with_correlation_id(call.take_correlation_id())
+                    .with_reply_to(session.reply_to.clone());
+                let mut publication = session.requests.publish(Request {
+                    queue: spec.queue.as_ref().into(),
+                    body: spec.body.clone(),
+                    properties,
+                });
+                // The confirmation first: the reply, should it come sooner,
+                // waits in the table. A returned request (perhaps this one)
+                // was routed by its correlation id; a lost channel ends the
+                // session, and its calls: only what surely concerns this
+                // call is news here. Unless the deadline passes meanwhile:
+                // the channel's task then finishes the publication.
+                let verdict = tokio::select! {
+                    biased;
+                    verdict = &mut publication => verdict,
+                    outcome = call.outcome() => match outcome {
+                        // Whether the request was sent decides between a
+                        // retry and a lost call.
+                        Err(Unanswered::SessionEnded) => {
+                            match tokio::time::timeout_at(deadline.at, publication).await {
+                                Ok(Verdict::NotSent) => break 'attempt,
+                                Ok(_) => return Err(RpcError::ConnectionLost { method }),
+                                Err(_) => return Err(deadline.passed(method)),
+                            }
+                        }
+                        outcome => return answer(outcome),
+                    },
+                };
+                match verdict {
+                    Verdict::NotSent => break 'attempt,
+                    Verdict::Refused => return Err(RpcError::Refused { method }),
+                    Verdict::Taken | Verdict::Returned | Verdict::Lost => {}
+                }
+                return answer(call.outcome().await);
+            }
+            session = self.next_session(session.id, deadline, method).await?;
         }
-        Attempt::Done(answer(call.outcome().await))
+    }
+
+    /// Runs one call without a reply: publishes its request and waits for the
+    /// broker to take it, moving on to the next session whenever the request
+    /// could not be sent.
+    pub(crate) async fn send_one_way(&self, spec: CallSpec) -> Result<(), RpcError> {
+        let deadline = self.deadline_for(&spec)?;
+        let method = spec.method;
+        let mut session = match self.current_session(0) {
+            Some(session) => session,
+            None => self.next_session(0, deadline, method).await?,
+        };
+        loop {
+            match tokio::time::timeout_at(deadline.at, self.send_on(&session, &spec, deadline))
+                .await
+            {
+                Ok(Some(result)) => return result,
+                Ok(None) => {}
+                Err(_) => return Err(deadline.passed(method)),
+            }
+            session = self.next_session(session.id, deadline, method).await?;
+        }
     }
 
     async fn send_on(
         &self,
         session: &Session,
-        spec: &CallSpec<'_>,
+        spec: &CallSpec,
         deadline: Deadline,
-    ) -> Attempt<()> {
+    ) -> Option<Result<(), RpcError>> {
         let publisher = match session.one_way().await {
             Ok(publisher) => publisher,
             Err(error) => {
                 debug!(%error, "could not open the one-way channel");
-                return Attempt::NotSent;
+                return None;
             }
         };
         let mut properties = request_properties(spec.method);
@@ -445,19 +452,19 @@ impl Client {
             properties = properties.with_expiration(deadline.expiration_ms().into());
         }
         let request = Request {
-            queue: spec.queue.into(),
+            queue: spec.queue.as_ref().into(),
             body: spec.body.clone(),
             properties,
         };
         let method = spec.method;
-        Attempt::Done(match publisher.publish(request).await {
+        Some(match publisher.publish(request).await {
             Verdict::Taken => Ok(()),
             Verdict::Returned => Err(RpcError::NoSuchService {
-                queue: spec.queue.to_owned(),
+                queue: spec.queue.as_ref().to_owned(),
             }),
             Verdict::Refused => Err(RpcError::Refused { method }),
             Verdict::Lost => Err(RpcError::ConnectionLost { method }),
-            Verdict::NotSent => return Attempt::NotSent,
+            Verdict::NotSent => return None,
         })
     }
 }
@@ -471,13 +478,6 @@ impl fmt::Debug for Client {
             .field("pending_calls", &self.pending_calls())
             .finish()
     }
-}
-
-/// How one attempt at a call on one session ended.
-enum Attempt<T> {
-    Done(Result<T, RpcError>),
-    /// The request was not sent: try again on the next session.
-    NotSent,
 }
 
 /// When a call gives up.
@@ -632,29 +632,36 @@ impl Sessions {
         self.state.send_replace(SessionState::Closed);
     }
 
-    async fn receive_replies(&self, mut consumer: lapin::Consumer) -> Ended {
-        // Made once: a new `cancelled()` per reply would register and
-        // deregister a waiter on the token each time.
-        let cancelled = self.cancel.cancelled();
-        tokio::pin!(cancelled);
-        let ended = loop {
-            tokio::select! {
-                () = &mut cancelled => return Ended::Cancelled,
-                delivery = consumer.next() => match delivery {
-                    Some(Ok(delivery)) => {
-                        let correlation_id = delivery.properties.correlation_id().as_ref();
-                        self.pending.complete(correlation_id.map(ShortString::as_str), delivery.data);
-                    }
-                    Some(Err(error)) => break error.to_string(),
-                    None => break "the broker cancelled the reply consumer".to_owned(),
-                },
-            }
+    async fn receive_replies(&self, consumer: lapin::Consumer) -> Ended {
+        // Raced once against the whole loop rather than per reply: a
+        // `select!` per reply would move each delivery once more and poll
+        // the token each time.
+        let ended = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => return Ended::Cancelled,
+            ended = self.hand_out_replies(consumer) => ended,
         };
         if self.connection.is_closing() {
             return Ended::Cancelled;
         }
         warn!(reason = %ended, url = self.connection.url(), "the client's session ended; calls in flight fail");
         Ended::Lost
+    }
+
+    /// Hands each reply to the call waiting for it until the consumer ends;
+    /// returns why it ended.
+    async fn hand_out_replies(&self, mut consumer: lapin::Consumer) -> String {
+        loop {
+            match consumer.next().await {
+                Some(Ok(delivery)) => {
+                    let correlation_id = delivery.properties.correlation_id().as_ref();
+                    self.pending
+                        .complete(correlation_id.map(ShortString::as_str), delivery.data);
+                }
+                Some(Err(error)) => return error.to_string(),
+                None => return "the broker cancelled the reply consumer".to_owned(),
+            }
+        }
     }
 }
 

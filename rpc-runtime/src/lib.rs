@@ -67,7 +67,7 @@ mod server;
 mod service;
 
 pub use admission::{DEFAULT_MAX_REQUEST_SIZE, ReplyToPolicy};
-pub use call::{Call, Fallible, Plain, Returns};
+pub use call::{Call, CallFuture, Fallible, Plain, Returns};
 pub use client::{Client, ClientBuilder, DEFAULT_TIMEOUT, ReplyTo};
 pub use connection::{Connection, ConnectionBuilder, redact_url};
 pub use error::{CallError, ConnectError, Fault, FaultKind, RpcError, ServeError};

@@ -207,11 +207,6 @@ async fn publish(
     request: Request,
     pending: &Pending,
 ) -> Verdict {
-    let Request {
-        queue,
-        body,
-        properties,
-    } = request;
     // `mandatory` only with confirms: without them, lapin keeps returned
     // messages until `wait_for_confirms`.
     let options = BasicPublishOptions {
@@ -219,7 +214,15 @@ async fn publish(
         immediate: false,
     };
     let written = channel
-        .basic_publish(ShortString::default(), queue, options, &body, properties)
+        .basic_publish(
+            ShortString::default(),
+            request.queue,
+            options,
+            &request.body,
+            // Moved straight from the request: the properties are some
+            // hundreds of bytes, and every move copies them.
+            request.properties,
+        )
         .await;
     let confirm = match written {
         Ok(confirm) => confirm,

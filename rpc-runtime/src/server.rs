@@ -409,37 +409,42 @@ impl<S: Service> Serving<S> {
     }
 
     async fn consume(&self, session: &mut Session, handlers: &mut Handlers) -> Ended {
-        // Made once: a new `cancelled()` per request would register and
-        // deregister a waiter on the token each time.
-        let shutdown = self.shutdown.cancelled();
-        tokio::pin!(shutdown);
+        // Raced once against the whole loop rather than per request: a
+        // `select!` per request would move each delivery once more and poll
+        // the token each time. Shutdown, polled first, still stops the loop
+        // before it takes another request.
+        tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => Ended::Shutdown,
+            ended = self.spawn_handlers(session, handlers) => ended,
+        }
+    }
+
+    /// Hands every request to a handler of its own until the consumer ends.
+    async fn spawn_handlers(&self, session: &mut Session, handlers: &mut Handlers) -> Ended {
         loop {
-            tokio::select! {
-                biased;
-                () = &mut shutdown => return Ended::Shutdown,
-                delivery = session.consumer.next() => match delivery {
-                    Some(Ok(delivery)) => {
-                        handlers.spawn(handle(
-                            self.service.clone(),
-                            session.channel.clone(),
-                            delivery,
-                            self.rules.clone(),
-                            InFlight::enter(&self.in_flight),
-                        ));
+            match session.consumer.next().await {
+                Some(Ok(delivery)) => {
+                    handlers.spawn(handle(
+                        self.service.clone(),
+                        session.channel.clone(),
+                        delivery,
+                        self.rules.clone(),
+                        InFlight::enter(&self.in_flight),
+                    ));
+                }
+                Some(Err(error)) => {
+                    if !self.connection.is_closing() {
+                        warn!(%error, queue = %self.config.queue, "lost the request consumer; its requests in flight will be redelivered");
                     }
-                    Some(Err(error)) => {
-                        if !self.connection.is_closing() {
-                            warn!(%error, queue = %self.config.queue, "lost the request consumer; its requests in flight will be redelivered");
-                        }
-                        return Ended::Lost;
+                    return Ended::Lost;
+                }
+                None => {
+                    if !self.connection.is_closing() {
+                        warn!(queue = %self.config.queue, "the broker cancelled the request consumer (was the queue deleted?)");
                     }
-                    None => {
-                        if !self.connection.is_closing() {
-                            warn!(queue = %self.config.queue, "the broker cancelled the request consumer (was the queue deleted?)");
-                        }
-                        return Ended::Lost;
-                    }
-                },
+                    return Ended::Lost;
+                }
             }
         }
     }
