@@ -355,11 +355,12 @@ impl Client {
             }),
             Err(Unanswered::TimedOut) => Err(deadline.passed(method)),
         };
-        // The current session without making `next_session`'s future, which
-        // holds a timer: the common case costs no more than a look.
+        // The rare paths (waiting for a session, for a lost session's
+        // publication) are boxed: their timers would otherwise more than
+        // double the size of every call's future.
         let mut session = match self.current_session(0) {
             Some(session) => session,
-            None => self.next_session(0, deadline, method).await?,
+            None => Box::pin(self.next_session(0, deadline, method)).await?,
         };
         loop {
             // One attempt on `session`; leaving the block means the request
@@ -390,7 +391,7 @@ impl Client {
                         // Whether the request was sent decides between a
                         // retry and a lost call.
                         Err(Unanswered::SessionEnded) => {
-                            match tokio::time::timeout_at(deadline.at, publication).await {
+                            match Box::pin(tokio::time::timeout_at(deadline.at, publication)).await {
                                 Ok(Verdict::NotSent) => break 'attempt,
                                 Ok(_) => return Err(RpcError::ConnectionLost { method }),
                                 Err(_) => return Err(deadline.passed(method)),
@@ -406,7 +407,7 @@ impl Client {
                 }
                 return answer(call.outcome().await);
             }
-            session = self.next_session(session.id, deadline, method).await?;
+            session = Box::pin(self.next_session(session.id, deadline, method)).await?;
         }
     }
 
