@@ -417,10 +417,7 @@ impl Client {
     pub(crate) async fn send_one_way(&self, spec: CallSpec) -> Result<(), RpcError> {
         let deadline = self.deadline_for(&spec)?;
         let method = spec.method;
-        let mut session = match self.current_session(0) {
-            Some(session) => session,
-            None => self.next_session(0, deadline, method).await?,
-        };
+        let mut session = self.next_session(0, deadline, method).await?;
         loop {
             match tokio::time::timeout_at(deadline.at, self.send_on(&session, &spec, deadline))
                 .await
