@@ -9,7 +9,7 @@
 //! on the next connection.
 
 use crate::{
-    ack_policy::Disposition,
+    ack_policy::{Acknowledgements, Disposition},
     admission::{Admission, DEFAULT_MAX_REQUEST_SIZE, ReplyToPolicy, Rules},
     connection::{Connection, Live},
     error::{Fault, FaultKind, ServeError},
@@ -24,7 +24,7 @@ use lapin::{
         BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
         QueueDeclareOptions,
     },
-    types::{AMQPValue, FieldTable, ShortString},
+    types::{AMQPValue, DeliveryTag, FieldTable, ShortString},
 };
 use std::{
     any::Any,
@@ -285,6 +285,8 @@ struct Session {
     /// Shared by the handlers: a lapin `Channel` is some fifteen reference
     /// counts, one `Arc` is one.
     channel: Arc<Channel>,
+    /// The handlers' acknowledgements, and their way to the channel.
+    acknowledgements: Arc<Acknowledgements>,
     consumer: Consumer,
 }
 
@@ -319,8 +321,10 @@ impl Session {
                 FieldTable::default(),
             )
             .await?;
+        let channel = Arc::new(channel);
         Ok(Session {
-            channel: Arc::new(channel),
+            acknowledgements: Arc::new(Acknowledgements::new(channel.clone())),
+            channel,
             consumer,
         })
     }
@@ -425,9 +429,10 @@ impl<S: Service> Serving<S> {
         loop {
             match session.consumer.next().await {
                 Some(Ok(delivery)) => {
+                    session.acknowledgements.received(delivery.delivery_tag);
                     handlers.spawn(handle(
                         self.service.clone(),
-                        session.channel.clone(),
+                        session.acknowledgements.clone(),
                         delivery,
                         self.rules.clone(),
                         InFlight::enter(&self.in_flight),
@@ -588,12 +593,13 @@ impl Drop for InFlight {
 /// the executor.
 fn handle<S: Service>(
     service: Arc<S>,
-    channel: Arc<Channel>,
+    acknowledgements: Arc<Acknowledgements>,
     delivery: Delivery,
     rules: Arc<Rules>,
     in_flight: InFlight,
 ) -> impl Future<Output = ()> + Send + 'static {
     let Delivery {
+        delivery_tag,
         properties,
         data,
         acker,
@@ -605,17 +611,19 @@ fn handle<S: Service>(
     async move {
         let _in_flight = in_flight;
         let request = Received {
+            delivery_tag,
             properties,
             data,
             acker,
             redelivered,
         };
-        handle_request(&*service, &channel, request, &rules).await;
+        handle_request(&*service, &acknowledgements, request, &rules).await;
     }
 }
 
 /// A delivered request, taken apart.
 struct Received {
+    delivery_tag: DeliveryTag,
     properties: Arc<BasicProperties>,
     data: Vec<u8>,
     acker: lapin::Acker,
@@ -624,11 +632,12 @@ struct Received {
 
 async fn handle_request<S: Service>(
     service: &S,
-    channel: &Channel,
+    acknowledgements: &Acknowledgements,
     request: Received,
     rules: &Rules,
 ) {
     let Received {
+        delivery_tag,
         properties,
         data,
         acker,
@@ -641,7 +650,9 @@ async fn handle_request<S: Service>(
                 "refusing a request whose reply_to is not an allowed reply address (see \
                  ReplyToPolicy); it is rejected without running"
             );
-            Disposition::Reject.apply(&acker).await;
+            acknowledgements
+                .settle(delivery_tag, &acker, Disposition::Reject)
+                .await;
             return;
         }
         Admission::Fault(fault) => Err(fault),
@@ -674,7 +685,8 @@ async fn handle_request<S: Service>(
         // Awaited before the acknowledgement: lapin sends acknowledgements
         // ahead of queued publishes, so only a reply already written is
         // surely ahead of it.
-        let published = channel
+        let published = acknowledgements
+            .channel()
             .basic_publish(
                 ShortString::default(),
                 reply_to.clone(),
@@ -690,7 +702,10 @@ async fn handle_request<S: Service>(
     } else if let Err(fault) = &outcome {
         warn!(%fault, "a one-way request failed");
     }
-    Disposition::after_handling(&outcome).apply(&acker).await;
+    let disposition = Disposition::after_handling(&outcome);
+    acknowledgements
+        .settle(delivery_tag, &acker, disposition)
+        .await;
 }
 
 fn panicked(method: &str, panic: Box<dyn Any + Send>) -> Fault {

@@ -1,10 +1,12 @@
-//! Several servers on one queue, and graceful shutdown.
+//! Several servers on one queue, graceful shutdown, and how requests are
+//! acknowledged.
 
 use futures_util::future::join_all;
+use rpc_runtime::{FaultKind, RpcError};
 use rpc_tests::{
     LabControl, PATIENCE, TestQueue, connect, lab_client, raw::Raw, serve_lab, within,
 };
-use std::{collections::HashSet, future::IntoFuture};
+use std::{collections::HashSet, future::IntoFuture, sync::atomic::Ordering};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_queue_both_take_work() {
@@ -177,4 +179,72 @@ async fn a_quorum_request_queue_works() {
         refused.to_string().contains("PRECONDITION_FAILED"),
         "{refused}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_never_holds_back_the_acknowledgements_behind_it() {
+    let queue = TestQueue::new("held-acks");
+    let control = LabControl::default();
+    let connection = connect("held-acks").await;
+    // Two requests at a time: with the first one held, each later request
+    // is delivered only once the one before it is acknowledged.
+    let server = serve_lab(&connection, &queue, "s1", &control, 2).await;
+    let (client, lab) = lab_client(&connection, &queue).await;
+
+    let held = tokio::spawn(lab.hold(0).into_future());
+    control.next_started().await;
+    let echoes = (0..100).map(|i| lab.echo(i.to_string()).into_future());
+    let echoed = within(PATIENCE, "calls behind a held one", join_all(echoes)).await;
+    for (i, text) in echoed.into_iter().enumerate() {
+        assert_eq!(text.expect("echo"), i.to_string());
+    }
+    control.release(1);
+    within(PATIENCE, "the held call", held)
+        .await
+        .expect("task")
+        .expect("held call");
+    assert_eq!(client.pending_calls(), 0);
+
+    // Closing the channel gives every unacknowledged request back to the
+    // queue: none is there, and none ran twice.
+    server.shutdown().await;
+    let raw = Raw::open().await.expect("raw connection");
+    assert_eq!(raw.message_count(&queue.name).await.expect("count"), 0);
+    assert_eq!(control.handled.load(Ordering::SeqCst), 101);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_rejected_among_acknowledged_ones_are_each_settled_once() {
+    let queue = TestQueue::new("mixed-settlements");
+    let control = LabControl::default();
+    let connection = connect("mixed-settlements").await;
+    let server = serve_lab(&connection, &queue, "s1", &control, 16).await;
+    let (client, lab) = lab_client(&connection, &queue).await;
+
+    // Every eighth call panics: its request is rejected, between requests
+    // acknowledged (in batches) on the same channel.
+    let calls = (0..200).map(|i| {
+        let lab = &lab;
+        async move {
+            if i % 8 == 3 {
+                match lab.explode("rejected".into()).await {
+                    Err(RpcError::Fault { fault, .. }) => {
+                        assert_eq!(fault.kind(), &FaultKind::HandlerPanicked);
+                    }
+                    other => panic!("expected a fault, got {other:?}"),
+                }
+            } else {
+                assert_eq!(lab.add(i, 1).await.expect("add"), i + 1);
+            }
+        }
+    });
+    within(PATIENCE, "200 calls", join_all(calls)).await;
+    assert_eq!(client.pending_calls(), 0);
+
+    // A settlement the broker refused would have closed the channel and had
+    // its requests delivered again.
+    server.shutdown().await;
+    let raw = Raw::open().await.expect("raw connection");
+    assert_eq!(raw.message_count(&queue.name).await.expect("count"), 0);
+    assert_eq!(control.handled.load(Ordering::SeqCst), 200);
 }
