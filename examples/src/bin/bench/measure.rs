@@ -148,3 +148,36 @@ pub(crate) fn median(values: &mut [f64]) -> f64 {
         (values[middle - 1] + values[middle]) / 2.0
     }
 }
+
+/// A 95% interval for the median of `values`, from their order statistics
+/// (no assumption about their distribution): `None` under six values.
+pub(crate) fn median_interval(values: &mut [f64]) -> Option<(f64, f64)> {
+    let n = values.len();
+    if n < 6 {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    // Ranks n/2 -+ 1.96 sqrt(n)/2 (the normal approximation of the binomial
+    // count of values below the median), 1-based.
+    let half_width = 0.98 * (n as f64).sqrt();
+    let low = ((n as f64 / 2.0 - half_width).floor() as usize).max(1);
+    let high = ((n as f64 / 2.0 + 1.0 + half_width).ceil() as usize).min(n);
+    Some((values[low - 1], values[high - 1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{median, median_interval};
+
+    #[test]
+    fn the_interval_holds_the_median_and_narrows_with_more_values() {
+        let mut few: Vec<f64> = (1..=10).map(f64::from).collect();
+        let mut many: Vec<f64> = (1..=100).map(|i| f64::from(i) / 10.0).collect();
+        let (low, high) = median_interval(&mut few).expect("ten values");
+        assert!(low <= median(&mut few) && median(&mut few) <= high);
+        assert_eq!((low, high), (1.0, 10.0));
+        let (low, high) = median_interval(&mut many).expect("a hundred values");
+        assert_eq!((low, high), (4.0, 6.1));
+        assert_eq!(median_interval(&mut [1.0, 2.0, 3.0]), None);
+    }
+}

@@ -1,7 +1,15 @@
 //! The benchmark's report: medians over the rounds, ratios A/B, a Markdown
 //! table and an SVG chart.
+//!
+//! Each ratio A/B is the median of the rounds' own ratios: a round measures A
+//! and B back to back, so what the machine does to both in that stretch
+//! (the broker's state, the other processes) cancels out in its ratio,
+//! which is steadier than the ratio of the two peers' medians.
 
-use crate::{Method, Options, Peer, measure::median};
+use crate::{
+    Method, Options, Peer,
+    measure::{median, median_interval},
+};
 use plotters::prelude::*;
 use std::{collections::BTreeMap, fmt, time::Duration};
 
@@ -60,6 +68,23 @@ impl fmt::Display for Point {
 }
 
 type Key = (&'static str, usize);
+
+/// A ratio A/B over the rounds.
+struct Ratio {
+    median: f64,
+    interval: Option<(f64, f64)>,
+}
+
+impl fmt::Display for Ratio {
+    /// `**0.98** (0.95-1.01)`: bold, as the figure the targets are read on.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "**{:.2}**", self.median)?;
+        match self.interval {
+            Some((low, high)) => write!(f, " ({low:.2}-{high:.2})"),
+            None => Ok(()),
+        }
+    }
+}
 
 /// Everything measured.
 pub(crate) struct Report {
@@ -122,18 +147,23 @@ impl Report {
             .push(point);
     }
 
-    /// The lowest and highest A/B calls/s of a single round: how much the
-    /// machine moved the ratio during the run.
-    fn round_spread(&self, method: Method, in_flight: usize) -> Option<(f64, f64)> {
-        let points = |peer: Peer| self.points.get(&((method.name(), in_flight), peer.name()));
-        let ratios = points(Peer::Framework)?
+    /// The median over the rounds of A's `metric` over B's in the same
+    /// round, and a 95% interval for that median.
+    fn ratio(&self, method: Method, in_flight: usize, metric: fn(&Point) -> f64) -> Ratio {
+        let points = |peer: Peer| {
+            self.points
+                .get(&((method.name(), in_flight), peer.name()))
+                .map_or(&[][..], Vec::as_slice)
+        };
+        let mut ratios: Vec<f64> = points(Peer::Framework)
             .iter()
-            .zip(points(Peer::Raw)?)
-            .map(|(a, b)| a.calls_per_s / b.calls_per_s);
-        ratios.fold(None, |spread, ratio| match spread {
-            None => Some((ratio, ratio)),
-            Some((low, high)) => Some((f64::min(low, ratio), f64::max(high, ratio))),
-        })
+            .zip(points(Peer::Raw))
+            .map(|(a, b)| metric(a) / metric(b))
+            .collect();
+        Ratio {
+            median: median(&mut ratios),
+            interval: median_interval(&mut ratios),
+        }
     }
 
     fn medians(&self, method: Method, in_flight: usize, peer: Peer) -> Option<Medians> {
@@ -147,8 +177,9 @@ impl Report {
         let options = &self.options;
         let mut out = String::new();
         out.push_str(&format!(
-            "Medians of {} interleaved rounds of {} calls; prefetch {}; {} Tokio worker(s) per \
-             process; broker CPU {}.\n\n",
+            "Medians of {} interleaved rounds of {} calls; A/B: the median of the rounds' own \
+             ratios, with a 95% interval for it; prefetch {}; {} Tokio worker(s) per process; \
+             broker CPU {}.\n\n",
             options.rounds,
             options.calls,
             options.prefetch,
@@ -159,11 +190,11 @@ impl Report {
             }
         ));
         out.push_str(
-            "| method | in flight | calls/s A | calls/s B | A/B | A/B per round | p50 A (us) | p50 B (us) | A/B | \
+            "| method | in flight | calls/s A | calls/s B | A/B | p50 A (us) | p50 B (us) | A/B | \
              p99 A (us) | p99 B (us) | client CPU/call A (us) | B | server CPU/call A (us) | B | \
              client+server CPU A/B | broker CPU/call A (us) | B | switches/call A | B |\n",
         );
-        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for &method in &options.methods {
             for &in_flight in &options.in_flight {
                 let (Some(a), Some(b)) = (
@@ -176,27 +207,24 @@ impl Report {
                     m.broker_cpu_us
                         .map_or("-".to_owned(), |us| format!("{us:.1}"))
                 };
-                let spread = self
-                    .round_spread(method, in_flight)
-                    .map_or("-".to_owned(), |(low, high)| {
-                        format!("{low:.2} to {high:.2}")
-                    });
+                let throughput = self.ratio(method, in_flight, |point| point.calls_per_s);
+                let p50 = self.ratio(method, in_flight, |point| point.p50_us);
+                let cpu = self.ratio(method, in_flight, |point| {
+                    point.client_cpu_us + point.server_cpu_us
+                });
                 out.push_str(&format!(
-                    "| {} | {in_flight} | {:.0} | {:.0} | **{:.2}** | {spread} | {:.0} | {:.0} | **{:.2}** | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | **{:.2}** | {} | {} | {:.1} | {:.1} |\n",
+                    "| {} | {in_flight} | {:.0} | {:.0} | {throughput} | {:.0} | {:.0} | {p50} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {cpu} | {} | {} | {:.1} | {:.1} |\n",
                     method.name(),
                     a.calls_per_s,
                     b.calls_per_s,
-                    a.calls_per_s / b.calls_per_s,
                     a.p50_us,
                     b.p50_us,
-                    a.p50_us / b.p50_us,
                     a.p99_us,
                     b.p99_us,
                     a.client_cpu_us,
                     b.client_cpu_us,
                     a.server_cpu_us,
                     b.server_cpu_us,
-                    (a.client_cpu_us + a.server_cpu_us) / (b.client_cpu_us + b.server_cpu_us),
                     broker(&a),
                     broker(&b),
                     a.client_switches + a.server_switches,
