@@ -57,10 +57,11 @@ impl Disposition {
         }
     }
 
-    /// Tells the broker, on its own. A failure means the channel is gone, and with it the
-    /// broker's record of the delivery: it redelivers the request, which is
-    /// what the policy wants for every outcome but `Reject` — and a rejected
-    /// request merely gets one more fault reply.
+    /// Tells the broker, for this request alone. A failure means the channel
+    /// is gone, and with it the broker's record of the delivery: it
+    /// redelivers the request, which is what the policy wants for every
+    /// outcome but `Reject` — and a rejected request merely gets one more
+    /// fault reply.
     pub(crate) async fn apply(self, acker: &Acker) {
         let result = match self {
             Disposition::Ack => acker.ack(BasicAckOptions::default()).await,
