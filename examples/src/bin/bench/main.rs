@@ -1,7 +1,7 @@
 //! The framework against hand-written lapin, side by side.
 //!
 //! ```text
-//! cargo run --release -p rpc-examples --bin bench -- --in-flight 1,64,256 --rounds 100
+//! cargo run --release -p rpc-examples --bin bench -- --in-flight 1,64,256
 //! ```
 //!
 //! Peer A is the framework's generated client and server; peer B is a
