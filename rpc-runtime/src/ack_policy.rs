@@ -32,7 +32,7 @@ use lapin::{
 };
 use std::{
     collections::VecDeque,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Mutex, MutexGuard, PoisonError},
 };
 use tracing::debug;
 
@@ -100,12 +100,12 @@ impl Disposition {
 /// `Acker` sends each one through lapin's internal RPC task, which spawns a
 /// task per acknowledgement (about 10,000 instructions per request).
 pub(crate) struct Acknowledgements {
-    channel: Arc<Channel>,
+    channel: Channel,
     state: Mutex<Ledger>,
 }
 
 impl Acknowledgements {
-    pub(crate) fn new(channel: Arc<Channel>) -> Self {
+    pub(crate) fn new(channel: Channel) -> Self {
         Self {
             channel,
             state: Mutex::new(Ledger::default()),
@@ -113,7 +113,7 @@ impl Acknowledgements {
     }
 
     /// The session's channel, which its replies are published on.
-    pub(crate) fn channel(&self) -> &Arc<Channel> {
+    pub(crate) fn channel(&self) -> &Channel {
         &self.channel
     }
 

@@ -282,15 +282,18 @@ struct Config {
 
 /// One channel consuming the request queue.
 struct Session {
-    /// Shared by the handlers: a lapin `Channel` is some fifteen reference
-    /// counts, one `Arc` is one.
-    channel: Arc<Channel>,
-    /// The handlers' acknowledgements, and their way to the channel.
+    /// The session's channel, with its acknowledgements. Shared by the
+    /// handlers: a lapin `Channel` is some fifteen reference counts, one
+    /// `Arc` is one.
     acknowledgements: Arc<Acknowledgements>,
     consumer: Consumer,
 }
 
 impl Session {
+    fn channel(&self) -> &Channel {
+        self.acknowledgements.channel()
+    }
+
     async fn open(live: &Live, config: &Config) -> lapin::Result<Session> {
         let channel = live.amqp.create_channel().await?;
         channel
@@ -321,10 +324,8 @@ impl Session {
                 FieldTable::default(),
             )
             .await?;
-        let channel = Arc::new(channel);
         Ok(Session {
-            acknowledgements: Arc::new(Acknowledgements::new(channel.clone())),
-            channel,
+            acknowledgements: Arc::new(Acknowledgements::new(channel)),
             consumer,
         })
     }
@@ -366,7 +367,7 @@ impl<S: Service> Serving<S> {
                         self.shut_down(current, handlers, draining).await;
                         return;
                     }
-                    Ended::Lost if current.channel.status().connected() => {
+                    Ended::Lost if current.channel().status().connected() => {
                         let abandon = self.abandon.clone();
                         draining.spawn(async move {
                             tokio::select! {
@@ -374,7 +375,7 @@ impl<S: Service> Serving<S> {
                                 () = abandon.cancelled() => handlers.abort(),
                             }
                             let _ = current
-                                .channel
+                                .channel()
                                 .close(200, "consumer cancelled".into())
                                 .await;
                         });
@@ -462,7 +463,7 @@ impl<S: Service> Serving<S> {
         let deadline = Instant::now() + self.config.shutdown_grace;
         let tag = session.consumer.tag();
         let cancel = session
-            .channel
+            .channel()
             .basic_cancel(tag, BasicCancelOptions::default());
         if let Ok(Ok(())) = tokio::time::timeout_at(deadline, cancel).await {
             // After cancel-ok the stream ends; what it still holds was
@@ -483,7 +484,7 @@ impl<S: Service> Serving<S> {
             handlers.wait().await;
         }
         self.finish_draining(draining, deadline).await;
-        let close = session.channel.close(200, "server shut down".into());
+        let close = session.channel().close(200, "server shut down".into());
         let _ = tokio::time::timeout_at(deadline.max(Instant::now() + CLOSE_GRACE), close).await;
     }
 
