@@ -2,7 +2,7 @@
 //! acknowledged.
 
 use futures_util::future::join_all;
-use rpc_runtime::{FaultKind, RpcError};
+use rpc_runtime::{FaultKind, RpcError, ServerHandle};
 use rpc_tests::{
     LabControl, PATIENCE, TestQueue, connect, lab_client, raw::Raw, serve_lab, within,
 };
@@ -204,13 +204,7 @@ async fn a_held_request_never_holds_back_the_acknowledgements_behind_it() {
         .expect("task")
         .expect("held call");
     assert_eq!(client.pending_calls(), 0);
-
-    // Closing the channel gives every unacknowledged request back to the
-    // queue: none is there, and none ran twice.
-    server.shutdown().await;
-    let raw = Raw::open().await.expect("raw connection");
-    assert_eq!(raw.message_count(&queue.name).await.expect("count"), 0);
-    assert_eq!(control.handled.load(Ordering::SeqCst), 101);
+    shut_down_with_each_request_settled_once(server, &queue, &control, 101).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,11 +234,22 @@ async fn requests_rejected_among_acknowledged_ones_are_each_settled_once() {
     });
     within(PATIENCE, "200 calls", join_all(calls)).await;
     assert_eq!(client.pending_calls(), 0);
-
     // A settlement the broker refused would have closed the channel and had
     // its requests delivered again.
+    shut_down_with_each_request_settled_once(server, &queue, &control, 200).await;
+}
+
+/// Shuts `server` down and checks that each of the `requests` it received
+/// was settled once: closing its channel gives every unacknowledged request
+/// back to the queue, where none is, and none ran twice.
+async fn shut_down_with_each_request_settled_once(
+    server: ServerHandle,
+    queue: &TestQueue,
+    control: &LabControl,
+    requests: usize,
+) {
     server.shutdown().await;
     let raw = Raw::open().await.expect("raw connection");
     assert_eq!(raw.message_count(&queue.name).await.expect("count"), 0);
-    assert_eq!(control.handled.load(Ordering::SeqCst), 200);
+    assert_eq!(control.handled.load(Ordering::SeqCst), requests);
 }
