@@ -76,44 +76,7 @@ pub use server::{
 };
 pub use service::{RequestContext, Service};
 
-/// Turns a trait into an RPC service: a typed client stub and a server
-/// dispatcher.
-///
-/// On `pub trait Foo`, it generates:
-///
-/// - the trait itself, with each `async fn` turned into a method returning
-///   `impl Future<Output = ..> + Send`, so that servers run on Tokio's
-///   multi-threaded runtime (implement it with plain `async fn`s);
-/// - `FooClient`, built with `FooClient::new(client)` from a [`Client`], with
-///   one method per trait method, taking the same arguments and returning a
-///   [`Call`] to await;
-/// - `FooServer<S>`, built with `FooServer::new(service)`, a [`Service`] to
-///   give to [`Server`].
-///
-/// `#[rpc_service(queue = "name")]` sets the default request queue; without
-/// it, the queue is the trait's name in snake case (`FooBar` → `foo_bar`).
-///
-/// Methods must be `async fn` taking `&self` and arguments that are owned
-/// serde types (`Serialize + DeserializeOwned`); they return a serde type `T`,
-/// or `Result<T, E>` whose `E` reaches callers as [`CallError::App`].
-///
-/// ```
-/// use rpc_runtime::rpc_service;
-///
-/// #[rpc_service]
-/// pub trait Inventory {
-///     /// How many of `sku` are in stock.
-///     async fn stock(&self, sku: String) -> u32;
-///     /// Reserves `count` of `sku`, or says why not.
-///     async fn reserve(&self, sku: String, count: u32) -> Result<(), String>;
-/// }
-///
-/// assert_eq!(<InventoryServer<()> as rpc_runtime::Service>::DEFAULT_QUEUE, "inventory");
-/// # impl Inventory for () {
-/// #     async fn stock(&self, _: String) -> u32 { 0 }
-/// #     async fn reserve(&self, _: String, _: u32) -> Result<(), String> { Ok(()) }
-/// # }
-/// ```
+#[doc = include_str!("rpc_service.md")]
 pub use rpc_macros::rpc_service;
 
 /// The AMQP client this crate is built on, for what it does not wrap.
