@@ -18,7 +18,7 @@
 
 use crate::{
     error::{Fault, FaultKind},
-    protocol::{CONTENT_TYPE, DIRECT_REPLY_TO, REPLY_QUEUE_PREFIX},
+    protocol::{CONTENT_TYPE, DIRECT_REPLY_TO, REPLY_QUEUE_PREFIX, SERVER_NAMED_QUEUE_PREFIX},
 };
 use lapin::BasicProperties;
 
@@ -34,16 +34,25 @@ const MSGPACK_CONTENT_TYPES: &[&str] = &[CONTENT_TYPE, "application/x-msgpack"];
 /// `reply_to` as routing key, so without a policy any client could make it
 /// publish into any queue of the virtual host, such as another service's
 /// request queue (requests it never meant to send, under the server's
-/// identity). By default a server replies only to RabbitMQ's direct reply-to
-/// addresses (`amq.rabbitmq.reply-to.*`) and to queues named like the reply
-/// queues of this framework's clients (`rpc-reply.*`); requests asking for
-/// any other address are rejected without running and without a reply.
+/// identity). By default a server replies only to:
+///
+/// - RabbitMQ's direct reply-to addresses (`amq.rabbitmq.reply-to.*`);
+/// - server-named queues (`amq.gen-*`), which the clients of the RabbitMQ
+///   tutorial declare (`queue_declare("", exclusive=True)`): the broker
+///   refuses client-chosen names starting with `amq.`, so such a queue was
+///   always named by the broker for the client that declared it;
+/// - queues named like the reply queues of this framework's clients
+///   (`rpc-reply.*`).
+///
+/// Requests asking for any other address are rejected without running and
+/// without a reply.
 ///
 /// ```
 /// use rpc_runtime::ReplyToPolicy;
 /// let policy = ReplyToPolicy::default().allow_prefix("legacy-replies.");
 /// assert!(policy.allows("rpc-reply.4f1c.1"));
 /// assert!(policy.allows("amq.rabbitmq.reply-to.g1hkABFy"));
+/// assert!(policy.allows("amq.gen-JzTY20BRgKO-HjmUJj0wLg"));
 /// assert!(policy.allows("legacy-replies.client-7"));
 /// assert!(!policy.allows("billing_requests"));
 /// assert!(ReplyToPolicy::any().allows("billing_requests"));
@@ -59,6 +68,7 @@ impl Default for ReplyToPolicy {
         Self {
             prefixes: Some(vec![
                 format!("{DIRECT_REPLY_TO}."),
+                SERVER_NAMED_QUEUE_PREFIX.to_owned(),
                 REPLY_QUEUE_PREFIX.to_owned(),
             ]),
         }
@@ -218,6 +228,17 @@ mod tests {
         ));
         let direct = request().with_reply_to("amq.rabbitmq.reply-to.g1h2AA==".into());
         assert!(matches!(rules().admit(&direct, 1), Admission::Run { .. }));
+        let server_named = request().with_reply_to("amq.gen-JzTY20BRgKO-HjmUJj0wLg".into());
+        assert!(matches!(
+            rules().admit(&server_named, 1),
+            Admission::Run { .. }
+        ));
+        // Other `amq.` names are the broker's own, never a client's reply queue.
+        let broker_owned = request().with_reply_to("amq.direct".into());
+        assert!(matches!(
+            rules().admit(&broker_owned, 1),
+            Admission::Refuse { .. }
+        ));
     }
 
     #[test]

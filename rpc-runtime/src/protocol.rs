@@ -26,6 +26,16 @@ pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 /// arbitrary application queue.
 pub const REPLY_QUEUE_PREFIX: &str = "rpc-reply.";
 
+/// Prefix of the names the broker gives to server-named queues
+/// (`queue.declare` with an empty name), as the RabbitMQ tutorial's clients
+/// declare their reply queues.
+///
+/// The broker refuses client-chosen queue names that start with `amq.`, so a
+/// queue named `amq.gen-*` was always named by the broker, for the connection
+/// that declared it: servers may reply to it without being turned against
+/// another application's queue.
+pub const SERVER_NAMED_QUEUE_PREFIX: &str = "amq.gen-";
+
 /// The longest name AMQP allows for a queue (a short string).
 pub const MAX_QUEUE_NAME: usize = 255;
 
