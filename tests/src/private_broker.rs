@@ -6,16 +6,33 @@
 //! It runs `/usr/lib/rabbitmq/bin/rabbitmq-server` and `rabbitmqctl`
 //! directly: the `/usr/sbin` wrappers of Debian's package switch to the
 //! `rabbitmq` user and its cookie. `HOME` points at the private cookie.
+//!
+//! `rabbitmqctl` is an Erlang VM of its own: on a loaded machine it takes
+//! seconds to start. Tests that time what the framework does after the node
+//! fails or comes back therefore never measure from when a `rabbitmqctl`
+//! command was started or returned, but from what the node did, as seen
+//! from outside by a [`ConnectionProbe`] (the node closed its connections,
+//! or its VM died) and by [`PrivateBroker::restart`] (the node accepted a
+//! connection again).
 
 use std::{
-    net::TcpListener,
+    io::{Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
+/// How long `rabbitmqctl wait` waits for a node to boot: a hang guard, long
+/// enough for a node booting on a machine whose cores are all busy.
+const BOOT_TIMEOUT_S: &str = "180";
+/// How long a probe's AMQP handshake may take: a hang guard.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often [`first_accepted`] tries to connect while a node boots: the
+/// resolution of the instant it reports.
+const ACCEPT_POLL: Duration = Duration::from_millis(10);
 
 /// TLS files for a node with an `amqps` listener.
 #[derive(Debug, Clone)]
@@ -127,8 +144,9 @@ impl PrivateBroker {
         self.dir.join("rabbitmq.pid")
     }
 
-    /// Starts the node (again) and waits until its applications run.
-    async fn boot(&mut self) {
+    /// Starts the node (again) and waits until its applications run;
+    /// returns when it first accepted an AMQP connection.
+    async fn boot(&mut self) -> Instant {
         let _ = std::fs::remove_file(self.pid_file());
         let log = std::fs::File::create(self.dir.join("log/server.out")).expect("server log");
         let server = self
@@ -139,13 +157,26 @@ impl PrivateBroker {
             .spawn()
             .expect("spawn rabbitmq-server");
         self.server = Some(server);
+        // Watched from the start: `rabbitmqctl wait` returns seconds after
+        // the node is up on a loaded machine.
+        let accepted = tokio::spawn(first_accepted(self.amqp_port));
         let pid_file = self.pid_file();
         let pid_file = pid_file.to_string_lossy();
-        let waited = self.ctl(&["wait", "--timeout", "60", &pid_file]).await;
+        let waited = self
+            .ctl(&["wait", "--timeout", BOOT_TIMEOUT_S, &pid_file])
+            .await;
         if let Err(error) = waited {
+            accepted.abort();
             let log = std::fs::read_to_string(self.dir.join("log/server.out")).unwrap_or_default();
             panic!("the private broker did not start: {error}\n{log}");
         }
+        crate::within(
+            crate::PATIENCE,
+            "the started node to accept an AMQP connection",
+            accepted,
+        )
+        .await
+        .expect("the accepting probe")
     }
 
     /// Runs `rabbitmqctl -n NODE args...`.
@@ -199,9 +230,18 @@ impl PrivateBroker {
         self.reap();
     }
 
-    /// Starts the node again, with its data (durable queues survive).
-    pub async fn restart(&mut self) {
-        self.boot().await;
+    /// Starts the node again, with its data (durable queues survive), and
+    /// waits until it runs. Returns when the node was back: when its AMQP
+    /// port first accepted the TCP connection of an AMQP handshake that then
+    /// succeeded (tried every 10 ms while it boots), not when `rabbitmqctl
+    /// wait` noticed.
+    pub async fn restart(&mut self) -> Instant {
+        self.boot().await
+    }
+
+    /// Opens a [`ConnectionProbe`] to the node.
+    pub async fn probe(&self) -> ConnectionProbe {
+        ConnectionProbe::open(self.amqp_port).await
     }
 
     /// Closes every client connection from the broker's side.
@@ -250,4 +290,191 @@ impl Drop for PrivateBroker {
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// An AMQP 0-9-1 connection of the test's own to a node, opened by hand (no
+/// client library: it observes the broker, and nothing of the framework
+/// under test), that records when it ends: when the broker closes it
+/// (`connection.close`, as on `rabbitmqctl stop` or
+/// `close_all_connections`) or it breaks (the node's VM died). That is when
+/// the node went away for its clients. Heartbeats are off, so nothing else
+/// ever arrives on it.
+#[derive(Debug)]
+pub struct ConnectionProbe {
+    socket: TcpStream,
+    ended: tokio::sync::oneshot::Receiver<ProbeEnd>,
+}
+
+/// How and when a [`ConnectionProbe`] ended.
+#[derive(Debug, Clone)]
+pub struct ProbeEnd {
+    /// When the probe's blocked read returned.
+    pub at: Instant,
+    /// What it read: the broker's `connection.close`, an end of stream, or
+    /// an error.
+    pub how: String,
+}
+
+impl ConnectionProbe {
+    async fn open(port: u16) -> Self {
+        let (socket, _) = tokio::task::spawn_blocking(move || handshake(port))
+            .await
+            .expect("the probe's handshake task")
+            .unwrap_or_else(|error| panic!("a probe connection to port {port}: {error}"));
+        let mut reader = socket.try_clone().expect("clone the probe's socket");
+        let (report, ended) = tokio::sync::oneshot::channel();
+        // A thread of its own, blocked in `read`: woken by the kernel when
+        // the broker writes or the socket ends, whatever the test's runtime
+        // is busy with.
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 512];
+            let read = reader.read(&mut buffer);
+            let at = Instant::now();
+            let how = match read {
+                Ok(0) => "end of stream".to_owned(),
+                Ok(read) => describe_close(&buffer[..read]),
+                Err(error) => format!("error: {error}"),
+            };
+            let _ = report.send(ProbeEnd { at, how });
+        });
+        Self { socket, ended }
+    }
+
+    /// Waits (up to [`crate::PATIENCE`]) until the probe ends.
+    pub async fn ended(mut self) -> ProbeEnd {
+        crate::within(
+            crate::PATIENCE,
+            "the probe connection to end",
+            &mut self.ended,
+        )
+        .await
+        .expect("the probe's reader reports")
+    }
+}
+
+impl Drop for ConnectionProbe {
+    fn drop(&mut self) {
+        // Wakes the reader thread, which then exits.
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// The first frame a probe received, described.
+fn describe_close(bytes: &[u8]) -> String {
+    // Frame: type 1 (method), channel (2), size (4); then class 10, method
+    // 50 (connection.close), reply code (2), reply text (short string).
+    if bytes.len() >= 14 && bytes[0] == 1 && bytes[7..11] == [0, 10, 0, 50] {
+        let code = u16::from_be_bytes([bytes[11], bytes[12]]);
+        let text = bytes
+            .get(14..14 + usize::from(bytes[13]))
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        format!("connection.close {code} {text}")
+    } else {
+        format!("{} unexpected bytes", bytes.len())
+    }
+}
+
+/// Tries AMQP handshakes with the node on `port` every [`ACCEPT_POLL`]
+/// until one succeeds; returns when that one's TCP connection was accepted.
+async fn first_accepted(port: u16) -> Instant {
+    loop {
+        if let Ok(Ok((mut socket, accepted_at))) =
+            tokio::task::spawn_blocking(move || handshake(port)).await
+        {
+            // connection.close, 200: without waiting for its close-ok.
+            let _ = send_method(&mut socket, 10, 50, &[0, 200, 0, 0, 0, 0, 0]);
+            let _ = socket.shutdown(Shutdown::Both);
+            return accepted_at;
+        }
+        tokio::time::sleep(ACCEPT_POLL).await;
+    }
+}
+
+/// An AMQP 0-9-1 handshake as guest, heartbeats off, on vhost `/`. Returns
+/// the open connection and when its TCP connection was accepted.
+fn handshake(port: u16) -> std::io::Result<(TcpStream, Instant)> {
+    let mut socket = TcpStream::connect(("127.0.0.1", port))?;
+    let accepted_at = Instant::now();
+    socket.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    socket.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    socket.set_nodelay(true)?;
+    socket.write_all(b"AMQP\x00\x00\x09\x01")?;
+    expect_method(&mut socket, 10, 10)?; // connection.start
+    let mut start_ok = Vec::new();
+    start_ok.extend(0u32.to_be_bytes()); // client properties: none
+    short_string(&mut start_ok, "PLAIN");
+    let response = b"\0guest\0guest";
+    start_ok.extend(u32::try_from(response.len()).expect("short").to_be_bytes());
+    start_ok.extend(response);
+    short_string(&mut start_ok, "en_US");
+    send_method(&mut socket, 10, 11, &start_ok)?;
+    let tune = expect_method(&mut socket, 10, 30)?;
+    let limits = tune
+        .get(..6)
+        .ok_or_else(|| protocol_error("a short connection.tune"))?;
+    let mut tune_ok = limits.to_vec(); // channel-max and frame-max as offered
+    tune_ok.extend(0u16.to_be_bytes()); // no heartbeats
+    send_method(&mut socket, 10, 31, &tune_ok)?;
+    let mut open = Vec::new();
+    short_string(&mut open, "/");
+    short_string(&mut open, "");
+    open.push(0);
+    send_method(&mut socket, 10, 40, &open)?;
+    expect_method(&mut socket, 10, 41)?; // connection.open-ok
+    socket.set_read_timeout(None)?;
+    Ok((socket, accepted_at))
+}
+
+fn protocol_error(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
+}
+
+fn short_string(buffer: &mut Vec<u8>, text: &str) {
+    buffer.push(u8::try_from(text.len()).expect("a short string"));
+    buffer.extend(text.as_bytes());
+}
+
+fn send_method(
+    socket: &mut TcpStream,
+    class: u16,
+    method: u16,
+    args: &[u8],
+) -> std::io::Result<()> {
+    let size = u32::try_from(4 + args.len()).expect("a small frame");
+    let mut frame = vec![1, 0, 0];
+    frame.extend(size.to_be_bytes());
+    frame.extend(class.to_be_bytes());
+    frame.extend(method.to_be_bytes());
+    frame.extend(args);
+    frame.push(0xce);
+    socket.write_all(&frame)
+}
+
+/// Reads frames until a method frame; returns its arguments if it is
+/// `class.method`.
+fn expect_method(socket: &mut TcpStream, class: u16, method: u16) -> std::io::Result<Vec<u8>> {
+    loop {
+        let mut header = [0u8; 7];
+        socket.read_exact(&mut header)?;
+        let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]);
+        let mut payload = vec![0; usize::try_from(size).expect("usize") + 1];
+        socket.read_exact(&mut payload)?;
+        if payload.pop() != Some(0xce) {
+            return Err(protocol_error("a frame without its end marker"));
+        }
+        if header[0] != 1 {
+            continue; // a heartbeat
+        }
+        let ids = payload
+            .get(..4)
+            .ok_or_else(|| protocol_error("a short method frame"))?;
+        if ids[..2] == class.to_be_bytes() && ids[2..] == method.to_be_bytes() {
+            return Ok(payload.split_off(4));
+        }
+        return Err(protocol_error(&format!(
+            "expected method {class}.{method}, got {}",
+            describe_close(&[&header[..], &payload[..]].concat())
+        )));
+    }
 }
