@@ -10,7 +10,11 @@
 //! fail or requeue what was in flight, and set their channels up again on the
 //! next connection.
 
-use crate::{backoff, error::ConnectError};
+use crate::{
+    backoff,
+    broker_url::{check_shape, parse_error_message, redact_url},
+    error::ConnectError,
+};
 use futures_util::StreamExt;
 use lapin::{ConnectionProperties, Event, tcp::OwnedTLSConfig};
 use std::{fmt, sync::Arc, time::Duration};
@@ -22,6 +26,9 @@ use tracing::{debug, info, warn};
 /// a connection that is up (the broker keeps refusing the channel).
 const SESSION_RETRY_MIN: Duration = Duration::from_millis(100);
 const SESSION_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The shortest delay between reconnection attempts an application can set.
+const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(1);
 
 /// How often the supervisor checks the connection's state, in case the
 /// connection ends without an error event (a close the broker initiated with a
@@ -134,9 +141,11 @@ impl ConnectionBuilder {
     /// immediate; then the delay doubles after each failed attempt, with
     /// jitter within its upper half, and never exceeds `max`: once the broker
     /// is back, the connection is back within `max` plus the time to connect.
+    /// `min` is at least 1 ms, so that a broker that is down is not dialled
+    /// in a busy loop; `max` is at least `min`.
     pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
-        self.min_delay = min;
-        self.max_delay = max.max(min);
+        self.min_delay = min.max(MIN_RECONNECT_DELAY);
+        self.max_delay = max.max(self.min_delay);
         self
     }
 
@@ -161,12 +170,12 @@ impl ConnectionBuilder {
     /// Must be called within a Tokio runtime.
     pub async fn connect(self) -> Result<Connection, ConnectError> {
         let redacted = redact_url(&self.url);
-        let uri = self.url.parse::<lapin::uri::AMQPUri>().map_err(|message| {
-            ConnectError::InvalidUrl {
-                url: redacted.clone(),
-                message: redact_in(&message, &self.url),
-            }
-        })?;
+        let invalid = |message: String| ConnectError::InvalidUrl {
+            url: redacted.clone(),
+            message: parse_error_message(&message, &self.url),
+        };
+        check_shape(&self.url).map_err(invalid)?;
+        let uri = self.url.parse::<lapin::uri::AMQPUri>().map_err(invalid)?;
         let dialer = Dialer {
             uri,
             name: self.name,
@@ -431,67 +440,5 @@ async fn watch_until_lost(live: &Live, cancel: &CancellationToken) -> Lost {
             },
             _ = poll.tick() => {}
         }
-    }
-}
-
-/// Replaces the password of an AMQP URL with `***`, so that URLs can be
-/// logged and shown in errors.
-///
-/// ```
-/// assert_eq!(
-///     rpc_runtime::redact_url("amqps://app:s3cret@mq.example.com:5671/prod"),
-///     "amqps://app:***@mq.example.com:5671/prod",
-/// );
-/// assert_eq!(rpc_runtime::redact_url("amqp://127.0.0.1"), "amqp://127.0.0.1");
-/// ```
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let authority_start = scheme_end + 3;
-    let authority_end = url[authority_start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |end| authority_start + end);
-    let authority = &url[authority_start..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &authority[..at];
-    let Some(colon) = userinfo.find(':') else {
-        return url.to_owned();
-    };
-    format!(
-        "{}{}:***{}",
-        &url[..authority_start],
-        &userinfo[..colon],
-        &url[authority_start + at..]
-    )
-}
-
-/// Redacts the password of `url` wherever it appears in `text`.
-fn redact_in(text: &str, url: &str) -> String {
-    let redacted = redact_url(url);
-    if redacted == url {
-        return text.to_owned();
-    }
-    text.replace(url, &redacted)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(
-            redact_url("amqp://u:p@ss@host/vhost?heartbeat=10"),
-            "amqp://u:***@host/vhost?heartbeat=10"
-        );
-        assert_eq!(redact_url("amqp://user@host"), "amqp://user@host");
-        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

@@ -55,6 +55,7 @@
 pub mod ack_policy;
 pub mod admission;
 mod backoff;
+mod broker_url;
 mod call;
 mod client;
 mod connection;
@@ -67,9 +68,10 @@ mod server;
 mod service;
 
 pub use admission::{DEFAULT_MAX_REQUEST_SIZE, ReplyToPolicy};
+pub use broker_url::redact_url;
 pub use call::{Call, CallFuture, Fallible, Plain, Returns};
 pub use client::{Client, ClientBuilder, DEFAULT_TIMEOUT, ReplyTo};
-pub use connection::{Connection, ConnectionBuilder, redact_url};
+pub use connection::{Connection, ConnectionBuilder};
 pub use error::{CallError, ConnectError, Fault, FaultKind, RpcError, ServeError};
 pub use server::{
     DEFAULT_PREFETCH, DEFAULT_SHUTDOWN_GRACE, QueueType, Server, ServerBuilder, ServerHandle,

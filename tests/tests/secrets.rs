@@ -1,6 +1,7 @@
 //! Passwords in AMQP URLs never reach logs or error messages: everything
 //! logged (at TRACE, lapin's logs included) and every error shown while
-//! connecting, failing, reconnecting and serving is searched for them.
+//! connecting, failing, reconnecting and serving is searched for them, for
+//! well-formed URLs and for a table of malformed ones.
 //!
 //! Alone in its binary: it installs the process's global log subscriber.
 
@@ -17,6 +18,8 @@ use std::{
 
 const PASSWORD: &str = "Sup3r-S3cret-Pa55";
 const WRONG: &str = "Wr0ng-Pa55w0rd-xyz";
+/// The halves of the passwords of malformed URLs.
+const MALFORMED_PARTS: [&str; 2] = ["Ma1f0rm3d", "S3cr3tHalf"];
 
 /// Collects everything logged.
 #[derive(Clone, Default)]
@@ -125,13 +128,44 @@ async fn passwords_appear_in_no_log_and_no_error() {
     errors.push(format!("{error} / {error:?}"));
     errors.push(format!("{:?}", Connection::builder(&url)));
 
+    // Malformed URLs, as people write them: a password with an unencoded
+    // `/`, `#`, `?`, `@`, `:` or space, a mistyped scheme, a lost host. Each
+    // password is MALFORMED_PARTS joined by an odd character; no part of it
+    // may show, whether the URL parses (then the connection fails) or not.
+    let secret = |odd: &str| MALFORMED_PARTS.join(odd);
+    let malformed_urls = [
+        format!("amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("/")),
+        format!("amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("#")),
+        format!("amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("?")),
+        format!("amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret(" ")),
+        format!("amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("@")),
+        format!("amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret(":")),
+        format!("amqp//rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("")),
+        format!("amqp:/rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("")),
+        format!("rpc-secret-user:{}@127.0.0.1:{port}", secret("")),
+        format!(" amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("")),
+        format!("amqp://rpc-secret-user:{}", secret("/")),
+        format!("amqp://{}@127.0.0.1:{port}/%2f", secret("")),
+        format!("amqp://rpc-secret-user:{}@127.0.0.1:{closed_port}/%2f", secret("")),
+        format!("http://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("")),
+    ];
+    for malformed in &malformed_urls {
+        let builder = Connection::builder(malformed).connect_timeout(PATIENCE);
+        errors.push(format!("{builder:?}"));
+        errors.push(rpc_runtime::redact_url(malformed));
+        match Connection::connect(malformed).await {
+            Ok(connection) => panic!("{malformed:?} connected: {connection:?}"),
+            Err(error) => errors.push(format!("{error} / {error:?}")),
+        }
+    }
+
     let logs = String::from_utf8_lossy(&captured.0.lock().expect("lock")).into_owned();
     assert!(
         logs.contains("reconnected to the broker") && logs.contains(":***@"),
         "the logs were captured and show redacted URLs"
     );
     for text in errors.iter().chain(std::iter::once(&logs)) {
-        for secret in [PASSWORD, WRONG] {
+        for secret in [PASSWORD, WRONG].iter().chain(&MALFORMED_PARTS) {
             assert!(!text.contains(secret), "a password leaked:\n{text}");
         }
     }

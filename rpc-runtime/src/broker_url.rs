@@ -1,0 +1,276 @@
+//! Broker URLs: checking their shape, and keeping their passwords out of
+//! logs and errors.
+//!
+//! AMQP URLs carry the password (`amqp://user:password@host/vhost`), and a
+//! URL that does not parse is the one most likely to be printed: in an
+//! error, a `Debug` output, an application's "cannot connect to ..." line.
+//! So the redaction never relies on the URL being valid: everything between
+//! the scheme and the **last** `@` is hidden, whatever lies between (an
+//! unencoded `/`, `#`, `?`, `@` or space in a password moves the "authority"
+//! of a URL parser, not this rule). Where the structure is in doubt, less is
+//! shown:
+//!
+//! | the string | shown |
+//! |---|---|
+//! | `user:password@host...` after a scheme | `user:***@host...` when `user` is a plain user name; `***@host...` otherwise |
+//! | `token@host...` (no `:` before the `@`) | `***@host...`: a lone user name may be a token |
+//! | no recognisable scheme (`amqp//u:p@h`, `u:p@h`) | `***@h`: everything before the last `@` |
+//! | no `@`, but `host:not-a-port...` | `host:***`: perhaps a password without its host |
+//! | no `@`, `host[:port][/vhost]` | unchanged |
+
+/// Replaces the password of an AMQP URL with `***`, so that URLs can be
+/// logged and shown in errors; see the table above for malformed URLs.
+///
+/// ```
+/// use rpc_runtime::redact_url;
+/// assert_eq!(
+///     redact_url("amqps://app:s3cret@mq.example.com:5671/prod"),
+///     "amqps://app:***@mq.example.com:5671/prod",
+/// );
+/// // Malformed: the unencoded `/` in the password does not fool it.
+/// assert_eq!(
+///     redact_url("amqp://app:s3/cret@mq.example.com/prod"),
+///     "amqp://app:***@mq.example.com/prod",
+/// );
+/// assert_eq!(redact_url("amqp//app:s3cret@mq.example.com"), "***@mq.example.com");
+/// assert_eq!(redact_url("amqp://127.0.0.1"), "amqp://127.0.0.1");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = split_scheme(url);
+    if let Some(at) = rest.rfind('@') {
+        let userinfo = &rest[..at];
+        let shown = match userinfo.split_once(':') {
+            Some((user, _)) if !scheme.is_empty() && is_plain_user(user) => {
+                format!("{user}:***")
+            }
+            _ => "***".to_owned(),
+        };
+        return format!("{scheme}{shown}{}", &rest[at..]);
+    }
+    // No userinfo: a `host:port` whose port is not a number may be a
+    // `user:password` that lost its `@host`.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let host_end = if authority.starts_with('[') {
+        authority.find(']').map_or(authority.len(), |end| end + 1)
+    } else {
+        authority.find(':').unwrap_or(authority.len())
+    };
+    match authority[host_end..].strip_prefix(':') {
+        Some(port) if !port.bytes().all(|byte| byte.is_ascii_digit()) => {
+            format!("{scheme}{}:***", &authority[..host_end])
+        }
+        // `[::1]junk`: not a port either.
+        None if host_end < authority.len() => format!("{scheme}***"),
+        _ => url.to_owned(),
+    }
+}
+
+/// `("amqp://", rest)` when `url` starts with a well-formed scheme and
+/// `://`; `("", url)` otherwise.
+fn split_scheme(url: &str) -> (&str, &str) {
+    let Some(end) = url.find("://") else {
+        return ("", url);
+    };
+    let scheme = &url[..end];
+    let well_formed = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if well_formed {
+        url.split_at(end + 3)
+    } else {
+        ("", url)
+    }
+}
+
+/// A user name as written in a well-formed URL: unreserved characters,
+/// sub-delimiters and percent-escapes, nothing that would end or move the
+/// authority.
+fn is_plain_user(user: &str) -> bool {
+    !user.is_empty()
+        && user.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '-' | '.'
+                        | '_'
+                        | '~'
+                        | '%'
+                        | '!'
+                        | '$'
+                        | '&'
+                        | '\''
+                        | '('
+                        | ')'
+                        | '*'
+                        | '+'
+                        | ','
+                        | ';'
+                        | '='
+                )
+        })
+}
+
+/// Refuses a URL whose last `@` lies outside what a URL parser takes as
+/// its authority, or that lacks `scheme://`: a password with an unencoded
+/// `/`, `#` or `?`, or a mistyped `amqp:/`, would otherwise parse as a
+/// different host, user or virtual host, and the broker's answer (`vhost
+/// "user:password@host/" not found`) would quote the password.
+pub(crate) fn check_shape(url: &str) -> Result<(), String> {
+    let (scheme, rest) = split_scheme(url);
+    if scheme.is_empty() {
+        return Err("it does not start with `amqp://` or `amqps://`".to_owned());
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if rest.rfind('@').is_some_and(|at| at > authority_end) {
+        return Err(
+            "an `@` follows a `/`, `#` or `?`: percent-encode those characters in the user \
+             name and password (`/` is `%2F`, `#` is `%23`, `?` is `%3F`, `@` is `%40`)"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// What a URL parser said of `url`, without any part of the password: the
+/// URL itself is replaced by its redacted form, and a message that would
+/// still show any of the hidden part is replaced by a generic one.
+pub(crate) fn parse_error_message(message: &str, url: &str) -> String {
+    let redacted = redact_url(url);
+    let message = message.replace(url, &redacted);
+    let (scheme, rest) = split_scheme(url);
+    let hidden = match rest.rfind('@') {
+        // What `redact_url` hides: all of the userinfo, or its password.
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, password)) if !scheme.is_empty() && is_plain_user(user) => password,
+            _ => &rest[..at],
+        },
+        None => rest.split_once(':').map_or("", |(_, port)| port),
+    };
+    let leaks = !hidden.is_empty()
+        && hidden
+            .split([':', '@', '/', '#', '?', ' '])
+            .any(|part| part.len() >= 3 && message.contains(part));
+    if leaks {
+        "it does not parse as amqp://user:password@host:port/vhost (percent-encode `/`, `#`, \
+         `?`, `@`, `:` and spaces in the user name and password)"
+            .to_owned()
+    } else {
+        message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_shape, parse_error_message, redact_url};
+
+    #[test]
+    fn urls_whose_password_would_move_the_authority_are_refused() {
+        for url in [
+            "amqp://guest:s3cr/etPW@127.0.0.1:5672/%2f",
+            "amqp://guest:s3cr#etPW@127.0.0.1",
+            "amqp://guest:s3cr?etPW@127.0.0.1",
+            "amqp:/guest:s3cretPW@127.0.0.1",
+            "amqp//guest:s3cretPW@127.0.0.1",
+            "127.0.0.1:5672",
+        ] {
+            assert!(check_shape(url).is_err(), "{url}");
+        }
+        for url in [
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "amqps://u:p%2Fq@host/vhost?heartbeat=10",
+            "amqp://u:p@ss@host",
+            "amqp://host",
+        ] {
+            assert_eq!(check_shape(url), Ok(()), "{url}");
+        }
+    }
+
+    #[test]
+    fn passwords_of_well_formed_urls_are_redacted() {
+        assert_eq!(
+            redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("amqp://u:p@ss@host/vhost?heartbeat=10"),
+            "amqp://u:***@host/vhost?heartbeat=10"
+        );
+        assert_eq!(
+            redact_url("amqp://127.0.0.1:5672/%2f"),
+            "amqp://127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://[::1]:5672"), "amqp://[::1]:5672");
+        assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact_url(""), "");
+    }
+
+    /// Nothing between the scheme and the last `@` is shown but a plain user
+    /// name: each of these passwords is `s3cr` + one odd character + `etPW`.
+    #[test]
+    fn passwords_of_malformed_urls_are_redacted() {
+        let cases = [
+            (
+                "amqp://guest:s3cr/etPW@127.0.0.1:5672/%2f",
+                "amqp://guest:***@127.0.0.1:5672/%2f",
+            ),
+            (
+                "amqp://guest:s3cr#etPW@127.0.0.1:5672/%2f",
+                "amqp://guest:***@127.0.0.1:5672/%2f",
+            ),
+            (
+                "amqp://guest:s3cr?etPW@127.0.0.1:5672/%2f",
+                "amqp://guest:***@127.0.0.1:5672/%2f",
+            ),
+            (
+                "amqp://guest:s3cr etPW@127.0.0.1:5672/%2f",
+                "amqp://guest:***@127.0.0.1:5672/%2f",
+            ),
+            (
+                "amqp://guest:s3cr@etPW@127.0.0.1:5672/%2f",
+                "amqp://guest:***@127.0.0.1:5672/%2f",
+            ),
+            (
+                "amqp://guest:s3cr:etPW@127.0.0.1",
+                "amqp://guest:***@127.0.0.1",
+            ),
+            (
+                "amqp//guest:s3cr/etPW@127.0.0.1:5672/%2f",
+                "***@127.0.0.1:5672/%2f",
+            ),
+            ("amqp:/guest:s3cr/etPW@127.0.0.1", "***@127.0.0.1"),
+            ("guest:s3cr/etPW@127.0.0.1", "***@127.0.0.1"),
+            (" amqp://guest:s3cr/etPW@127.0.0.1", "***@127.0.0.1"),
+            ("amqp://gu/est:s3cr/etPW@127.0.0.1", "amqp://***@127.0.0.1"),
+            ("amqp://s3cr/etPW@127.0.0.1", "amqp://***@127.0.0.1"),
+            ("amqp://:s3cr/etPW@127.0.0.1", "amqp://***@127.0.0.1"),
+            ("amqp://guest:s3cr/etPW", "amqp://guest:***"),
+            ("amqp://guest:s3cr", "amqp://guest:***"),
+            ("guest:s3cr", "guest:***"),
+            ("amqp://[::1]s3cr", "amqp://***"),
+            (
+                "AMQP://guest:s3cr%2FetPW@127.0.0.1",
+                "AMQP://guest:***@127.0.0.1",
+            ),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(redact_url(url), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn parse_errors_never_quote_the_password() {
+        let url = "amqp://guest:s3cr/etPW@127.0.0.1";
+        assert_eq!(
+            parse_error_message(&format!("Invalid URL: '{url}'"), url),
+            "Invalid URL: 'amqp://guest:***@127.0.0.1'"
+        );
+        let message = parse_error_message("invalid port number s3cr", url);
+        assert!(!message.contains("s3cr"), "{message}");
+        assert_eq!(
+            parse_error_message("invalid port number", url),
+            "invalid port number"
+        );
+    }
+}
