@@ -12,7 +12,7 @@ pub(crate) fn delay(min: Duration, max: Duration, attempt: u32) -> Duration {
     let half = ceiling / 2;
     // Randomness without a dependency of its own: v4 UUIDs are random.
     let random = uuid::Uuid::new_v4().as_u64_pair().0 % 1024;
-    half + half.mul_f64(random as f64 / 1024.0)
+    half.saturating_add(half.mul_f64(random as f64 / 1024.0))
 }
 
 #[cfg(test)]
@@ -23,6 +23,14 @@ mod tests {
     #[test]
     fn delays_double_up_to_the_maximum_and_never_exceed_it() {
         let (min, max) = (Duration::from_millis(100), Duration::from_secs(5));
+        for (min, max) in [
+            (Duration::MAX, Duration::MAX),
+            (Duration::ZERO, Duration::MAX),
+        ] {
+            for attempt in [0, 1, 20, 40, u32::MAX] {
+                assert!(delay(min, max, attempt) <= max);
+            }
+        }
         for attempt in 0..40 {
             let ceiling = (min * 2u32.pow(attempt.min(20))).min(max);
             for _ in 0..20 {

@@ -42,6 +42,7 @@ pub struct Call<R> {
     method: &'static str,
     args: Result<Vec<u8>, ArgsEncodeError>,
     timeout: Option<Duration>,
+    require_server: Option<bool>,
     returns: PhantomData<fn() -> R>,
 }
 
@@ -51,6 +52,7 @@ pub(crate) struct CallSpec {
     pub(crate) method: &'static str,
     pub(crate) body: Arc<Vec<u8>>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) require_server: Option<bool>,
 }
 
 impl<R> Call<R> {
@@ -68,14 +70,26 @@ impl<R> Call<R> {
             method,
             args,
             timeout: None,
+            require_server: None,
             returns: PhantomData,
         }
     }
 
     /// Waits at most `timeout` for the reply (instead of the client's
-    /// default); the request's `expiration` is set to the same.
+    /// default); the request's `expiration` is set to the same, capped at
+    /// ten years ([`MAX_EXPIRATION`](crate::protocol::MAX_EXPIRATION)).
+    /// Any duration is accepted: `Duration::MAX` waits as good as forever;
+    /// zero fails with [`RpcError::Timeout`] without sending the request.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Fails at once with [`RpcError::NoServer`] if the request queue exists
+    /// but no server consumes it, instead of letting the request wait there
+    /// for one (see [`ClientBuilder::require_server`](crate::ClientBuilder::require_server)).
+    pub fn require_server(mut self) -> Self {
+        self.require_server = Some(true);
         self
     }
 
@@ -93,6 +107,7 @@ impl<R> Call<R> {
                 method: self.method,
                 body: Arc::new(body),
                 timeout: self.timeout,
+                require_server: self.require_server,
             })
             .await
     }
@@ -123,6 +138,7 @@ impl<R: Returns> IntoFuture for Call<R> {
                 method,
                 body: Arc::new(body),
                 timeout: self.timeout,
+                require_server: self.require_server,
             })),
             Err(error) => Box::pin(std::future::ready(Err(RpcError::Encode {
                 method,

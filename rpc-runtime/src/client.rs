@@ -11,11 +11,13 @@
 use crate::{
     admission::DEFAULT_MAX_REQUEST_SIZE,
     call::CallSpec,
+    clock::instant_after,
     connection::{Connection, Live},
     digits,
     error::{ConnectError, RpcError},
     pending::{Outcome, Pending, Unanswered, sweep_deadlines},
-    protocol::{CONTENT_TYPE, DIRECT_REPLY_TO, MAX_QUEUE_NAME, REPLY_QUEUE_PREFIX},
+    presence::{self, Answers, Presence, Prober},
+    protocol::{CONTENT_TYPE, DIRECT_REPLY_TO, MAX_EXPIRATION, MAX_QUEUE_NAME, REPLY_QUEUE_PREFIX},
     publisher::{CallPublisher, OneWayPublisher, Request, Verdict},
 };
 use futures_util::StreamExt;
@@ -70,6 +72,7 @@ pub struct ClientBuilder {
     reply_to: ReplyTo,
     publisher_confirms: bool,
     max_request_size: usize,
+    require_server: bool,
 }
 
 impl Default for ClientBuilder {
@@ -79,6 +82,7 @@ impl Default for ClientBuilder {
             reply_to: ReplyTo::default(),
             publisher_confirms: true,
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            require_server: false,
         }
     }
 }
@@ -86,7 +90,11 @@ impl Default for ClientBuilder {
 impl ClientBuilder {
     /// The timeout of calls that do not set their own (default:
     /// [`DEFAULT_TIMEOUT`], 30 s). It is also the `expiration` of their
-    /// requests, so that the broker drops requests nobody waits for any more.
+    /// requests, so that the broker drops requests nobody waits for any more
+    /// (capped at [`MAX_EXPIRATION`](crate::protocol::MAX_EXPIRATION), ten
+    /// years, the most the broker accepts). Any duration is accepted:
+    /// `Duration::MAX` waits as good as forever, and a zero timeout fails
+    /// every call with [`RpcError::Timeout`] without sending it.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -116,6 +124,19 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether calls fail at once with [`RpcError::NoServer`] when their
+    /// request queue exists but no server consumes it (default: no).
+    ///
+    /// By default such a request waits in the queue until its expiration, so
+    /// that a server that is restarting takes it; with this, the client asks
+    /// the broker how many consumers the queue has before publishing (an
+    /// answer of one or more is trusted for a second, so that calls under
+    /// load do not each ask). Per call: [`Call::require_server`](crate::Call::require_server).
+    pub fn require_server(mut self, required: bool) -> Self {
+        self.require_server = required;
+        self
+    }
+
     /// Creates the client and sets up its first session on `connection`.
     pub async fn build(self, connection: &Connection) -> Result<Client, ConnectError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -126,6 +147,7 @@ impl ClientBuilder {
             reply_to: self.reply_to,
             publisher_confirms: self.publisher_confirms,
             max_request_size: self.max_request_size,
+            require_server: self.require_server,
         });
         let live = connection.live().await?;
         let (session, consumer) =
@@ -153,6 +175,7 @@ impl ClientBuilder {
             inner: Arc::new(Inner {
                 config,
                 pending,
+                answers: Answers::default(),
                 session: state_rx,
                 _stop: cancel.drop_guard(),
             }),
@@ -183,6 +206,8 @@ pub struct Client {
 struct Inner {
     config: Arc<Config>,
     pending: Arc<Pending>,
+    /// What the broker said of the request queues' consumers.
+    answers: Answers,
     session: watch::Receiver<SessionState>,
     /// Stops the session task when the last clone of the client is dropped.
     _stop: DropGuard,
@@ -194,6 +219,7 @@ struct Config {
     reply_to: ReplyTo,
     publisher_confirms: bool,
     max_request_size: usize,
+    require_server: bool,
 }
 
 #[derive(Clone)]
@@ -212,6 +238,9 @@ struct Session {
     /// Opened on the first one-way call (see [`publisher`](crate::publisher)
     /// for why one-way requests need a channel of their own).
     one_way: OnceCell<OneWayPublisher>,
+    /// Asks the broker whether servers consume a queue (see
+    /// [`presence`](crate::presence)).
+    probe: Prober,
     live: Live,
     confirms: bool,
     pending: Arc<Pending>,
@@ -240,6 +269,7 @@ impl Session {
         if let Some(one_way) = self.one_way.get() {
             let _ = one_way.channel().close(200, "session over".into()).await;
         }
+        self.probe.close().await;
     }
 }
 
@@ -307,10 +337,68 @@ impl Client {
             });
         }
         let timeout = spec.timeout.unwrap_or(self.inner.config.timeout);
+        if timeout.is_zero() {
+            return Err(RpcError::Timeout {
+                method: spec.method,
+                timeout,
+                queue: spec.queue.as_ref().to_owned(),
+                consumers: None,
+            });
+        }
         Ok(Deadline {
-            at: Instant::now() + timeout,
+            at: instant_after(timeout),
             timeout,
         })
+    }
+
+    /// Whether servers consume `queue`, as the broker says now (or said a
+    /// moment ago), asked over `session`'s connection by a call with
+    /// `timeout`.
+    async fn presence(&self, session: &Session, queue: &Arc<str>, timeout: Duration) -> Presence {
+        let patience = presence::patience(timeout);
+        session
+            .probe
+            .ask(&session.live.amqp, &self.inner.answers, queue, patience)
+            .await
+    }
+
+    /// The error of a call to `queue` whose deadline passed: a timeout that
+    /// says whether any server was consuming the queue then.
+    async fn timed_out(
+        &self,
+        queue: &Arc<str>,
+        method: &'static str,
+        deadline: Deadline,
+    ) -> RpcError {
+        let presence = match self.current_session(0) {
+            Some(session) => self.presence(&session, queue, deadline.timeout).await,
+            None => Presence::Unknown,
+        };
+        RpcError::Timeout {
+            method,
+            timeout: deadline.timeout,
+            queue: queue.as_ref().to_owned(),
+            consumers: presence.consumers(),
+        }
+    }
+
+    /// For calls that require a server: fails unless one consumes `queue`.
+    async fn check_server(
+        &self,
+        session: &Session,
+        queue: &Arc<str>,
+        deadline: Deadline,
+    ) -> Result<(), RpcError> {
+        match self.presence(session, queue, deadline.timeout).await {
+            Presence::Consumers(0) => Err(RpcError::NoServer {
+                queue: queue.as_ref().to_owned(),
+            }),
+            Presence::NoQueue => Err(RpcError::NoSuchService {
+                queue: queue.as_ref().to_owned(),
+            }),
+            // Unknown: the call goes ahead, and its error says what happened.
+            Presence::Consumers(_) | Presence::Unknown => Ok(()),
+        }
     }
 
     /// The session to send a request on after session `broken` (0: none
@@ -320,19 +408,19 @@ impl Client {
         broken: u64,
         deadline: Deadline,
         method: &'static str,
-    ) -> Result<Arc<Session>, RpcError> {
+    ) -> Result<Arc<Session>, Failed> {
         let session = match self.current_session(broken) {
             Some(session) => session,
             // Waiting for a session, the rare case, takes a timer; calls
             // otherwise keep their deadline in the table of pending calls.
             None => match tokio::time::timeout_at(deadline.at, self.session(broken)).await {
                 Ok(Some(session)) => session,
-                Ok(None) => return Err(RpcError::Closed),
-                Err(_) => return Err(RpcError::NotConnected { method }),
+                Ok(None) => return Err(Failed::Rpc(RpcError::Closed)),
+                Err(_) => return Err(Failed::Rpc(RpcError::NotConnected { method })),
             },
         };
         if broken != 0 && Instant::now() >= deadline.at {
-            return Err(deadline.passed(method));
+            return Err(Failed::TimedOut);
         }
         Ok(session)
     }
@@ -349,65 +437,96 @@ impl Client {
         let method = spec.method;
         let answer = |outcome: Outcome| match outcome {
             Ok(reply) => Ok(reply),
-            Err(Unanswered::SessionEnded) => Err(RpcError::ConnectionLost { method }),
-            Err(Unanswered::Returned) => Err(RpcError::NoSuchService {
+            Err(Unanswered::SessionEnded) => Err(Failed::Rpc(RpcError::ConnectionLost { method })),
+            Err(Unanswered::Returned) => Err(Failed::Rpc(RpcError::NoSuchService {
                 queue: spec.queue.as_ref().to_owned(),
-            }),
-            Err(Unanswered::TimedOut) => Err(deadline.passed(method)),
+            })),
+            Err(Unanswered::TimedOut) => Err(Failed::TimedOut),
         };
-        // The rare paths (waiting for a session, for a lost session's
-        // publication) are boxed: their timers would otherwise more than
-        // double the size of every call's future.
-        let mut session = match self.current_session(0) {
-            Some(session) => session,
-            None => Box::pin(self.next_session(0, deadline, method)).await?,
-        };
-        loop {
-            // One attempt on `session`; leaving the block means the request
-            // was not sent, and the next session is tried.
-            'attempt: {
-                let Some(mut call) = self.inner.pending.register(session.id, deadline.at) else {
-                    break 'attempt;
-                };
-                let properties = request_properties(method)
-                    .with_expiration(deadline.expiration_ms().into())
-                    .with_correlation_id(call.take_correlation_id())
-                    .with_reply_to(session.reply_to.clone());
-                let mut publication = session.requests.publish(Request {
-                    queue: spec.queue.as_ref().into(),
-                    body: spec.body.clone(),
-                    properties,
-                });
-                // The confirmation first: the reply, should it come sooner,
-                // waits in the table. A returned request (perhaps this one)
-                // was routed by its correlation id; a lost channel ends the
-                // session, and its calls: only what surely concerns this
-                // call is news here. Unless the deadline passes meanwhile:
-                // the channel's task then finishes the publication.
-                let verdict = tokio::select! {
-                    biased;
-                    verdict = &mut publication => verdict,
-                    outcome = call.outcome() => match outcome {
-                        // Whether the request was sent decides between a
-                        // retry and a lost call.
-                        Err(Unanswered::SessionEnded) => {
-                            match Box::pin(tokio::time::timeout_at(deadline.at, publication)).await {
-                                Ok(Verdict::NotSent) => break 'attempt,
-                                Ok(_) => return Err(RpcError::ConnectionLost { method }),
-                                Err(_) => return Err(deadline.passed(method)),
-                            }
-                        }
-                        outcome => return answer(outcome),
-                    },
-                };
-                match verdict {
-                    Verdict::NotSent => break 'attempt,
-                    Verdict::Refused => return Err(RpcError::Refused { method }),
-                    Verdict::Taken | Verdict::Returned | Verdict::Lost => {}
-                }
-                return answer(call.outcome().await);
+        let ended: Result<Vec<u8>, Failed> = 'call: {
+            // The rare paths (waiting for a session, for a lost session's
+            // publication, asking whether a server is there) are boxed:
+            // their timers would otherwise more than double the size of
+            // every call's future.
+            let mut session = match self.current_session(0) {
+                Some(session) => session,
+                None => match Box::pin(self.next_session(0, deadline, method)).await {
+                    Ok(session) => session,
+                    Err(failed) => break 'call Err(failed),
+                },
+            };
+            if spec
+                .require_server
+                .unwrap_or(self.inner.config.require_server)
+                && let Err(error) =
+                    Box::pin(self.check_server(&session, &spec.queue, deadline)).await
+            {
+                break 'call Err(Failed::Rpc(error));
             }
-            session = Box::pin(self.next_session(session.id, deadline, method)).await?;
+            loop {
+                // One attempt on `session`; leaving the block means the
+                // request was not sent, and the next session is tried.
+                'attempt: {
+                    let Some(mut call) = self.inner.pending.register(session.id, deadline.at)
+                    else {
+                        break 'attempt;
+                    };
+                    let properties = request_properties(method)
+                        .with_expiration(deadline.expiration_ms().into())
+                        .with_correlation_id(call.take_correlation_id())
+                        .with_reply_to(session.reply_to.clone());
+                    let mut publication = session.requests.publish(Request {
+                        queue: spec.queue.as_ref().into(),
+                        body: spec.body.clone(),
+                        properties,
+                    });
+                    // The confirmation first: the reply, should it come
+                    // sooner, waits in the table. A returned request
+                    // (perhaps this one) was routed by its correlation id; a
+                    // lost channel ends the session, and its calls: only
+                    // what surely concerns this call is news here. Unless
+                    // the deadline passes meanwhile: the channel's task then
+                    // finishes the publication.
+                    let verdict = tokio::select! {
+                        biased;
+                        verdict = &mut publication => verdict,
+                        outcome = call.outcome() => match outcome {
+                            // Whether the request was sent decides between a
+                            // retry and a lost call.
+                            Err(Unanswered::SessionEnded) => {
+                                let sent = tokio::time::timeout_at(deadline.at, publication);
+                                match Box::pin(sent).await {
+                                    Ok(Verdict::NotSent) => break 'attempt,
+                                    Ok(_) => break 'call answer(Err(Unanswered::SessionEnded)),
+                                    Err(_) => break 'call Err(Failed::TimedOut),
+                                }
+                            }
+                            outcome => break 'call answer(outcome),
+                        },
+                    };
+                    match verdict {
+                        Verdict::NotSent => break 'attempt,
+                        Verdict::Refused => {
+                            break 'call Err(Failed::Rpc(RpcError::Refused { method }));
+                        }
+                        Verdict::Taken | Verdict::Returned | Verdict::Lost => {}
+                    }
+                    break 'call answer(call.outcome().await);
+                }
+                session = match Box::pin(self.next_session(session.id, deadline, method)).await {
+                    Ok(session) => session,
+                    Err(failed) => break 'call Err(failed),
+                };
+            }
+        };
+        match ended {
+            Ok(reply) => Ok(reply),
+            Err(Failed::Rpc(error)) => Err(error),
+            // Every way of timing out ends here, to say whether a server was
+            // consuming the queue.
+            Err(Failed::TimedOut) => {
+                Err(Box::pin(self.timed_out(&spec.queue, method, deadline)).await)
+            }
         }
     }
 
@@ -417,17 +536,35 @@ impl Client {
     pub(crate) async fn send_one_way(&self, spec: CallSpec) -> Result<(), RpcError> {
         let deadline = self.deadline_for(&spec)?;
         let method = spec.method;
-        let mut session = self.next_session(0, deadline, method).await?;
-        loop {
-            match tokio::time::timeout_at(deadline.at, self.send_on(&session, &spec, deadline))
-                .await
+        let ended = 'send: {
+            let mut session = match self.next_session(0, deadline, method).await {
+                Ok(session) => session,
+                Err(failed) => break 'send failed,
+            };
+            if spec
+                .require_server
+                .unwrap_or(self.inner.config.require_server)
             {
-                Ok(Some(result)) => return result,
-                Ok(None) => {}
-                Err(_) => return Err(deadline.passed(method)),
+                self.check_server(&session, &spec.queue, deadline).await?;
             }
-            session = self.next_session(session.id, deadline, method).await?;
-        }
+            loop {
+                let sent =
+                    tokio::time::timeout_at(deadline.at, self.send_on(&session, &spec, deadline));
+                match sent.await {
+                    Ok(Some(result)) => return result,
+                    Ok(None) => {}
+                    Err(_) => break 'send Failed::TimedOut,
+                }
+                session = match self.next_session(session.id, deadline, method).await {
+                    Ok(session) => session,
+                    Err(failed) => break 'send failed,
+                };
+            }
+        };
+        Err(match ended {
+            Failed::Rpc(error) => error,
+            Failed::TimedOut => self.timed_out(&spec.queue, method, deadline).await,
+        })
     }
 
     async fn send_on(
@@ -488,21 +625,25 @@ struct Deadline {
 impl Deadline {
     /// The time left, as a request's `expiration`: at least 1 ms, since an
     /// expiration of 0 would make the broker drop the request unless a
-    /// consumer is ready for it that very moment.
+    /// consumer is ready for it that very moment, and at most what the broker
+    /// accepts ([`MAX_EXPIRATION`]).
     fn expiration_ms(&self) -> String {
         let remaining = self.at.saturating_duration_since(Instant::now());
-        digits::decimal(
-            (remaining.as_millis().max(1))
-                .try_into()
-                .unwrap_or(u64::MAX),
-        )
+        let millis = remaining.min(MAX_EXPIRATION).as_millis().max(1);
+        digits::decimal(millis.try_into().unwrap_or(u64::MAX))
     }
+}
 
-    fn passed(&self, method: &'static str) -> RpcError {
-        RpcError::Timeout {
-            method,
-            timeout: self.timeout,
-        }
+/// How a call failed, before a timeout is told apart by asking whether a
+/// server was there.
+enum Failed {
+    Rpc(RpcError),
+    TimedOut,
+}
+
+impl From<RpcError> for Failed {
+    fn from(error: RpcError) -> Self {
+        Failed::Rpc(error)
     }
 }
 
@@ -568,6 +709,7 @@ async fn open_session(
         reply_to,
         requests: CallPublisher::new(channel, config.publisher_confirms, pending.clone()),
         one_way: OnceCell::new(),
+        probe: Prober::default(),
         live: live.clone(),
         confirms: config.publisher_confirms,
         pending: pending.clone(),

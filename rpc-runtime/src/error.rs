@@ -126,16 +126,35 @@ pub enum RpcError {
     /// No reply arrived in time. The request may still run; with its
     /// `expiration` set to the timeout, the broker drops it if it is still
     /// queued by then.
-    #[error(
-        "no reply to `{method}` within {timeout:?}: no server took the request in time (is one \
-         running?), or it was slower than the timeout (raise it with `.timeout(..)` on the call \
-         or the client)"
-    )]
+    ///
+    /// `consumers` says how many servers consumed the request queue when the
+    /// timeout fired, as the broker reported then: `Some(0)` means that no
+    /// server is running (the request waits in the queue until it expires),
+    /// `Some(n)` that the servers were busy or the method slower than the
+    /// timeout; `None` that the broker could not be asked.
+    #[error("{}", timeout_message(method, *timeout, queue, *consumers))]
     Timeout {
         /// The method called.
         method: &'static str,
         /// The timeout that passed.
         timeout: Duration,
+        /// The request queue the call was published to.
+        queue: String,
+        /// How many servers consumed the queue when the timeout fired, if
+        /// the broker could be asked.
+        consumers: Option<u32>,
+    },
+
+    /// The request queue exists but no server consumes it, and the call
+    /// required one (`require_server`); the request was not sent.
+    #[error(
+        "no server is consuming queue `{queue}`, and the call requires one; the request was not \
+         sent: start a server, or call without `require_server` to let the request wait in the \
+         queue for one"
+    )]
+    NoServer {
+        /// The request queue.
+        queue: String,
     },
 
     /// The request queue does not exist, so no server was listening: the
@@ -236,6 +255,26 @@ pub enum RpcError {
     /// The client was closed.
     #[error("the RPC client was closed; create a new one")]
     Closed,
+}
+
+fn timeout_message(method: &str, timeout: Duration, queue: &str, consumers: Option<u32>) -> String {
+    match consumers {
+        Some(0) => format!(
+            "no reply to `{method}` within {timeout:?}: no server is consuming `{queue}` (start \
+             one; the request waits in the queue until it expires, or call with \
+             `require_server` to fail at once)"
+        ),
+        Some(servers) => format!(
+            "no reply to `{method}` within {timeout:?}, although {servers} server(s) consume \
+             `{queue}`: the method was slower than the timeout, or the servers were busy (raise \
+             the timeout with `.timeout(..)` on the call or the client)"
+        ),
+        None => format!(
+            "no reply to `{method}` within {timeout:?} from queue `{queue}`: no server took the \
+             request in time (is one running?), or it was slower than the timeout (raise it \
+             with `.timeout(..)` on the call or the client)"
+        ),
+    }
 }
 
 impl RpcError {

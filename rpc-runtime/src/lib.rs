@@ -52,16 +52,18 @@
 
 #![warn(missing_docs, clippy::unwrap_used)]
 
-pub mod ack_policy;
-pub mod admission;
+mod ack_policy;
+mod admission;
 mod backoff;
 mod broker_url;
 mod call;
 mod client;
+mod clock;
 mod connection;
 mod digits;
 mod error;
-pub mod pending;
+mod pending;
+mod presence;
 pub mod protocol;
 mod publisher;
 mod server;

@@ -39,6 +39,14 @@ pub const SERVER_NAMED_QUEUE_PREFIX: &str = "amq.gen-";
 /// The longest name AMQP allows for a queue (a short string).
 pub const MAX_QUEUE_NAME: usize = 255;
 
+/// The longest `expiration` a request carries: ten years
+/// (315,360,000,000 ms), the most RabbitMQ accepts. The broker refuses a
+/// larger one (`PRECONDITION_FAILED - invalid expiration: value_too_large`)
+/// by closing the channel, which would fail every other call in flight on
+/// it; a call with a longer timeout waits for its reply as long as it says,
+/// and its request expires after ten years in the queue.
+pub const MAX_EXPIRATION: std::time::Duration = std::time::Duration::from_millis(315_360_000_000);
+
 /// Deepest nesting of arrays and maps accepted in a request or reply.
 ///
 /// Deeper input is refused rather than recursed into, so that a hostile

@@ -11,6 +11,7 @@
 use crate::{
     ack_policy::{Acknowledgements, Disposition},
     admission::{Admission, DEFAULT_MAX_REQUEST_SIZE, ReplyToPolicy, Rules},
+    clock::instant_after,
     connection::{Connection, Live},
     error::{Fault, FaultKind, ServeError},
     protocol::{CONTENT_TYPE, MAX_QUEUE_NAME, encode_fault},
@@ -409,7 +410,7 @@ impl<S: Service> Serving<S> {
             }
         }
         // Shut down while no session was up: only draining handlers remain.
-        let deadline = Instant::now() + self.config.shutdown_grace;
+        let deadline = instant_after(self.config.shutdown_grace);
         self.finish_draining(draining, deadline).await;
     }
 
@@ -460,7 +461,7 @@ impl<S: Service> Serving<S> {
     /// past it, what is left is abandoned to the broker, which redelivers it.
     async fn shut_down(&self, mut session: Session, handlers: Handlers, draining: JoinSet<()>) {
         info!(queue = %self.config.queue, in_flight = handlers.len(), "shutting down");
-        let deadline = Instant::now() + self.config.shutdown_grace;
+        let deadline = instant_after(self.config.shutdown_grace);
         let tag = session.consumer.tag();
         let cancel = session
             .channel()

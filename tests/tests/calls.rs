@@ -158,7 +158,9 @@ async fn a_timeout_against_a_slow_handler_leaves_no_pending_call() {
     let slow = lab.hold(1).timeout(Duration::from_millis(200));
     let result = within(PATIENCE, "a call timing out", slow).await;
     match result {
-        Err(RpcError::Timeout { method, timeout }) => {
+        Err(RpcError::Timeout {
+            method, timeout, ..
+        }) => {
             assert_eq!(method, "hold");
             assert_eq!(timeout, Duration::from_millis(200));
         }

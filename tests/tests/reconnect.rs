@@ -82,6 +82,7 @@ async fn a_call_whose_request_the_broker_does_not_confirm_times_out() {
         Err(RpcError::Timeout {
             method: "add",
             timeout: reported,
+            ..
         }) => {
             assert_eq!(reported, timeout);
         }

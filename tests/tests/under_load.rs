@@ -28,6 +28,7 @@ async fn calls_timing_out_under_load_leave_nothing_behind_and_expired_requests_n
             Err(RpcError::Timeout {
                 method: "nap",
                 timeout,
+                ..
             }) => {
                 assert_eq!(timeout, Duration::from_millis(50));
             }

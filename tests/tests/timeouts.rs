@@ -1,0 +1,265 @@
+//! Timeouts: any duration is a valid timeout (none panics, none ends the
+//! session for the other calls), and a call that times out says whether any
+//! server was consuming its queue; calls that require a server fail at once
+//! without one.
+
+use rpc_runtime::{Client, Connection, RpcError, Server};
+use rpc_tests::{
+    LabClient, LabControl, PATIENCE, TestQueue, amqp_url, connect, lab_client, serve_lab, within,
+};
+use std::{future::IntoFuture, sync::atomic::Ordering, time::Duration};
+
+/// Timeouts far beyond what the broker accepts as an `expiration`
+/// (ten years), up to `Duration::MAX`.
+const HUGE: [Duration; 3] = [
+    Duration::from_secs(100 * 365 * 24 * 3600),
+    Duration::from_millis(u64::MAX),
+    Duration::MAX,
+];
+
+/// A timeout so long that a call waiting for it would trip the test's own
+/// guard ([`PATIENCE`]) first: a call that ends under the guard ended for
+/// another reason than its timeout.
+const NEVER: Duration = Duration::from_secs(3600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_timeouts_neither_panic_nor_end_the_session_of_other_calls() {
+    let queue = TestQueue::new("huge-timeouts");
+    let connection = connect("huge-timeouts").await;
+    let control = LabControl::default();
+    let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
+    let (client, lab) = lab_client(&connection, &queue).await;
+
+    // An unrelated call in flight on the same client and session.
+    let held = tokio::spawn(lab.hold(1).into_future());
+    assert_eq!(control.next_started().await, 1);
+
+    for timeout in HUGE {
+        let echoed = within(PATIENCE, "a call with a huge timeout", async {
+            lab.echo("long".into()).timeout(timeout).await
+        })
+        .await;
+        assert_eq!(echoed.expect("answered normally"), "long", "{timeout:?}");
+        within(PATIENCE, "a one-way call with a huge timeout", async {
+            lab.record(format!("{timeout:?}"))
+                .timeout(timeout)
+                .one_way()
+                .await
+        })
+        .await
+        .expect("one-way sent normally");
+    }
+    control.wait_recorded(HUGE.len()).await;
+
+    control.release(1);
+    let (name, redelivered) = within(PATIENCE, "the held call", held)
+        .await
+        .expect("task")
+        .expect("the call in flight is unaffected");
+    assert_eq!((name.as_str(), redelivered), ("s1", false));
+    assert_eq!(client.pending_calls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_duration_the_api_takes_accepts_zero_and_the_maximum() {
+    let queue = TestQueue::new("durations");
+    for (min, max, connect_timeout) in [
+        (Duration::ZERO, Duration::ZERO, Duration::MAX),
+        (Duration::MAX, Duration::MAX, Duration::MAX),
+    ] {
+        let connection = Connection::builder(amqp_url())
+            .reconnect_delay(min, max)
+            .connect_timeout(connect_timeout)
+            .connect()
+            .await
+            .expect("connect");
+        let control = LabControl::default();
+        for grace in [Duration::ZERO, Duration::MAX] {
+            let server = Server::builder()
+                .queue(&queue.name)
+                .shutdown_grace(grace)
+                .serve(&connection, rpc_tests::LabServer::new(lab_impl(&control)))
+                .await
+                .expect("serve");
+            for client_timeout in [Duration::MAX, HUGE[0]] {
+                let client = Client::builder()
+                    .timeout(client_timeout)
+                    .build(&connection)
+                    .await
+                    .expect("client");
+                let lab = LabClient::new(client).with_queue(&queue.name);
+                let sum = within(PATIENCE, "a call", lab.add(2, 3)).await;
+                assert_eq!(sum.expect("add"), 5);
+            }
+            within(PATIENCE, "a shutdown", server.shutdown()).await;
+        }
+
+        // A zero timeout, on the client or on the call: a timeout at once,
+        // nothing sent, the client fine.
+        let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
+        let handled = control.handled.load(Ordering::SeqCst);
+        let zero = Client::builder()
+            .timeout(Duration::ZERO)
+            .build(&connection)
+            .await
+            .expect("client");
+        let lab = LabClient::new(zero.clone()).with_queue(&queue.name);
+        for result in [
+            lab.add(1, 1).await,
+            lab.add(1, 1).timeout(Duration::ZERO).await,
+        ] {
+            assert!(
+                matches!(result, Err(RpcError::Timeout { timeout, .. }) if timeout.is_zero()),
+                "{result:?}"
+            );
+        }
+        assert!(matches!(
+            lab.record("zero".into()).one_way().await,
+            Err(RpcError::Timeout { .. })
+        ));
+        assert_eq!(lab.add(1, 1).timeout(NEVER).await.expect("add"), 2);
+        assert_eq!(control.handled.load(Ordering::SeqCst), handled + 1);
+        assert_eq!(zero.pending_calls(), 0);
+        server.shutdown().await;
+        connection.close().await;
+    }
+}
+
+fn lab_impl(control: &LabControl) -> rpc_tests::LabImpl {
+    rpc_tests::LabImpl {
+        name: "s1".into(),
+        control: control.clone(),
+    }
+}
+
+/// A queue whose server has gone: it exists (durable), nobody consumes it.
+async fn abandoned_queue(connection: &Connection, prefix: &str) -> TestQueue {
+    let queue = TestQueue::new(prefix);
+    let server = serve_lab(connection, &queue, "gone", &LabControl::default(), 1).await;
+    server.shutdown().await;
+    queue
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_says_whether_a_server_was_consuming_the_queue() {
+    let connection = connect("timeout-presence").await;
+
+    // No server: the request waits in the queue, and the timeout says why.
+    let queue = abandoned_queue(&connection, "no-server").await;
+    let (client, lab) = lab_client(&connection, &queue).await;
+    let error = within(
+        PATIENCE,
+        "a call to a queue without a server",
+        lab.add(1, 2).timeout(Duration::from_millis(300)),
+    )
+    .await
+    .expect_err("nobody answers");
+    match &error {
+        RpcError::Timeout {
+            consumers: Some(0),
+            queue: reported,
+            ..
+        } => assert_eq!(reported, &queue.name),
+        other => panic!("expected a timeout with no consumer, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("no server is consuming `{}`", queue.name)),
+        "{message}"
+    );
+    assert_eq!(client.pending_calls(), 0);
+
+    // A server that is there but busy: the timeout says so.
+    let control = LabControl::default();
+    let server = serve_lab(&connection, &queue, "busy", &control, 1).await;
+    let held = tokio::spawn(lab.hold(1).into_future());
+    control.next_started().await;
+    let error = within(
+        PATIENCE,
+        "a call behind a held one",
+        lab.add(1, 2).timeout(Duration::from_millis(300)),
+    )
+    .await
+    .expect_err("the only server is busy");
+    assert!(
+        matches!(
+            error,
+            RpcError::Timeout {
+                consumers: Some(1),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("1 server(s) consume"), "{error}");
+    control.release(2);
+    within(PATIENCE, "the held call", held)
+        .await
+        .expect("task")
+        .expect("hold");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_require_a_server_fail_at_once_without_one() {
+    let connection = connect("require-server").await;
+    let queue = abandoned_queue(&connection, "require-server").await;
+
+    // Per call, on a client that would otherwise wait.
+    let (_, lab) = lab_client(&connection, &queue).await;
+    let failed = within(
+        PATIENCE,
+        "a call that requires a server",
+        lab.add(1, 2).timeout(NEVER).require_server(),
+    )
+    .await;
+    match failed {
+        Err(RpcError::NoServer { queue: reported }) => assert_eq!(reported, queue.name),
+        other => panic!("expected NoServer, got {other:?}"),
+    }
+    let one_way = lab.record("x".into()).require_server().one_way().await;
+    assert!(
+        matches!(one_way, Err(RpcError::NoServer { .. })),
+        "{one_way:?}"
+    );
+
+    // For every call of a client.
+    let client = Client::builder()
+        .timeout(NEVER)
+        .require_server(true)
+        .build(&connection)
+        .await
+        .expect("client");
+    let required = LabClient::new(client.clone()).with_queue(&queue.name);
+    let failed = within(PATIENCE, "a call", required.add(1, 2)).await;
+    assert!(
+        matches!(failed, Err(RpcError::NoServer { .. })),
+        "{failed:?}"
+    );
+    let missing = LabClient::new(client.clone()).with_queue(&format!("{}.missing", queue.name));
+    let failed = within(PATIENCE, "a call to a missing queue", missing.add(1, 2)).await;
+    assert!(
+        matches!(failed, Err(RpcError::NoSuchService { .. })),
+        "{failed:?}"
+    );
+
+    // Once a server is back, they go through (an answer of "no server" is
+    // trusted for a tenth of a second).
+    let server = serve_lab(&connection, &queue, "back", &LabControl::default(), 8).await;
+    let sum = within(PATIENCE, "calls once a server is back", async {
+        loop {
+            match required.add(1, 2).await {
+                // Polled: the answer "no server" expires by itself.
+                Err(RpcError::NoServer { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                other => break other,
+            }
+        }
+    })
+    .await;
+    assert_eq!(sum.expect("add"), 3);
+    assert_eq!(client.pending_calls(), 0);
+    server.shutdown().await;
+}
