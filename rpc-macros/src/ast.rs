@@ -9,7 +9,7 @@ use proc_macro2::TokenStream;
 use std::cell::RefCell;
 use syn::{
     Attribute, FnArg, GenericArgument, Ident, Item, ItemTrait, LitStr, Pat, PathArguments,
-    ReturnType, TraitItem, TraitItemFn, Type, parse::Parser,
+    PathSegment, ReturnType, TraitItem, TraitItemFn, Type, parse::Parser,
 };
 
 /// Errors collected across all passes, reported together.
@@ -238,13 +238,11 @@ impl<'a> Output<'a> {
             return Output::Unit;
         }
         // `Result<T, E>`, written with any path ending in `Result` and exactly
-        // two type arguments. A one-argument alias such as `io::Result<T>` is
-        // a plain value (whose type must then be serializable as a whole).
-        if let Type::Path(path) = ty
-            && path.qself.is_none()
-            && let Some(last) = path.path.segments.last()
-            && last.ident == "Result"
-            && let PathArguments::AngleBracketed(generics) = &last.arguments
+        // two type arguments. Any other `Result` (a one-argument alias such as
+        // `io::Result<T>`, an alias without arguments) stays a plain value
+        // here, and `valid` refuses it.
+        if let Some(segment) = result_segment(ty)
+            && let PathArguments::AngleBracketed(generics) = &segment.arguments
             && generics.args.len() == 2
             && let (Some(GenericArgument::Type(ok)), Some(GenericArgument::Type(err))) =
                 (generics.args.first(), generics.args.last())
@@ -252,6 +250,23 @@ impl<'a> Output<'a> {
             return Output::Result { ok, err };
         }
         Output::Plain(ty)
+    }
+}
+
+/// The last segment of a type written as a path ending in `Result`
+/// (`Result<T, E>`, `std::result::Result<T, E>`, `io::Result<T>`, `Result`),
+/// but not of a projection such as `<S as Trait>::Result`, which the macro
+/// cannot see through.
+pub(crate) fn result_segment(ty: &Type) -> Option<&PathSegment> {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .filter(|last| last.ident == "Result"),
+        Type::Paren(inner) => result_segment(&inner.elem),
+        Type::Group(inner) => result_segment(&inner.elem),
+        _ => None,
     }
 }
 

@@ -1,8 +1,8 @@
 //! The rules of an RPC service, each reported on the tokens that break it.
 
-use crate::ast::{Errors, Method, Output, Service};
+use crate::ast::{self, Errors, Method, Output, Service};
 use std::collections::HashSet;
-use syn::{FnArg, ReceiverKind, Safety, Type, ext::IdentExt};
+use syn::{FnArg, PathArguments, ReceiverKind, Safety, Type, ext::IdentExt};
 
 /// Names the generated client defines itself, which methods cannot take;
 /// `clone` would shadow the client's `Clone::clone`.
@@ -182,11 +182,14 @@ fn check_types(method: &Method<'_>, errors: &Errors) {
     }
     match &method.output {
         Output::Unit => {}
-        Output::Plain(ty) => check_owned(
-            ty,
-            "RPC methods must return owned, serializable types",
-            errors,
-        ),
+        Output::Plain(ty) => {
+            check_owned(
+                ty,
+                "RPC methods must return owned, serializable types",
+                errors,
+            );
+            check_not_result(ty, errors);
+        }
         Output::Result { ok, err } => {
             check_owned(
                 ok,
@@ -200,6 +203,35 @@ fn check_types(method: &Method<'_>, errors: &Errors) {
             );
         }
     }
+}
+
+/// A return type named `Result` that is not `Result<T, E>` with both
+/// arguments: the macro tells fallible methods by those two arguments, and
+/// would otherwise send the whole `Result` as an `ok` value, its errors never
+/// reaching callers as `CallError::App`.
+fn check_not_result(ty: &Type, errors: &Errors) {
+    let Some(segment) = ast::result_segment(ty) else {
+        return;
+    };
+    let message = match &segment.arguments {
+        PathArguments::AngleBracketed(generics) if generics.args.len() == 1 => {
+            "this `Result` has one type argument, but a fallible RPC method spells out both: \
+             `std::result::Result<T, MyError>` (or `Result<T, MyError>` where `Result` is the \
+             standard one); through a one-argument alias (`io::Result<T>`, `anyhow::Result<T>`, \
+             `type Result<T> = ..`) its errors would not reach callers as `CallError::App`"
+        }
+        PathArguments::None => {
+            "this `Result` has no type arguments, but a fallible RPC method spells out both: \
+             `std::result::Result<T, MyError>`; through an alias its errors would not reach \
+             callers as `CallError::App` (a type of your own named `Result` must go by another \
+             name here: `type Outcome = path::Result;`)"
+        }
+        _ => {
+            "a fallible RPC method returns `Result<T, E>` with two type arguments: write \
+             `std::result::Result<T, MyError>`"
+        }
+    };
+    errors.spanned(ty, message);
 }
 
 fn check_owned(ty: &Type, message: &str, errors: &Errors) {
