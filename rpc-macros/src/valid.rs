@@ -2,7 +2,9 @@
 
 use crate::ast::{self, Errors, Method, Output, Service};
 use std::collections::HashSet;
-use syn::{FnArg, PathArguments, ReceiverKind, Safety, Type, ext::IdentExt};
+use syn::{
+    FnArg, GenericParam, Generics, PathArguments, ReceiverKind, Safety, Type, ext::IdentExt,
+};
 
 /// Names the generated client defines itself, which methods cannot take;
 /// `clone` would shadow the client's `Clone::clone`.
@@ -33,12 +35,14 @@ fn check_trait(service: &Service<'_>, errors: &Errors) {
     if let Some(auto) = &item.modifiers.auto_token {
         errors.spanned(auto, "an RPC service trait cannot be an auto trait");
     }
-    if !item.generics.params.is_empty() {
-        errors.spanned(
-            &item.generics,
-            "an RPC service trait cannot be generic: both ends must agree on concrete types",
-        );
-    }
+    check_generics(
+        &item.generics,
+        "an RPC service trait cannot have lifetime parameters: the server decodes every \
+         argument into an owned value, which borrows from nothing; take owned types \
+         (`String` rather than `&'a str`, `Vec<T>` rather than `&'a [T]`)",
+        "an RPC service trait cannot be generic: both ends must agree on concrete types",
+        errors,
+    );
     if let Some(where_clause) = &item.generics.where_clause {
         errors.spanned(
             where_clause,
@@ -96,13 +100,15 @@ fn check_signature(method: &Method<'_>, errors: &Errors) {
     if let Some(variadic) = &sig.variadic {
         errors.spanned(variadic, "RPC methods cannot be variadic");
     }
-    if !sig.generics.params.is_empty() {
-        errors.spanned(
-            &sig.generics,
-            "RPC methods cannot be generic: the server must know the concrete argument types \
-             to decode a request",
-        );
-    }
+    check_generics(
+        &sig.generics,
+        "RPC methods cannot have lifetime parameters: the server decodes every argument into \
+         an owned value, which borrows from nothing; take owned types (`String` rather than \
+         `&'a str`, `Vec<T>` rather than `&'a [T]`)",
+        "RPC methods cannot be generic: the server must know the concrete argument types to \
+         decode a request",
+        errors,
+    );
     if let Some(where_clause) = &sig.generics.where_clause {
         errors.spanned(where_clause, "RPC methods cannot have a `where` clause");
     }
@@ -131,6 +137,21 @@ fn check_signature(method: &Method<'_>, errors: &Errors) {
                 sig.ident
             ),
         ),
+    }
+}
+
+/// Lifetime parameters, then type and const parameters, each kind reported
+/// once, on its own parameters.
+fn check_generics(generics: &Generics, lifetimes: &str, types: &str, errors: &Errors) {
+    let (borrowed, generic): (Vec<&GenericParam>, Vec<&GenericParam>) = generics
+        .params
+        .iter()
+        .partition(|param| matches!(param, GenericParam::Lifetime(_)));
+    if !borrowed.is_empty() {
+        errors.spanned(quote::quote!(#(#borrowed)*), lifetimes);
+    }
+    if !generic.is_empty() {
+        errors.spanned(quote::quote!(#(#generic)*), types);
     }
 }
 

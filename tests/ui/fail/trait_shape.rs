@@ -1,7 +1,7 @@
 use rpc_runtime::rpc_service;
 
 #[rpc_service]
-pub trait Repository<T>: Clone
+pub trait Repository<'a, T>: Clone
 where
     T: Clone,
 {
