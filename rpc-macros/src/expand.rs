@@ -155,10 +155,26 @@ impl<'a> ServiceGenerator<'a> {
             Output::Plain(ty) => quote!(::rpc_runtime::Plain<#ty>),
             Output::Result { ok, err } => quote!(::rpc_runtime::Fallible<#ok, #err>),
         };
+        // The bounds a call puts on the types it decodes, checked here on
+        // each type by itself, so that a type without `Deserialize` is
+        // reported on the trait rather than at some `.await` of a call (or
+        // nowhere, in a crate that only serves).
+        let decodable = |ty: &syn::Type| {
+            let span = Span::call_site().located_at(ty.span());
+            quote_spanned! {span=>
+                let _ = <::rpc_runtime::Plain<#ty> as ::rpc_runtime::Returns>::failed;
+            }
+        };
+        let checks = match &method.output {
+            Output::Unit => Vec::new(),
+            Output::Plain(ty) => vec![decodable(ty)],
+            Output::Result { ok, err } => vec![decodable(ok), decodable(err)],
+        };
         quote! {
             #(#docs)*
             #(#cfgs)*
             #vis fn #name(&self, #(#params),*) -> ::rpc_runtime::Call<#returns> {
+                #(#checks)*
                 let mut __rpc_args = ::rpc_runtime::__private::ArgsEncoder::new(#count);
                 #(#pushes)*
                 ::rpc_runtime::Call::new(&self.client, &self.queue, #method_name, __rpc_args.finish())
@@ -274,10 +290,30 @@ impl<'a> ServiceGenerator<'a> {
             let span = Span::call_site().located_at(ty.span());
             quote_spanned!(span=> let #ident: #ty = __rpc_args.arg(#arg_name)?;)
         });
+        // Each value encoded by a call located on its type, so that a type
+        // without `Serialize` is reported there (see `client_method`).
         let encode = match &method.output {
-            Output::Result { .. } => quote!(::rpc_runtime::__private::encode_result(&__rpc_value)),
-            Output::Unit | Output::Plain(_) => {
-                quote!(::rpc_runtime::__private::encode_ok(&__rpc_value))
+            Output::Unit => quote!(::rpc_runtime::__private::encode_ok(&__rpc_value)),
+            Output::Plain(ty) => {
+                let span = Span::call_site().located_at(ty.span());
+                quote_spanned!(span=> ::rpc_runtime::__private::encode_ok(&__rpc_value))
+            }
+            Output::Result { ok, err } => {
+                let ok_span = Span::call_site().located_at(ok.span());
+                let err_span = Span::call_site().located_at(err.span());
+                let encode_ok =
+                    quote_spanned!(ok_span=> ::rpc_runtime::__private::encode_ok(&__rpc_ok));
+                let encode_err = quote_spanned!(err_span=>
+                    ::rpc_runtime::__private::encode_result::<(), #err>(
+                        &::core::result::Result::Err(__rpc_err),
+                    )
+                );
+                quote! {
+                    match __rpc_value {
+                        ::core::result::Result::Ok(__rpc_ok) => #encode_ok,
+                        ::core::result::Result::Err(__rpc_err) => #encode_err,
+                    }
+                }
             }
         };
         quote! {
