@@ -38,8 +38,10 @@ impl<'a> ServiceGenerator<'a> {
         let client_impl = self.client_impl();
         let server_struct = self.server_struct();
         let service_impl = self.service_impl();
+        let forwarding_impls = self.forwarding_impls();
         quote! {
             #service_trait
+            #forwarding_impls
             #client_struct
             #client_impl
             #server_struct
@@ -75,6 +77,56 @@ impl<'a> ServiceGenerator<'a> {
                 #(#methods)*
             }
         }
+    }
+
+    /// The trait for `Arc<T>` and `Box<T>` of any `T` that implements it,
+    /// forwarding each method, so that `FooServer::new(Arc::new(service))`
+    /// serves `service`.
+    fn forwarding_impls(&self) -> TokenStream {
+        let trait_ident = self.trait_ident;
+        let methods: Vec<TokenStream> = self
+            .service
+            .methods
+            .iter()
+            .map(|method| {
+                let name = method.ident();
+                let cfgs = method.cfgs();
+                let params = method.args.iter().map(|arg| {
+                    let (ident, ty) = (arg.ident, arg.ty);
+                    quote!(#ident: #ty)
+                });
+                let idents = method.args.iter().map(|arg| arg.ident);
+                let output = trait_output(method);
+                quote! {
+                    #(#cfgs)*
+                    fn #name(&self, #(#params),*)
+                        -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+                    {
+                        <__RpcInner as #trait_ident>::#name(&**self, #(#idents),*)
+                    }
+                }
+            })
+            .collect();
+        let pointers = [
+            quote!(::rpc_runtime::__private::Arc),
+            quote!(::rpc_runtime::__private::Box),
+        ];
+        pointers
+            .iter()
+            .map(|pointer| {
+                quote! {
+                    // Not `T`: the trait itself may be named `T`. Forwarding
+                    // is no use of a deprecated method.
+                    #[allow(deprecated)]
+                    impl<__RpcInner> #trait_ident for #pointer<__RpcInner>
+                    where
+                        __RpcInner: #trait_ident + ?::core::marker::Sized,
+                    {
+                        #(#methods)*
+                    }
+                }
+            })
+            .collect()
     }
 
     fn client_struct(&self) -> TokenStream {

@@ -59,6 +59,8 @@ mod service {
 
     pub fn uses(client: ::rpc_runtime::Client) {
         assert_service::<CatalogServer<Shelf>>();
+        assert_service::<CatalogServer<::std::sync::Arc<Shelf>>>();
+        assert_service::<CatalogServer<::std::boxed::Box<Shelf>>>();
         let catalog = CatalogClient::new(client).with_queue("elsewhere");
         let _call: ::rpc_runtime::Call<::rpc_runtime::Fallible<Item, ::std::string::String>> =
             catalog.lookup(1, Item { name: ::std::string::String::new() });
