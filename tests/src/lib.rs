@@ -49,6 +49,12 @@ pub async fn within<F: IntoFuture>(limit: Duration, what: &str, future: F) -> F:
 /// Guard used around whole operations: long enough for a loaded CI machine.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Guard around operations that run `rabbitmqctl` (a hang guard too): the
+/// Erlang CLI alone takes seconds to start on a loaded machine (one
+/// `close_all_connections` took 19 s with both cores busy), so a guard that
+/// includes it is sized for the CLI, not for what the framework does.
+pub const CLI_PATIENCE: Duration = Duration::from_secs(180);
+
 /// A connection builder with a unique connection name, so that tests can
 /// find their own connection on the broker.
 pub fn connection_builder(name: &str) -> ConnectionBuilder {

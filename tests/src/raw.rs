@@ -122,9 +122,8 @@ impl Raw {
 
 /// The next delivery on `consumer`: its properties and body.
 pub async fn next_reply(consumer: &mut Consumer) -> (BasicProperties, Vec<u8>) {
-    let delivery = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+    let delivery = crate::within(crate::PATIENCE, "a reply", consumer.next())
         .await
-        .expect("a reply within 30 s")
         .expect("consumer open")
         .expect("delivery");
     (delivery.properties, delivery.data)

@@ -4,7 +4,7 @@
 use futures_util::future::join_all;
 use rpc_runtime::{Client, RpcError};
 use rpc_tests::{
-    LabClient, LabControl, PATIENCE, TestQueue, close_connections_named, connect,
+    CLI_PATIENCE, LabClient, LabControl, PATIENCE, TestQueue, close_connections_named, connect,
     connection_builder, relay::Relay, serve_lab, unique, within,
 };
 use std::{future::IntoFuture, time::Duration};
@@ -209,7 +209,8 @@ async fn a_channel_error_does_not_replace_the_connection() {
     drop(lab);
     drop(client);
     connection.close().await;
-    within(PATIENCE, "the connection to close", async {
+    // Each look runs rabbitmqctl, seconds on a loaded machine.
+    within(CLI_PATIENCE, "the connection to close", async {
         while !rpc_tests::connections_named(&name).await.is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
