@@ -28,7 +28,14 @@ impl<'a> ServiceGenerator<'a> {
             trait_ident,
             client_ident: format_ident!("{}Client", trait_ident),
             server_ident: format_ident!("{}Server", trait_ident),
-            queue: LitStr::new(&service.queue.name, trait_ident.span()),
+            // rustdoc shows a constant's value as the source text at its
+            // span when that span is the user's own code: the user's literal
+            // if there is one, else a span of the expansion (which rustdoc
+            // pretty-prints), not the trait's name.
+            queue: match &service.queue.literal {
+                Some(literal) => literal.clone(),
+                None => LitStr::new(&service.queue.name, Span::call_site()),
+            },
         }
     }
 
@@ -272,7 +279,8 @@ impl<'a> ServiceGenerator<'a> {
     /// scope.
     fn service_impl(&self) -> TokenStream {
         let trait_ident = self.trait_ident;
-        let trait_name = name_literal(trait_ident);
+        // Spanned in the expansion, for rustdoc (see `queue`).
+        let trait_name = LitStr::new(&trait_ident.unraw().to_string(), Span::call_site());
         let server = &self.server_ident;
         let queue = &self.queue;
         let handlers = self

@@ -51,3 +51,63 @@ fn service(args: TokenStream2, item: &syn::Item) -> syn::Result<TokenStream2> {
     errors.finish()?;
     Ok(expand::ServiceGenerator::new(&service).into_token_stream())
 }
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::{TokenStream, TokenTree};
+    use std::str::FromStr;
+
+    /// The source text at the span of each literal in `tokens`, by value.
+    fn literals(tokens: TokenStream, found: &mut Vec<(String, Option<String>)>) {
+        for token in tokens {
+            match token {
+                TokenTree::Group(group) => literals(group.stream(), found),
+                TokenTree::Literal(literal) => {
+                    found.push((literal.to_string(), literal.span().source_text()));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn expand(args: &str, input: &str) -> Vec<(String, Option<String>)> {
+        let args = TokenStream::from_str(args).expect("arguments");
+        let input = TokenStream::from_str(input).expect("trait");
+        let mut found = Vec::new();
+        literals(super::rpc_service_impl(args, input), &mut found);
+        found
+    }
+
+    /// rustdoc shows a constant's value as the source text at the span of
+    /// its literal, if that span is in the user's code: the queue and the
+    /// service name must not be spanned on the trait's name (which showed as
+    /// `DEFAULT_QUEUE = Inventory`), but either on nothing of the user's or on
+    /// the user's own literal.
+    #[test]
+    fn generated_constants_show_as_strings() {
+        let found = expand("", "pub trait Inventory { async fn stock(&self) -> u32; }");
+        for value in ["\"inventory\"", "\"Inventory\""] {
+            let spans: Vec<_> = found
+                .iter()
+                .filter(|(literal, _)| literal == value)
+                .collect();
+            assert!(!spans.is_empty(), "{value} is generated");
+            for (_, source) in spans {
+                assert_eq!(source.as_deref(), None, "the source text of {value}");
+            }
+        }
+
+        let found = expand(
+            r#"queue = "stock_room""#,
+            "pub trait Inventory { async fn stock(&self) -> u32; }",
+        );
+        let spans: Vec<_> = found
+            .iter()
+            .filter(|(literal, _)| literal == "\"stock_room\"")
+            .collect();
+        assert!(!spans.is_empty(), "the queue is generated");
+        for (_, source) in spans {
+            assert_eq!(source.as_deref(), Some("\"stock_room\""));
+        }
+    }
+}
