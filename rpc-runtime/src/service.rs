@@ -29,7 +29,10 @@ pub trait Service: Send + Sync + 'static {
 
 /// Facts about the request a handler is running for.
 ///
-/// Available from within a service method through [`RequestContext::current`].
+/// Available from within a service method through [`RequestContext::current`],
+/// and in the tasks it spawns when carried there with
+/// [`RequestContext::scope`]; cloning it is cheap (the request's properties
+/// are shared, not copied).
 ///
 /// ```
 /// # use rpc_runtime::{rpc_service, RequestContext};
@@ -93,8 +96,51 @@ impl RequestContext {
         self.redelivered
     }
 
-    /// Runs `future` with `self` as the current context.
-    pub(crate) async fn scope<F: Future>(self, future: F) -> F::Output {
+    /// Runs `future` with `self` as the current context, so that
+    /// [`RequestContext::current`] finds it there too.
+    ///
+    /// The context is the handler task's own: a task the handler spawns
+    /// starts without one. Take it with `current()` and carry it in:
+    ///
+    /// ```
+    /// # use rpc_runtime::{rpc_service, RequestContext};
+    /// #[rpc_service]
+    /// pub trait Jobs {
+    ///     async fn start(&self, job: String) -> bool;
+    /// }
+    ///
+    /// struct Worker;
+    ///
+    /// impl Jobs for Worker {
+    ///     async fn start(&self, job: String) -> bool {
+    ///         let Some(context) = RequestContext::current() else { return false };
+    ///         let work = tokio::spawn(context.scope(async move {
+    ///             // The spawned task sees the request it works for.
+    ///             let request = RequestContext::current().expect("carried into the task");
+    ///             tracing::info!(method = request.method(), %job, "working");
+    ///         }));
+    ///         work.await.is_ok()
+    ///     }
+    /// }
+    /// ```
+    pub async fn scope<F: Future>(self, future: F) -> F::Output {
         CURRENT.scope(self, future).await
+    }
+
+    /// Runs `f` with `self` as the current context: for blocking work, such
+    /// as a closure given to `tokio::task::spawn_blocking`.
+    ///
+    /// ```
+    /// # use rpc_runtime::RequestContext;
+    /// # async fn handler() {
+    /// let context = RequestContext::current();
+    /// let digest = tokio::task::spawn_blocking(move || match context {
+    ///     Some(context) => context.in_scope(|| RequestContext::current().is_some()),
+    ///     None => false,
+    /// });
+    /// # }
+    /// ```
+    pub fn in_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
     }
 }
