@@ -14,6 +14,24 @@ pub fn amqp_url() -> String {
     std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
 }
 
+/// The examples' log filter: `RUST_LOG` if set, otherwise `default` with
+/// lapin's own logs off (`warn,lapin=off` for `default = "warn"`).
+///
+/// The framework reports what happens to connections, calls and requests
+/// once, in its own words; lapin, underneath, logs some of the same events
+/// again from its internals, and warns with the whole body of every request
+/// the broker returns. Applications do the same with
+/// `RUST_LOG=info,lapin=off` or `EnvFilter::new("info,lapin=off")`.
+///
+/// ```
+/// let filter = rpc_examples::log_filter("info");
+/// # let _ = filter;
+/// ```
+pub fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},lapin=off")))
+}
+
 /// Why a Fibonacci number cannot be computed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum FibError {

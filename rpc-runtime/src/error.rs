@@ -13,6 +13,9 @@ use std::{fmt, time::Duration};
 pub struct Fault {
     kind: FaultKind,
     message: String,
+    /// What the server logs instead of `message` when `message` may quote
+    /// the request's body.
+    log_message: Option<String>,
 }
 
 impl Fault {
@@ -24,7 +27,32 @@ impl Fault {
     /// assert_eq!(fault.to_string(), "bad_request: expected 1 argument(s), got 2");
     /// ```
     pub fn new(kind: FaultKind, message: String) -> Self {
-        Self { kind, message }
+        Self {
+            kind,
+            message,
+            log_message: None,
+        }
+    }
+
+    /// The same fault, logged by the server as `log_message` rather than
+    /// its message, which may quote the request's body (values never go
+    /// into logs).
+    pub(crate) fn with_log_message(mut self, log_message: String) -> Self {
+        self.log_message = Some(log_message);
+        self
+    }
+
+    /// What the server logs of this fault: its kind and a message that
+    /// quotes nothing of the request's body.
+    pub(crate) fn for_log(&self) -> impl fmt::Display + '_ {
+        struct ForLog<'a>(&'a Fault);
+        impl fmt::Display for ForLog<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let message = self.0.log_message.as_deref().unwrap_or(&self.0.message);
+                write!(f, "{}: {message}", self.0.kind)
+            }
+        }
+        ForLog(self)
     }
 
     /// The fault for a request whose `type` names no method of the service.

@@ -62,6 +62,7 @@ mod clock;
 mod connection;
 mod digits;
 mod error;
+mod log_budget;
 mod pending;
 mod presence;
 pub mod protocol;
@@ -77,6 +78,7 @@ pub use connection::{Connection, ConnectionBuilder};
 pub use error::{CallError, ConnectError, Fault, FaultKind, RpcError, ServeError};
 pub use server::{
     DEFAULT_PREFETCH, DEFAULT_SHUTDOWN_GRACE, QueueType, Server, ServerBuilder, ServerHandle,
+    shutdown_on_signal,
 };
 pub use service::{RequestContext, Service};
 

@@ -169,10 +169,17 @@ impl<'a> ArgsDecoder<'a> {
         let index = self.index;
         self.index += 1;
         decode_next(&mut self.rest).map_err(|error| {
+            // The decoder's message may quote the value ("invalid type:
+            // string \"...\""): the caller, who sent it, sees it; the
+            // server's log names the argument and its type only.
             Fault::new(
                 FaultKind::BadRequest,
                 format!("argument {index} (`{argument}`): {error}"),
             )
+            .with_log_message(format!(
+                "argument {index} (`{argument}`) is not a valid `{}`",
+                std::any::type_name::<T>()
+            ))
         })
     }
 

@@ -14,6 +14,7 @@ use crate::{
     clock::instant_after,
     connection::{Connection, Live},
     error::{Fault, FaultKind, ServeError},
+    log_budget::LogBudget,
     protocol::{CONTENT_TYPE, MAX_QUEUE_NAME, encode_fault},
     service::{RequestContext, Service},
 };
@@ -199,10 +200,13 @@ impl ServerBuilder {
         let shutdown = CancellationToken::new();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let serving = Serving {
-            service: Arc::new(service),
+            handling: Arc::new(Handling {
+                service,
+                rules: self.rules,
+                faults: LogBudget::default(),
+            }),
             connection: connection.clone(),
             config: config.clone(),
-            rules: Arc::new(self.rules),
             abandon: CancellationToken::new(),
             shutdown: shutdown.clone(),
             in_flight: in_flight.clone(),
@@ -335,10 +339,9 @@ impl Session {
 /// The task that serves one service: consumes requests, spawns their
 /// handlers, and sets a new session up when one ends.
 struct Serving<S> {
-    service: Arc<S>,
+    handling: Arc<Handling<S>>,
     connection: Connection,
     config: Arc<Config>,
-    rules: Arc<Rules>,
     /// Cancelled to abort the handlers of draining sessions when the
     /// shutdown grace elapses.
     abandon: CancellationToken,
@@ -433,10 +436,9 @@ impl<S: Service> Serving<S> {
                 Some(Ok(delivery)) => {
                     session.acknowledgements.received(delivery.delivery_tag);
                     handlers.spawn(handle(
-                        self.service.clone(),
+                        self.handling.clone(),
                         session.acknowledgements.clone(),
                         delivery,
-                        self.rules.clone(),
                         InFlight::enter(&self.in_flight),
                     ));
                 }
@@ -508,6 +510,101 @@ impl<S: Service> Serving<S> {
             "shutdown grace elapsed; abandoning the requests still running to the broker"
         );
         self.abandon.cancel();
+    }
+}
+
+/// Waits until the process is asked to stop, by Ctrl-C (SIGINT) or, on Unix,
+/// SIGTERM (what `kill`, systemd, Docker and Kubernetes send), then shuts
+/// every server down gracefully, together (see [`ServerHandle::shutdown`]):
+/// each stops taking requests, hands back those it has not started, and
+/// finishes those in flight within its grace.
+///
+/// A second signal while they finish stops waiting for them: the requests
+/// still running are abandoned to the broker, which redelivers them once the
+/// process exits. Fails only if the signal handlers cannot be installed.
+///
+/// ```no_run
+/// # use rpc_runtime::rpc_service;
+/// # #[rpc_service]
+/// # pub trait Echo { async fn echo(&self, text: String) -> String; }
+/// # struct Parrot;
+/// # impl Echo for Parrot { async fn echo(&self, text: String) -> String { text } }
+/// # async fn demo() -> anyhow::Result<()> {
+/// use rpc_runtime::{Connection, Server};
+/// let connection = Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
+/// let echo = Server::serve(&connection, EchoServer::new(Parrot)).await?;
+/// let shout = Server::builder()
+///     .queue("shout")
+///     .serve(&connection, EchoServer::new(Parrot))
+///     .await?;
+/// rpc_runtime::shutdown_on_signal([echo, shout]).await?;
+/// connection.close().await;
+/// # Ok(()) }
+/// ```
+pub async fn shutdown_on_signal(
+    servers: impl IntoIterator<Item = ServerHandle>,
+) -> std::io::Result<()> {
+    let mut signals = Signals::install()?;
+    let servers: Vec<ServerHandle> = servers.into_iter().collect();
+    let signal = signals.next().await;
+    info!(
+        signal,
+        servers = servers.len(),
+        "shutting down gracefully (send the signal again to stop at once)"
+    );
+    let all_shut_down =
+        futures_util::future::join_all(servers.into_iter().map(ServerHandle::shutdown));
+    tokio::select! {
+        _ = all_shut_down => {}
+        signal = signals.next() => {
+            warn!(signal, "stopping at once: the requests still running go back to the broker");
+        }
+    }
+    Ok(())
+}
+
+/// The signals that ask a process to stop.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers at once, so that a signal that comes before
+    /// anyone waits for it is not lost (nor kills the process).
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
+    }
+
+    /// Waits for the next signal; returns its name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(_) => std::future::pending().await,
+            }
+        }
     }
 }
 
@@ -594,10 +691,9 @@ impl Drop for InFlight {
 /// latter stores its arguments twice, and the future is moved on its way to
 /// the executor.
 fn handle<S: Service>(
-    service: Arc<S>,
+    handling: Arc<Handling<S>>,
     acknowledgements: Arc<Acknowledgements>,
     delivery: Delivery,
-    rules: Arc<Rules>,
     in_flight: InFlight,
 ) -> impl Future<Output = ()> + Send + 'static {
     let Delivery {
@@ -619,7 +715,7 @@ fn handle<S: Service>(
             acker,
             redelivered,
         };
-        handle_request(&*service, &acknowledgements, request, &rules).await;
+        handle_request(&handling, &acknowledgements, request).await;
     }
 }
 
@@ -632,11 +728,59 @@ struct Received {
     redelivered: bool,
 }
 
+/// What every handler of a server shares.
+struct Handling<S> {
+    service: S,
+    rules: Rules,
+    /// The budget of the warnings of refused requests and faults.
+    faults: LogBudget,
+}
+
+impl<S: Service> Handling<S> {
+    /// Logs, once, at WARN and within the server's budget (see
+    /// [`log_budget`](crate::log_budget)), a request that was refused or got a
+    /// fault: with its method, correlation id and reason, never its body.
+    fn log_refused(&self, properties: &BasicProperties, reason: &dyn fmt::Display) {
+        let Some(suppressed) = self.faults.take() else {
+            return;
+        };
+        let method = properties.kind().as_ref().map(ShortString::as_str);
+        let correlation_id = properties
+            .correlation_id()
+            .as_ref()
+            .map(ShortString::as_str);
+        let one_way = properties.reply_to().is_none();
+        warn!(
+            service = S::NAME,
+            method, correlation_id, one_way, suppressed, "a request could not run: {reason}"
+        );
+    }
+
+    /// Logs a method's panic at ERROR, within the same budget.
+    fn log_panic(&self, properties: &BasicProperties, panic: &str) {
+        let Some(suppressed) = self.faults.take() else {
+            return;
+        };
+        let method = properties.kind().as_ref().map(ShortString::as_str);
+        let correlation_id = properties
+            .correlation_id()
+            .as_ref()
+            .map(ShortString::as_str);
+        error!(
+            service = S::NAME,
+            method,
+            correlation_id,
+            suppressed,
+            panic,
+            "a service method panicked; the caller gets a handler_panicked fault"
+        );
+    }
+}
+
 async fn handle_request<S: Service>(
-    service: &S,
+    handling: &Handling<S>,
     acknowledgements: &Acknowledgements,
     request: Received,
-    rules: &Rules,
 ) {
     let Received {
         delivery_tag,
@@ -645,12 +789,14 @@ async fn handle_request<S: Service>(
         acker,
         redelivered,
     } = request;
-    let outcome = match rules.admit(&properties, data.len()) {
+    let outcome = match handling.rules.admit(&properties, data.len()) {
         Admission::Refuse { reply_to } => {
-            warn!(
-                reply_to,
-                "refusing a request whose reply_to is not an allowed reply address (see \
-                 ReplyToPolicy); it is rejected without running"
+            handling.log_refused(
+                &properties,
+                &format_args!(
+                    "its reply_to `{reply_to}` is not an allowed reply address (see \
+                     ReplyToPolicy); rejected without a reply"
+                ),
             );
             acknowledgements
                 .settle(delivery_tag, &acker, Disposition::Reject)
@@ -663,13 +809,22 @@ async fn handle_request<S: Service>(
                 properties: properties.clone(),
                 redelivered,
             };
-            let run = context.scope(service.dispatch(method, &data));
+            let run = context.scope(handling.service.dispatch(method, &data));
             AssertUnwindSafe(run)
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|panic| Err(panicked(method, panic)))
+                .unwrap_or_else(|panic| {
+                    let (fault, message) = panicked(method, panic);
+                    handling.log_panic(&properties, &message);
+                    Err(fault)
+                })
         }
     };
+    if let Err(fault) = &outcome
+        && fault.kind() != &FaultKind::HandlerPanicked
+    {
+        handling.log_refused(&properties, &fault.for_log());
+    }
     if let Some(reply_to) = properties.reply_to() {
         let fault_body;
         let body = match &outcome {
@@ -701,8 +856,6 @@ async fn handle_request<S: Service>(
             warn!(%error, "could not publish a reply; the request will be redelivered");
             return;
         }
-    } else if let Err(fault) = &outcome {
-        warn!(%fault, "a one-way request failed");
     }
     let disposition = Disposition::after_handling(&outcome);
     acknowledgements
@@ -710,15 +863,17 @@ async fn handle_request<S: Service>(
         .await;
 }
 
-fn panicked(method: &str, panic: Box<dyn Any + Send>) -> Fault {
+/// The fault of a method that panicked, and the panic's message (for the
+/// server's log only: it may say more than a caller should see).
+fn panicked(method: &str, panic: Box<dyn Any + Send>) -> (Fault, String) {
     let message = panic
         .downcast_ref::<&str>()
         .map(|message| (*message).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a non-string payload".to_owned());
-    error!(method, panic = %message, "a service method panicked");
-    Fault::new(
+    let fault = Fault::new(
         FaultKind::HandlerPanicked,
         format!("the method `{method}` panicked; see the server's log"),
-    )
+    );
+    (fault, message)
 }

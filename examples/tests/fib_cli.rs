@@ -1,0 +1,238 @@
+//! `fib_client` and `fib_server` as a user runs them: what they print when
+//! things go wrong (once, in the framework's words, without lapin's
+//! internals, message bodies or passwords), `--timeout`, `--require-server`,
+//! and a graceful stop on SIGTERM.
+//!
+//! Against the broker at `AMQP_URL`, on queues of their own, deleted after.
+
+use rpc_examples::amqp_url;
+use rpc_runtime::lapin::{
+    self, ConnectionProperties,
+    options::{QueueDeclareOptions, QueueDeleteOptions},
+    types::FieldTable,
+};
+use std::{process::Output, time::Duration};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_fib_client");
+const SERVER: &str = env!("CARGO_BIN_EXE_fib_server");
+/// A guard against hanging, not a timing bound.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A durable queue nobody consumes (as a stopped server leaves its queue),
+/// deleted when dropped.
+struct Queue {
+    name: String,
+}
+
+impl Queue {
+    async fn declare() -> Self {
+        let name = format!("rpc-test.fib-cli.{}", uuid::Uuid::new_v4().simple());
+        let (connection, channel) = open().await;
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(name.as_str().into(), durable, FieldTable::default())
+            .await
+            .expect("declare");
+        let _ = connection.close(200, "done".into()).await;
+        Self { name }
+    }
+
+    /// A name no queue has.
+    fn missing() -> Self {
+        Self {
+            name: format!("rpc-test.fib-cli.missing.{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    async fn consumers(&self) -> u32 {
+        let (connection, channel) = open().await;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = channel
+            .queue_declare(self.name.as_str().into(), passive, FieldTable::default())
+            .await
+            .expect("passive declare");
+        let _ = connection.close(200, "done".into()).await;
+        queue.consumer_count()
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let (connection, channel) = open().await;
+                let _ = channel
+                    .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+                let _ = connection.close(200, "done".into()).await;
+            });
+        })
+        .join();
+    }
+}
+
+async fn open() -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("the broker must be reachable at AMQP_URL (run scripts/test.sh)");
+    let channel = connection.create_channel().await.expect("channel");
+    (connection, channel)
+}
+
+/// Runs `fib_client` with `args`, with `url` as `AMQP_URL` and the default
+/// log filter (no `RUST_LOG`).
+async fn fib_client(url: &str, args: &[&str]) -> Output {
+    let run = tokio::process::Command::new(CLIENT)
+        .args(args)
+        .env("AMQP_URL", url)
+        .env_remove("RUST_LOG")
+        .output();
+    tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("fib_client finished")
+        .expect("fib_client ran")
+}
+
+fn stderr_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Failed with exit status 1 and said so in exactly one line, which
+/// contains `expected`.
+fn assert_one_error_line(output: &Output, expected: &str) {
+    let lines = stderr_lines(output);
+    assert_eq!(output.status.code(), Some(1), "{lines:#?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line, in the framework's words: {lines:#?}"
+    );
+    assert!(lines[0].contains(expected), "{lines:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_without_a_server_times_out_saying_so() {
+    let queue = Queue::declare().await;
+    let output = fib_client(
+        &amqp_url(),
+        &["--queue", &queue.name, "--timeout", "500ms", "30"],
+    )
+    .await;
+    assert_one_error_line(&output, &format!("no server is consuming `{}`", queue.name));
+
+    // --require-server: at once, whatever the timeout.
+    let output = fib_client(
+        &amqp_url(),
+        &[
+            "--queue",
+            &queue.name,
+            "--timeout",
+            "1h",
+            "--require-server",
+            "30",
+        ],
+    )
+    .await;
+    assert_one_error_line(&output, "no server is consuming queue");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_queue_is_one_line_without_the_request_body() {
+    let missing = Queue::missing();
+    let output = fib_client(&amqp_url(), &["--queue", &missing.name, "30"]).await;
+    assert_one_error_line(&output, "no service is listening on queue");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // lapin warns with the returned message, body bytes and all; the
+    // examples' filter keeps its logs off.
+    assert!(!stderr.contains("BasicReturnMessage"), "{stderr}");
+    assert!(!stderr.contains("[145, 30]"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_one_line_and_no_password_shows() {
+    let url: lapin::uri::AMQPUri = amqp_url().parse().expect("AMQP_URL parses");
+    let (host, port) = (&url.authority.host, url.authority.port);
+    let user = &url.authority.userinfo.username;
+    let wrong = format!("amqp://{user}:Wr0ngPa55@{host}:{port}/%2f");
+    let output = fib_client(&wrong, &["30"]).await;
+    assert_one_error_line(&output, &format!("amqp://{user}:***@{host}:{port}/%2f"));
+    assert!(!stderr_lines(&output)[0].contains("Wr0ngPa55"));
+
+    // URLs that do not parse, as people mistype them: the password shows
+    // nowhere (it used to, whole, in two lines).
+    for malformed in [
+        format!("amqp://{user}:s3cr/etPW@{host}:{port}/%2f"),
+        format!("amqp://{user}:s3cr#etPW@{host}:{port}/%2f"),
+        format!("amqp//{user}:s3cretPW@{host}:{port}/%2f"),
+        format!("amqp://{user}:s3cretPW"),
+    ] {
+        let output = fib_client(&malformed, &["30"]).await;
+        assert_one_error_line(&output, "error:");
+        let everything = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            !everything.contains("s3cr") && !everything.contains("etPW"),
+            "{everything}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fib_server_answers_then_stops_gracefully_on_sigterm() {
+    let queue = Queue::declare().await;
+    let mut server = tokio::process::Command::new(SERVER)
+        .args(["--queue", &queue.name])
+        .env("AMQP_URL", amqp_url())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn fib_server");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("fib_server started")
+        .expect("read")
+        .expect("a line");
+    assert!(first.contains("Awaiting RPC requests"), "{first}");
+
+    let output = fib_client(&amqp_url(), &["--queue", &queue.name, "30", "93"]).await;
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "fib(30) = 832040\nfib(93) = 12200160415121876738\n"
+    );
+
+    let pid = server.id().expect("running");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(PATIENCE, server.wait())
+        .await
+        .expect("fib_server stopped")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+    let last = lines.next_line().await.expect("read");
+    assert_eq!(last.as_deref(), Some(" [x] Shut down"));
+    assert_eq!(queue.consumers().await, 0);
+}
