@@ -2,8 +2,8 @@
 //!
 //! Use it through `rpc_runtime::rpc_service`: the code it generates refers to
 //! `::rpc_runtime`. The macro works in three passes, each in its own module:
-//! [`ast`] reads the attribute and the trait into a model, [`valid`] checks the
-//! model against the rules of an RPC service, and [`expand`] generates the
+//! `ast` reads the attribute and the trait into a model, `valid` checks the
+//! model against the rules of an RPC service, and `expand` generates the
 //! trait, the client and the server from it. Every problem found is reported,
 //! spanned on the tokens at fault, in one compile.
 

@@ -44,7 +44,9 @@ async fn run_against_fib_server(script: &str, args: &[&str]) -> Option<Vec<Strin
         .await
         .expect("serve");
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join(script);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
     let output = within(
         PATIENCE,
         "the Python client",

@@ -134,19 +134,43 @@ async fn passwords_appear_in_no_log_and_no_error() {
     // may show, whether the URL parses (then the connection fails) or not.
     let secret = |odd: &str| MALFORMED_PARTS.join(odd);
     let malformed_urls = [
-        format!("amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("/")),
-        format!("amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("#")),
-        format!("amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("?")),
-        format!("amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret(" ")),
-        format!("amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("@")),
-        format!("amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret(":")),
+        format!(
+            "amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f",
+            secret("/")
+        ),
+        format!(
+            "amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f",
+            secret("#")
+        ),
+        format!(
+            "amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f",
+            secret("?")
+        ),
+        format!(
+            "amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f",
+            secret(" ")
+        ),
+        format!(
+            "amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f",
+            secret("@")
+        ),
+        format!(
+            "amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f",
+            secret(":")
+        ),
         format!("amqp//rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("")),
         format!("amqp:/rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("")),
         format!("rpc-secret-user:{}@127.0.0.1:{port}", secret("")),
-        format!(" amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("")),
+        format!(
+            " amqp://rpc-secret-user:{}@127.0.0.1:{port}/%2f",
+            secret("")
+        ),
         format!("amqp://rpc-secret-user:{}", secret("/")),
         format!("amqp://{}@127.0.0.1:{port}/%2f", secret("")),
-        format!("amqp://rpc-secret-user:{}@127.0.0.1:{closed_port}/%2f", secret("")),
+        format!(
+            "amqp://rpc-secret-user:{}@127.0.0.1:{closed_port}/%2f",
+            secret("")
+        ),
         format!("http://rpc-secret-user:{}@127.0.0.1:{port}/%2f", secret("")),
     ];
     for malformed in &malformed_urls {

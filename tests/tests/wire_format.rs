@@ -8,6 +8,7 @@ use rpc_tests::{
     raw::{Raw, next_reply},
     serve_lab,
 };
+use std::{future::IntoFuture, time::Duration};
 
 /// Publishes `body` as a call of `method` and returns the reply's body.
 async fn call_raw(raw: &Raw, queue: &str, method: &str, body: &[u8]) -> Vec<u8> {
@@ -102,5 +103,143 @@ async fn decoders_accept_the_documented_alternatives() {
     // add(300, -1): integers in any encoding that fits.
     let reply = call_raw(&raw, &queue.name, "add", &hex("92 cd 01 2c ff")).await;
     assert_eq!(reply, hex("81 a2 6f 6b cd 01 2b"));
+    server.shutdown().await;
+}
+
+/// Binary data, and 128-bit integers, as the documentation says they go.
+#[rpc_runtime::rpc_service]
+pub trait Blobs {
+    /// The length of a blob sent as MessagePack `bin`.
+    async fn bin_len(&self, data: serde_bytes::ByteBuf) -> usize;
+    /// The length of a plain `Vec<u8>`, which goes as an array of integers.
+    async fn array_len(&self, data: Vec<u8>) -> usize;
+    /// Returns its arguments.
+    async fn wide(&self, unsigned: u128, signed: i128) -> (u128, i128);
+}
+
+struct Measure;
+
+impl Blobs for Measure {
+    async fn bin_len(&self, data: serde_bytes::ByteBuf) -> usize {
+        data.len()
+    }
+
+    async fn array_len(&self, data: Vec<u8>) -> usize {
+        data.len()
+    }
+
+    async fn wide(&self, unsigned: u128, signed: i128) -> (u128, i128) {
+        (unsigned, signed)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_data_goes_as_bin_and_wide_integers_as_sixteen_bytes() {
+    use futures_util::StreamExt;
+    use rpc_runtime::lapin::{options::BasicConsumeOptions, types::FieldTable};
+
+    // What a client sends, read off a queue that nobody serves.
+    let queue = TestQueue::new("wire-bytes");
+    let connection = connect("wire-bytes").await;
+    let raw = Raw::open().await.expect("raw");
+    raw.channel
+        .queue_declare(
+            queue.name.as_str().into(),
+            rpc_runtime::lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare");
+    let blobs = BlobsClient::new(rpc_runtime::Client::new(&connection).await.expect("client"))
+        .with_queue(&queue.name);
+    let mut consumer = raw
+        .channel
+        .basic_consume(
+            queue.name.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    let mut next_request = async |call: rpc_runtime::Call<_>| {
+        let call: rpc_runtime::Call<rpc_runtime::Plain<usize>> = call;
+        // Sent and left unanswered: only the request matters here.
+        drop(tokio::spawn(
+            call.timeout(Duration::from_secs(1)).into_future(),
+        ));
+        let delivery = tokio::time::timeout(Duration::from_secs(30), consumer.next())
+            .await
+            .expect("a request")
+            .expect("open")
+            .expect("delivery");
+        delivery.data
+    };
+    let bytes = vec![7u8, 200, 0];
+    // [bin8 of 3 bytes]
+    assert_eq!(
+        next_request(blobs.bin_len(serde_bytes::ByteBuf::from(bytes.clone()))).await,
+        hex("91 c4 03 07 cc c8 00")[..3]
+            .iter()
+            .chain(&bytes)
+            .copied()
+            .collect::<Vec<u8>>()
+    );
+    // [[7, 200, 0]]: an array of integers, 200 taking two bytes.
+    assert_eq!(
+        next_request(blobs.array_len(bytes)).await,
+        hex("91 93 07 cc c8 00")
+    );
+
+    // End to end: 3 MiB as `bin` fits under the 4 MiB limit; as an array
+    // of integers (about 1.5 bytes each) it does not, and the client says so.
+    let tag = consumer.tag();
+    raw.channel
+        .basic_cancel(tag, Default::default())
+        .await
+        .expect("cancel the raw consumer");
+    let server = Server::builder()
+        .queue(&queue.name)
+        .serve(&connection, BlobsServer::new(Measure))
+        .await
+        .expect("serve");
+    let three_mib = vec![0xa5u8; 3 << 20];
+    let sent = blobs
+        .bin_len(serde_bytes::ByteBuf::from(three_mib.clone()))
+        .await;
+    assert_eq!(sent.expect("3 MiB as bin"), 3 << 20);
+    let refused = blobs.array_len(three_mib).await;
+    assert!(
+        matches!(refused, Err(rpc_runtime::RpcError::RequestTooLarge { .. })),
+        "{refused:?}"
+    );
+
+    // u128 and i128: MessagePack `bin` of 16 bytes, big-endian (two's
+    // complement for i128), both ways.
+    let (unsigned, signed) = blobs.wide(u128::MAX, i128::MIN).await.expect("wide");
+    assert_eq!((unsigned, signed), (u128::MAX, i128::MIN));
+    let mut body = hex("92 c4 10");
+    body.extend(u128::MAX.to_be_bytes());
+    body.extend(hex("c4 10"));
+    body.extend((-2i128).to_be_bytes());
+    let reply = call_raw(&raw, &queue.name, "wide", &body).await;
+    let mut expected = hex("81 a2 6f 6b 92 c4 10");
+    expected.extend(u128::MAX.to_be_bytes());
+    expected.extend(hex("c4 10"));
+    expected.extend((-2i128).to_be_bytes());
+    assert_eq!(reply, expected);
+    // Any integer encoding that fits is accepted too.
+    let reply = call_raw(&raw, &queue.name, "wide", &hex("92 07 ff")).await;
+    let mut expected = hex("81 a2 6f 6b 92 c4 10");
+    expected.extend(7u128.to_be_bytes());
+    expected.extend(hex("c4 10"));
+    expected.extend((-1i128).to_be_bytes());
+    assert_eq!(reply, expected);
     server.shutdown().await;
 }

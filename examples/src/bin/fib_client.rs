@@ -21,6 +21,12 @@ use rpc_runtime::{CallError, Client, Connection};
 use std::{process::ExitCode, time::Duration};
 
 const USAGE: &str = "usage: fib_client [--timeout DURATION] [--queue NAME] [--require-server] N...";
+const OPTIONS: &str = "Calls fib(N) on the Fibonacci service for each N; the broker is AMQP_URL.
+  --timeout DURATION  how long each call waits for its reply: 500ms, 5s, 2m, 1h or
+                      seconds (default 30s)
+  --queue NAME        the service's request queue (default rpc_queue)
+  --require-server    fail at once when no server consumes the queue, instead of
+                      letting the request wait there for one";
 
 struct Options {
     numbers: Vec<u32>,
@@ -37,6 +43,10 @@ async fn main() -> ExitCode {
         .init();
     let options = match parse(std::env::args().skip(1)) {
         Ok(options) => options,
+        Err(message) if message.is_empty() => {
+            println!("{USAGE}\n\n{OPTIONS}");
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
             eprintln!("{message}\n{USAGE}");
             return ExitCode::from(2);
@@ -112,6 +122,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
             }
             "--queue" => options.queue = Some(args.next().ok_or("--queue needs a name")?),
             "--require-server" => options.require_server = true,
+            "-h" | "--help" => return Err(String::new()),
             number => match number.parse::<u32>() {
                 Ok(n) => options.numbers.push(n),
                 Err(_) => return Err(format!("`{number}` is not a non-negative integer")),

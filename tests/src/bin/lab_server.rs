@@ -1,7 +1,7 @@
 //! Serves the test service `Lab` in a process of its own, for tests that kill
 //! a server or measure a client alone.
 //!
-//! usage: lab_server AMQP_URL QUEUE NAME [PREFETCH]
+//! usage: `lab_server AMQP_URL QUEUE NAME [PREFETCH]`
 //!
 //! Prints `serving` once consuming, and `started TAG` whenever a `hold` call
 //! starts; `hold` calls never finish (the test kills the process).

@@ -21,15 +21,16 @@
 //! 2,500), so the interval narrows with the number of rounds, not with their
 //! length.
 //!
-//! Options (defaults in brackets): `--in-flight LIST` [1,64,256], `--calls N`
-//! per round [2500], `--rounds N` [40], `--methods LIST` [fib,echo], `--peers LIST`
-//! [framework,raw] (one alone, for profiling), `--workers N`
-//! Tokio worker threads of each process [1], `--prefetch N` [32, the
-//! framework's default], `--park N` calls parked to measure memory per call
-//! in flight [10000], `--chart PATH` [target/bench/calls-per-second.svg],
-//! `--markdown PATH` [target/bench/results.md], `--broker-pid PID` whose CPU
-//! time to read [the machine's RabbitMQ, found in /proc], `--smoke` (a few hundred
-//! calls, one round: CI checks that the benchmark works, never its speed).
+//! Options (defaults in parentheses): `--in-flight LIST` (1,64,256),
+//! `--calls N` per round (2500), `--rounds N` (40), `--methods LIST`
+//! (fib,echo), `--peers LIST` (framework,raw; one alone, for profiling),
+//! `--workers N` Tokio worker threads of each process (1), `--prefetch N`
+//! (32, the framework's default), `--park N` calls parked to measure memory
+//! per call in flight (10000), `--chart PATH`
+//! (target/bench/calls-per-second.svg), `--markdown PATH`
+//! (target/bench/results.md), `--broker-pid PID` whose CPU time to read (the
+//! machine's RabbitMQ, found in /proc), `--smoke` (a few hundred calls, one
+//! round: CI checks that the benchmark works, never its speed).
 //! `AMQP_URL` names the broker.
 
 mod admin;
