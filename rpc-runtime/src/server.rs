@@ -519,9 +519,11 @@ impl<S: Service> Serving<S> {
 /// each stops taking requests, hands back those it has not started, and
 /// finishes those in flight within its grace.
 ///
-/// A second signal while they finish stops waiting for them: the requests
-/// still running are abandoned to the broker, which redelivers them once the
-/// process exits. Fails only if the signal handlers cannot be installed.
+/// A second signal while they finish stops them at once: the requests still
+/// running are abandoned to the broker, which redelivers them when the
+/// connection closes (as it does when the process exits). Fails only if the
+/// signal handlers cannot be installed, which it does on its first poll,
+/// before it waits.
 ///
 /// ```no_run
 /// # use rpc_runtime::rpc_service;
@@ -552,12 +554,23 @@ pub async fn shutdown_on_signal(
         servers = servers.len(),
         "shutting down gracefully (send the signal again to stop at once)"
     );
+    let tasks: Vec<AbortHandle> = servers
+        .iter()
+        .filter_map(|server| server.task.as_ref().map(JoinHandle::abort_handle))
+        .collect();
     let all_shut_down =
         futures_util::future::join_all(servers.into_iter().map(ServerHandle::shutdown));
     tokio::select! {
         _ = all_shut_down => {}
         signal = signals.next() => {
-            warn!(signal, "stopping at once: the requests still running go back to the broker");
+            warn!(
+                signal,
+                "stopping at once: the requests still running go back to the broker when the \
+                 connection closes"
+            );
+            for task in tasks {
+                task.abort();
+            }
         }
     }
     Ok(())
