@@ -110,9 +110,11 @@ async fn every_duration_the_api_takes_accepts_zero_and_the_maximum() {
             lab.add(1, 1).timeout(Duration::ZERO).await,
         ] {
             assert!(
-                matches!(result, Err(RpcError::Timeout { timeout, .. }) if timeout.is_zero()),
+                matches!(&result, Err(RpcError::Timeout { timeout, .. }) if timeout.is_zero()),
                 "{result:?}"
             );
+            let message = result.expect_err("a zero timeout").to_string();
+            assert!(message.contains("zero timeout, so it was not sent"), "{message}");
         }
         assert!(matches!(
             lab.record("zero".into()).one_way().await,
