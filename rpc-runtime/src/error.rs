@@ -286,6 +286,12 @@ pub enum RpcError {
 }
 
 fn timeout_message(method: &str, timeout: Duration, queue: &str, consumers: Option<u32>) -> String {
+    if timeout.is_zero() {
+        return format!(
+            "the call to `{method}` has a zero timeout, so it was not sent: give it a timeout \
+             above zero"
+        );
+    }
     match consumers {
         Some(0) => format!(
             "no reply to `{method}` within {timeout:?}: no server is consuming `{queue}` (start \
