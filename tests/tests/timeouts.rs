@@ -17,6 +17,11 @@ const HUGE: [Duration; 3] = [
     Duration::MAX,
 ];
 
+/// The timeout of calls whose error must say how many servers consume the
+/// queue: the client asks the broker for a tenth of it at most (200 ms, a
+/// long time for a passive declare even on a loaded machine).
+const ASKING: Duration = Duration::from_secs(2);
+
 /// A timeout so long that a call waiting for it would trip the test's own
 /// guard ([`PATIENCE`]) first: a call that ends under the guard ended for
 /// another reason than its timeout.
@@ -153,7 +158,7 @@ async fn a_timeout_says_whether_a_server_was_consuming_the_queue() {
     let error = within(
         PATIENCE,
         "a call to a queue without a server",
-        lab.add(1, 2).timeout(Duration::from_millis(300)),
+        lab.add(1, 2).timeout(ASKING),
     )
     .await
     .expect_err("nobody answers");
@@ -180,7 +185,7 @@ async fn a_timeout_says_whether_a_server_was_consuming_the_queue() {
     let error = within(
         PATIENCE,
         "a call behind a held one",
-        lab.add(1, 2).timeout(Duration::from_millis(300)),
+        lab.add(1, 2).timeout(ASKING),
     )
     .await
     .expect_err("the only server is busy");
