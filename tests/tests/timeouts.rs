@@ -119,7 +119,10 @@ async fn every_duration_the_api_takes_accepts_zero_and_the_maximum() {
                 "{result:?}"
             );
             let message = result.expect_err("a zero timeout").to_string();
-            assert!(message.contains("zero timeout, so it was not sent"), "{message}");
+            assert!(
+                message.contains("zero timeout, so it was not sent"),
+                "{message}"
+            );
         }
         assert!(matches!(
             lab.record("zero".into()).one_way().await,
