@@ -19,23 +19,11 @@
 //! | no `@`, `host[:port][/vhost]` | unchanged |
 
 /// Replaces the password of an AMQP URL with `***`, so that URLs can be
-/// logged and shown in errors; see the table above for malformed URLs.
-///
-/// ```
-/// use rpc_runtime::redact_url;
-/// assert_eq!(
-///     redact_url("amqps://app:s3cret@mq.example.com:5671/prod"),
-///     "amqps://app:***@mq.example.com:5671/prod",
-/// );
-/// // Malformed: the unencoded `/` in the password does not fool it.
-/// assert_eq!(
-///     redact_url("amqp://app:s3/cret@mq.example.com/prod"),
-///     "amqp://app:***@mq.example.com/prod",
-/// );
-/// assert_eq!(redact_url("amqp//app:s3cret@mq.example.com"), "***@mq.example.com");
-/// assert_eq!(redact_url("amqp://127.0.0.1"), "amqp://127.0.0.1");
-/// ```
-pub fn redact_url(url: &str) -> String {
+/// logged and shown in errors (`amqps://app:***@mq.example.com:5671/prod`);
+/// see the table above for malformed URLs. Applications see URLs redacted
+/// in errors, in `Debug` output and through
+/// [`Connection::url`](crate::Connection::url).
+pub(crate) fn redact_url(url: &str) -> String {
     let (scheme, rest) = split_scheme(url);
     if let Some(at) = rest.rfind('@') {
         let userinfo = &rest[..at];

@@ -5,35 +5,24 @@
 //! pending until the new connection is up (so calls in flight would hang for
 //! the whole outage), and it cannot restore a server-named exclusive queue
 //! (the broker refuses the `amq.gen-` name on redeclaration). Instead, a
-//! supervisor task watches one lapin connection at a time and replaces it when
-//! it dies; clients and servers notice the loss on their own channel at once,
-//! fail or requeue what was in flight, and set their channels up again on the
-//! next connection.
+//! supervisor task watches one AMQP connection (a [`Link`]) at a time and
+//! replaces it when it dies; clients and servers notice the loss on their
+//! own channel at once, fail or requeue what was in flight, and set their
+//! sessions up again on the next link (see [`session`](crate::session)).
 
 use crate::{
     backoff,
     broker_url::{check_shape, parse_error_message, redact_url},
     error::ConnectError,
+    session::{self, Publisher, Watch},
+    transport::link::{DialError, Dialer, Link},
 };
-use futures_util::StreamExt;
-use lapin::{ConnectionProperties, Event, tcp::OwnedTLSConfig};
 use std::{fmt, sync::Arc, time::Duration};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// The first and longest delay between attempts at setting up a session on
-/// a connection that is up (the broker keeps refusing the channel).
-const SESSION_RETRY_MIN: Duration = Duration::from_millis(100);
-const SESSION_RETRY_MAX: Duration = Duration::from_secs(5);
-
 /// The shortest delay between reconnection attempts an application can set.
 const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(1);
-
-/// How often the supervisor checks the connection's state, in case the
-/// connection ends without an error event (a close the broker initiated with a
-/// success code, say).
-const STATUS_POLL: Duration = Duration::from_secs(1);
 
 /// A connection to RabbitMQ, shared by any number of clients and servers,
 /// that reconnects by itself when the connection is lost.
@@ -60,7 +49,7 @@ pub struct Connection {
 }
 
 struct Inner {
-    state: watch::Receiver<State>,
+    links: Watch<Link>,
     cancel: CancellationToken,
     url: String,
 }
@@ -68,29 +57,6 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.cancel.cancel();
-    }
-}
-
-/// The connection as the supervisor last saw it.
-#[derive(Clone)]
-enum State {
-    Up(Live),
-    Down,
-    Closed,
-}
-
-/// One established AMQP connection, with its place in the sequence of
-/// connections the supervisor has made.
-#[derive(Clone)]
-pub(crate) struct Live {
-    pub(crate) amqp: Arc<lapin::Connection>,
-    pub(crate) generation: u64,
-}
-
-impl Live {
-    /// Whether this AMQP connection is still open.
-    pub(crate) fn is_open(&self) -> bool {
-        self.amqp.status().connected()
     }
 }
 
@@ -113,7 +79,7 @@ pub struct ConnectionBuilder {
     min_delay: Duration,
     max_delay: Duration,
     connect_timeout: Duration,
-    tls: OwnedTLSConfig,
+    ca_certificates: Option<String>,
 }
 
 impl fmt::Debug for ConnectionBuilder {
@@ -160,7 +126,7 @@ impl ConnectionBuilder {
     /// Trusts the given CA certificates (PEM) for `amqps://` URLs, in addition
     /// to the system's roots.
     pub fn tls_ca_certificates(mut self, pem: impl Into<String>) -> Self {
-        self.tls.cert_chain = Some(pem.into());
+        self.ca_certificates = Some(pem.into());
         self
     }
 
@@ -175,27 +141,26 @@ impl ConnectionBuilder {
             message: parse_error_message(&message, &self.url),
         };
         check_shape(&self.url).map_err(invalid)?;
-        let uri = self.url.parse::<lapin::uri::AMQPUri>().map_err(invalid)?;
-        let dialer = Dialer {
-            uri,
-            name: self.name,
-            tls: self.tls,
-            timeout: self.connect_timeout,
-            url: redacted.clone(),
-        };
-        let first = dialer.dial().await?;
+        let dialer = Dialer::new(
+            &self.url,
+            redacted.clone(),
+            self.name,
+            self.ca_certificates,
+            self.connect_timeout,
+        )
+        .map_err(invalid)?;
+        let first = dialer
+            .dial(1)
+            .await
+            .map_err(|error| dial_error(error, &redacted))?;
         info!(url = %redacted, "connected to the broker");
-        let live = Live {
-            amqp: Arc::new(first),
-            generation: 1,
-        };
-        let (state_tx, state_rx) = watch::channel(State::Up(live.clone()));
+        let (publisher, links) = session::watch(first.clone());
         let cancel = CancellationToken::new();
         let delays = (self.min_delay, self.max_delay);
-        tokio::spawn(supervise(dialer, live, delays, state_tx, cancel.clone()));
+        tokio::spawn(supervise(dialer, first, delays, publisher, cancel.clone()));
         Ok(Connection {
             inner: Arc::new(Inner {
-                state: state_rx,
+                links,
                 cancel,
                 url: redacted,
             }),
@@ -219,13 +184,18 @@ impl Connection {
             min_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(30),
-            tls: OwnedTLSConfig::default(),
+            ca_certificates: None,
         }
     }
 
     /// Whether the connection is up right now.
     pub fn is_connected(&self) -> bool {
-        matches!(&*self.inner.state.borrow(), State::Up(live) if live.is_open())
+        self.inner.links.is_up_and(Link::is_open)
+    }
+
+    /// The broker's URL, with its password redacted: fit for logs.
+    pub fn url(&self) -> &str {
+        &self.inner.url
     }
 
     /// Closes the connection for good: clients and servers using it stop.
@@ -233,71 +203,29 @@ impl Connection {
     /// their requests in flight get their replies.
     pub async fn close(&self) {
         self.inner.cancel.cancel();
-        let mut state = self.inner.state.clone();
-        // The supervisor publishes `Closed` once the AMQP connection is closed;
-        // an error means the supervisor is gone, which is closed too.
-        let _ = state.wait_for(|state| matches!(state, State::Closed)).await;
+        // The supervisor publishes `Closed` once the AMQP connection is
+        // closed.
+        self.inner.links.closed().await;
     }
 
-    /// The current AMQP connection, waiting for one while reconnecting.
-    pub(crate) async fn live(&self) -> Result<Live, ConnectError> {
-        self.live_newer_than(0).await
+    /// The AMQP connections, as the supervisor makes them.
+    pub(crate) fn links(&self) -> &Watch<Link> {
+        &self.inner.links
     }
 
-    /// The first AMQP connection made after the one of `generation`: the
-    /// current one if it is newer, or the next one.
-    pub(crate) async fn live_newer_than(&self, generation: u64) -> Result<Live, ConnectError> {
-        let mut state = self.inner.state.clone();
-        let found = state
-            .wait_for(|state| match state {
-                State::Up(live) => live.generation > generation,
-                State::Closed => true,
-                State::Down => false,
-            })
+    /// The current link, waiting for one while reconnecting.
+    pub(crate) async fn link(&self) -> Result<Link, ConnectError> {
+        self.inner
+            .links
+            .newer_than(0)
             .await
-            .map_err(|_| ConnectError::Closed)?;
-        match &*found {
-            State::Up(live) => Ok(live.clone()),
-            _ => Err(ConnectError::Closed),
-        }
-    }
-
-    /// The AMQP connection to set a client's or server's next session up
-    /// on, after its session on `current` ended: `current` itself if it is
-    /// still open (only the channel was lost; after `failures` failed set-ups
-    /// in a row, wait a little longer each time), or else the next
-    /// connection the supervisor makes. `None` once closed or `stop` fires.
-    pub(crate) async fn live_for_next_session(
-        &self,
-        current: &Live,
-        failures: u32,
-        stop: &CancellationToken,
-    ) -> Option<Live> {
-        if current.is_open() {
-            if failures > 0 {
-                let delay = backoff::delay(SESSION_RETRY_MIN, SESSION_RETRY_MAX, failures - 1);
-                tokio::select! {
-                    () = stop.cancelled() => return None,
-                    () = tokio::time::sleep(delay) => {}
-                }
-            }
-            return Some(current.clone());
-        }
-        tokio::select! {
-            () = stop.cancelled() => None,
-            next = self.live_newer_than(current.generation) => next.ok(),
-        }
+            .ok_or(ConnectError::Closed)
     }
 
     /// Whether [`Connection::close`] was called: sessions ending now end
     /// because of it, not because of a failure.
     pub(crate) fn is_closing(&self) -> bool {
         self.inner.cancel.is_cancelled()
-    }
-
-    /// The URL, with its password redacted.
-    pub(crate) fn url(&self) -> &str {
-        &self.inner.url
     }
 }
 
@@ -310,76 +238,39 @@ impl fmt::Debug for Connection {
     }
 }
 
-/// Everything needed to open one AMQP connection.
-struct Dialer {
-    uri: lapin::uri::AMQPUri,
-    name: Option<String>,
-    tls: OwnedTLSConfig,
-    timeout: Duration,
-    /// Redacted, for messages.
-    url: String,
-}
-
-impl Dialer {
-    async fn dial(&self) -> Result<lapin::Connection, ConnectError> {
-        let mut properties = ConnectionProperties::default();
-        if let Some(name) = &self.name {
-            properties = properties.with_connection_name(name.as_str().into());
-        }
-        let broker_error = |source| ConnectError::Broker {
-            url: self.url.clone(),
-            source,
-        };
-        let connecting = lapin::Connection::connect_uri_with_config(
-            self.uri.clone(),
-            properties,
-            self.tls.clone(),
-            lapin::runtime::default_runtime().map_err(broker_error)?,
-        );
-        match tokio::time::timeout(self.timeout, connecting).await {
-            Ok(connected) => connected.map_err(broker_error),
-            Err(_) => Err(ConnectError::Timeout {
-                url: self.url.clone(),
-                timeout: self.timeout,
-            }),
-        }
-    }
-}
-
-/// Keeps one live AMQP connection: publishes it, waits for it to die, and
-/// replaces it, until cancelled.
+/// Keeps one live link: publishes it, waits for it to die, and replaces it,
+/// until cancelled.
 async fn supervise(
     dialer: Dialer,
-    mut live: Live,
+    mut link: Link,
     (min_delay, max_delay): (Duration, Duration),
-    state: watch::Sender<State>,
+    links: Publisher<Link>,
     cancel: CancellationToken,
 ) {
     loop {
-        match watch_until_lost(&live, &cancel).await {
-            Lost::Cancelled => break,
-            Lost::Because(reason) => {
-                warn!(url = %dialer.url, %reason, "connection to the broker lost; reconnecting");
-                state.send_replace(State::Down);
+        match link.until_lost(&cancel).await {
+            None => break,
+            Some(reason) => {
+                warn!(url = %dialer.url(), %reason, "connection to the broker lost; reconnecting");
+                links.down();
             }
         }
         let mut attempt = 0u32;
-        live = loop {
+        link = loop {
             attempt += 1;
             let dialed = tokio::select! {
                 () = cancel.cancelled() => {
-                    state.send_replace(State::Closed);
+                    links.closed();
                     return;
                 }
-                dialed = dialer.dial() => dialed,
+                dialed = dialer.dial(link.generation() + 1) => {
+                    dialed.map_err(|error| dial_error(error, dialer.url()))
+                }
             };
             match dialed {
-                Ok(amqp) => {
-                    info!(url = %dialer.url, attempt, "reconnected to the broker");
-                    break Live {
-                        amqp: Arc::new(amqp),
-                        generation: live.generation + 1,
-                    };
+                Ok(next) => {
+                    info!(url = %dialer.url(), attempt, "reconnected to the broker");
+                    break next;
                 }
                 Err(error) => {
                     let delay = backoff::delay(min_delay, max_delay, attempt - 1);
@@ -389,7 +280,7 @@ async fn supervise(
                     }
                     tokio::select! {
                         () = cancel.cancelled() => {
-                            state.send_replace(State::Closed);
+                            links.closed();
                             return;
                         }
                         () = tokio::time::sleep(delay) => {}
@@ -397,48 +288,22 @@ async fn supervise(
                 }
             }
         };
-        state.send_replace(State::Up(live.clone()));
+        links.up(link.clone());
     }
-    if live.is_open() {
-        let _ = live
-            .amqp
-            .close(200, "closed by the application".into())
-            .await;
-    }
-    state.send_replace(State::Closed);
+    link.close().await;
+    links.closed();
 }
 
-enum Lost {
-    Because(String),
-    Cancelled,
-}
-
-async fn watch_until_lost(live: &Live, cancel: &CancellationToken) -> Lost {
-    let mut events = live.amqp.events_listener();
-    let mut poll = tokio::time::interval(STATUS_POLL);
-    loop {
-        if !live.is_open() {
-            return Lost::Because(format!("the connection is {:?}", live.amqp.status()));
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return Lost::Cancelled,
-            event = events.next() => match event {
-                // lapin also reports channel errors (a queue declared with
-                // other settings, a consumer timeout) here: only a closed
-                // connection is a lost one. A dead connection is marked so
-                // before its error is sent.
-                Some(Event::Error(error)) if !live.is_open() => {
-                    return Lost::Because(error.to_string());
-                }
-                Some(Event::Error(error)) => debug!(%error, "a channel error, the connection is fine"),
-                Some(Event::ConnectionBlocked(reason)) => {
-                    warn!(%reason, "the broker blocks publishing on this connection (resource alarm)");
-                }
-                Some(Event::ConnectionUnblocked) => info!("the broker unblocked the connection"),
-                Some(_) => {}
-                None => return Lost::Because("the connection's event stream ended".into()),
-            },
-            _ = poll.tick() => {}
-        }
+/// The error of a failed dial, naming the broker.
+fn dial_error(error: DialError, url: &str) -> ConnectError {
+    match error {
+        DialError::Broker(source) => ConnectError::Broker {
+            url: url.to_owned(),
+            source,
+        },
+        DialError::Timeout(timeout) => ConnectError::Timeout {
+            url: url.to_owned(),
+            timeout,
+        },
     }
 }

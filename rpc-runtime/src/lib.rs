@@ -47,40 +47,74 @@
 //! }
 //! ```
 //!
+//! # Concepts
+//!
+//! - A [`Connection`] is one AMQP connection to the broker, shared by any
+//!   number of clients and servers, that reconnects by itself.
+//! - A [`Client`] sends calls: each call publishes a *request* to the
+//!   service's *request queue* (with a `reply_to` and a unique
+//!   `correlation_id`) and waits for its *reply*. A generated `FooClient`
+//!   wraps a `Client`; its methods return a [`Call`] to configure and await.
+//! - A [`Server`] serves one [`Service`] (the generated `FooServer<S>`) on its
+//!   request queue: it runs each request in a task of its own, publishes the
+//!   reply, then acknowledges the request. Any number of servers may consume
+//!   one queue; each request goes to one of them.
+//! - A *session* is what a client or a server sets up on one connection to
+//!   do its work: a channel with its consumer (of replies, or of requests).
+//!   When the channel or the connection is lost, the session ends: a client's
+//!   calls in flight fail at once with [`RpcError::ConnectionLost`], a
+//!   server's unacknowledged requests go back to the queue; a new session is
+//!   set up as soon as the connection allows.
+//! - Every call ends with its reply or with an error that says what happened
+//!   to its request ([`RpcError`]); a method's own error type travels as
+//!   [`CallError::App`]. Requests run *at least once*: a server that dies
+//!   before acknowledging a request has it redelivered, so methods must be
+//!   idempotent ([`RequestContext::redelivered`] tells).
+//!
+//! # Where things live
+//!
+//! The wire format is `protocol` (and `docs/PROTOCOL.md`, section by
+//! section); reply matching is `client::pending`; the acknowledgement policy
+//! is `server::ack_policy`; what a request must look like to run is
+//! `server::admission`; reconnection is `connection` (the connection) and
+//! `session` (clients' and servers' sessions); the AMQP client library,
+//! lapin, is behind `transport`. `docs/ARCHITECTURE.md` follows one call
+//! through them.
+//!
 //! The wire protocol is documented in `docs/PROTOCOL.md`, so that clients and
 //! servers in other languages can take part.
 
 #![warn(missing_docs, clippy::unwrap_used)]
 
-mod ack_policy;
-mod admission;
 mod backoff;
 mod broker_url;
-mod call;
 mod client;
 mod clock;
 mod connection;
-mod digits;
 mod error;
-mod log_budget;
-mod pending;
-mod presence;
-pub mod protocol;
-mod publisher;
+mod protocol;
 mod server;
-mod service;
+mod session;
+mod transport;
 
-pub use admission::{DEFAULT_MAX_REQUEST_SIZE, ReplyToPolicy};
-pub use broker_url::redact_url;
-pub use call::{Call, CallFuture, Fallible, Plain, Returns};
-pub use client::{Client, ClientBuilder, DEFAULT_TIMEOUT, ReplyTo};
+pub use client::{
+    Client, ClientBuilder,
+    call::{Call, CallFuture, Fallible, Plain, Returns},
+    config::{DEFAULT_TIMEOUT, ReplyTo},
+};
 pub use connection::{Connection, ConnectionBuilder};
-pub use error::{CallError, ConnectError, Fault, FaultKind, RpcError, ServeError};
+pub use error::{CallError, ConnectError, RpcError, ServeError};
+pub use protocol::{
+    DEFAULT_MAX_REQUEST_SIZE,
+    fault::{Fault, FaultKind},
+    reply_address::ReplyToPolicy,
+};
 pub use server::{
     DEFAULT_PREFETCH, DEFAULT_SHUTDOWN_GRACE, QueueType, Server, ServerBuilder, ServerHandle,
-    shutdown_on_signal,
+    service::{RequestContext, Service},
+    signal::shutdown_on_signal,
 };
-pub use service::{RequestContext, Service};
+pub use transport::AmqpError;
 
 #[doc = include_str!("rpc_service.md")]
 pub use rpc_macros::rpc_service;
@@ -88,10 +122,15 @@ pub use rpc_macros::rpc_service;
 /// The AMQP client this crate is built on, for what it does not wrap.
 pub use lapin;
 
-/// Support for the code `#[rpc_service]` generates. Not a public API.
+/// Support for the code `#[rpc_service]` generates, and for this
+/// repository's tests and fuzzers. Not a public API: it may change in any
+/// release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::protocol::{ArgsDecoder, ArgsEncoder, encode_ok, encode_result};
+    pub use crate::protocol::{
+        args::{ArgsDecoder, ArgsEncodeError, ArgsEncoder},
+        reply::{encode_ok, encode_result},
+    };
     pub use std::{boxed::Box, string::String, sync::Arc, vec::Vec};
 
     /// The queue name a generated client sends to.

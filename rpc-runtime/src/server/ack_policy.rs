@@ -18,23 +18,32 @@
 //! queued publishes), on the same channel, so the broker never sees the
 //! acknowledgement without the reply before it.
 //!
+//! The order, reply first, is kept by the one type that writes on a
+//! server's channel, [`Responder`](super::respond::Responder); this module
+//! decides what each outcome means for the request, and batches the
+//! acknowledgements.
+//!
 //! Acknowledgements go out in batches (see [`Acknowledgements`]): one
 //! `basic.ack` with `multiple = true` covers every request up to the newest
 //! one when all of them are settled. Under load that takes most of the
 //! acknowledgement frames off the broker, the busiest party; a lone request
 //! is still acknowledged as soon as its reply is written.
 
-use crate::error::Fault;
-use lapin::{
-    Acker, Channel,
-    options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions},
-    types::DeliveryTag,
+use crate::{
+    protocol::fault::Fault,
+    transport::{
+        AmqpError,
+        server::{RequestChannel, RequestTag},
+    },
 };
 use std::{
     collections::VecDeque,
     sync::{Mutex, MutexGuard, PoisonError},
 };
 use tracing::debug;
+
+/// A request's number on its channel (its delivery tag).
+type DeliveryTag = u64;
 
 /// What to tell the broker about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,23 +66,17 @@ impl Disposition {
         }
     }
 
-    /// Tells the broker, for this request alone. A failure means the channel
-    /// is gone, and with it the broker's record of the delivery: it
-    /// redelivers the request, which is what the policy wants for every
-    /// outcome but `Reject` — and a rejected request merely gets one more
-    /// fault reply.
-    pub(crate) async fn apply(self, acker: &Acker) {
+    /// Tells the broker, for this request alone, that it is rejected or
+    /// requeued (acknowledgements go through [`Acknowledgements`]). A failure
+    /// means the channel is gone, and with it the broker's record of the
+    /// delivery: it redelivers the request, which is what the policy wants
+    /// for every outcome but `Reject` — and a rejected request merely gets
+    /// one more fault reply.
+    pub(crate) async fn apply(self, tag: &RequestTag) {
         let result = match self {
-            Disposition::Ack => acker.ack(BasicAckOptions::default()).await,
-            Disposition::Reject => acker.reject(BasicRejectOptions { requeue: false }).await,
-            Disposition::Requeue => {
-                acker
-                    .nack(BasicNackOptions {
-                        multiple: false,
-                        requeue: true,
-                    })
-                    .await
-            }
+            Disposition::Reject => tag.reject().await,
+            Disposition::Requeue => tag.requeue().await,
+            Disposition::Ack => return,
         };
         if let Err(error) = result {
             debug!(%error, disposition = ?self, "could not settle a request; the broker will redeliver it");
@@ -96,27 +99,14 @@ impl Disposition {
 /// own (`multiple = false`): a slow request never holds back the prefetch
 /// credit of those behind it.
 ///
-/// Acknowledgements are written on the channel directly: a delivery's
-/// `Acker` sends each one through lapin's internal RPC task, which spawns a
-/// task per acknowledgement (about 10,000 instructions per request).
+/// Acknowledgements are written on the channel directly (see
+/// [`RequestChannel::acknowledge`] for why).
+#[derive(Debug, Default)]
 pub(crate) struct Acknowledgements {
-    channel: Channel,
     state: Mutex<Ledger>,
 }
 
 impl Acknowledgements {
-    pub(crate) fn new(channel: Channel) -> Self {
-        Self {
-            channel,
-            state: Mutex::new(Ledger::default()),
-        }
-    }
-
-    /// The session's channel, which its replies are published on.
-    pub(crate) fn channel(&self) -> &Channel {
-        &self.channel
-    }
-
     /// Records a delivery: every request is recorded, in delivery order,
     /// before its handler starts.
     pub(crate) fn received(&self, tag: DeliveryTag) {
@@ -124,21 +114,26 @@ impl Acknowledgements {
     }
 
     /// Settles the request `tag` as `disposition` says, once its reply (if
-    /// any) is written.
+    /// any) is written, writing on `channel`.
     ///
     /// `Ack` returns once the acknowledgement is written, or left to the
     /// handler writing the others. The rest go out at once, on their own, and
     /// leave the ledger once written, so that no batch covers a request
     /// before the broker has it rejected or requeued.
-    pub(crate) async fn settle(&self, tag: DeliveryTag, acker: &Acker, disposition: Disposition) {
+    pub(crate) async fn settle(
+        &self,
+        tag: RequestTag,
+        disposition: Disposition,
+        channel: &RequestChannel,
+    ) {
         if disposition == Disposition::Ack {
-            return self.acknowledge(tag).await;
+            return self.acknowledge(tag.number(), channel).await;
         }
-        disposition.apply(acker).await;
-        self.lock().forget(tag);
+        disposition.apply(&tag).await;
+        self.lock().forget(tag.number());
     }
 
-    async fn acknowledge(&self, tag: DeliveryTag) {
+    async fn acknowledge(&self, tag: DeliveryTag, channel: &RequestChannel) {
         let mut batch = {
             let mut ledger = self.lock();
             ledger.done(tag);
@@ -154,7 +149,7 @@ impl Acknowledgements {
         };
         let mut writing = Writing(Some(self));
         loop {
-            if let Err(error) = self.write(&batch).await {
+            if let Err(error) = write(&batch, channel).await {
                 debug!(%error, "could not acknowledge requests; the broker will redeliver them");
                 return;
             }
@@ -171,25 +166,23 @@ impl Acknowledgements {
         }
     }
 
-    async fn write(&self, batch: &Batch) -> lapin::Result<()> {
-        if let Some(tag) = batch.through {
-            self.channel
-                .basic_ack(tag, BasicAckOptions { multiple: true })
-                .await?;
-        }
-        for &tag in &batch.singles {
-            self.channel
-                .basic_ack(tag, BasicAckOptions { multiple: false })
-                .await?;
-        }
-        Ok(())
-    }
-
     fn lock(&self) -> MutexGuard<'_, Ledger> {
         // The ledger is consistent between statements: a panic elsewhere
         // while it was locked leaves nothing half-done.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Writes the acknowledgements of `batch`, straight on the channel (see
+/// [`RequestChannel::acknowledge`]).
+async fn write(batch: &Batch, channel: &RequestChannel) -> Result<(), AmqpError> {
+    if let Some(tag) = batch.through {
+        channel.acknowledge(tag, true).await?;
+    }
+    for &tag in &batch.singles {
+        channel.acknowledge(tag, false).await?;
+    }
+    Ok(())
 }
 
 /// Hands the writing back however the writer ends (a write failed, or its

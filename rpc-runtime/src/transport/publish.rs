@@ -1,6 +1,7 @@
 //! Publishing requests, and seeing every publication to its end.
 //!
-//! Requests are published `mandatory` with publisher confirms. A call
+//! Requests are published `mandatory` with publisher confirms (see
+//! [`mandatory`](crate::protocol::request::mandatory)). A call
 //! publishes its request and awaits the broker's confirmation itself, in its
 //! own task, as hand-written lapin code would: its reply, registered in the
 //! table of pending calls before the request went out, is kept there
@@ -11,7 +12,8 @@
 //! confirmation it resolves next, which is not always the returned request's
 //! own when the broker confirms several requests at once. So a returned
 //! message is routed by its own `correlation_id` to the call that sent it
-//! ([`Pending::returned`]), whichever confirmation carries it. One-way
+//! (through a [`ReturnedTo`], the table of pending calls), whichever
+//! confirmation carries it. One-way
 //! requests have no correlation id: their channel's task publishes them one
 //! at a time, so that a returned message there is always the one request's
 //! awaiting confirmation.
@@ -22,10 +24,13 @@
 //! waiting (it timed out, or its future was dropped) hands its unfinished
 //! publication to its channel's task, which finishes it.
 
-use crate::pending::Pending;
+use super::{link::Link, properties};
+use crate::protocol::request::{RequestProperties, mandatory};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use lapin::{
-    BasicProperties, Channel, Confirmation, options::BasicPublishOptions, types::ShortString,
+    Channel, Confirmation,
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+    types::ShortString,
 };
 use std::{
     future::Future,
@@ -54,9 +59,23 @@ pub(crate) enum Verdict {
 
 /// A request to publish.
 pub(crate) struct Request {
-    pub(crate) queue: ShortString,
+    pub(crate) queue: Arc<str>,
     pub(crate) body: Arc<Vec<u8>>,
-    pub(crate) properties: BasicProperties,
+    pub(crate) properties: RequestProperties,
+}
+
+/// Where a returned request goes: called with its correlation id.
+pub(crate) type ReturnedTo = Arc<dyn Fn(Option<&str>) + Send + Sync>;
+
+/// A channel for requests, with publisher confirms if `confirms`.
+pub(super) async fn open_channel(link: &Link, confirms: bool) -> lapin::Result<Channel> {
+    let channel = link.amqp.create_channel().await?;
+    if confirms {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+    }
+    Ok(channel)
 }
 
 /// A request from its write to its confirmation, boxed once where it is
@@ -69,37 +88,39 @@ pub(crate) struct CallPublisher {
     /// reference counts to copy, one `Arc` is one.
     channel: Arc<Channel>,
     confirms: bool,
-    pending: Arc<Pending>,
+    returned: ReturnedTo,
     /// The publications that their calls stopped waiting for.
     abandoned: mpsc::UnboundedSender<Publishing>,
 }
 
 impl CallPublisher {
-    /// A publisher for calls on `channel`, whose confirm mode is `confirms`.
-    pub(crate) fn new(channel: Channel, confirms: bool, pending: Arc<Pending>) -> Self {
+    /// A publisher for calls on `channel`, whose confirm mode is
+    /// `confirms`; requests the broker returns go to `returned`.
+    pub(super) fn new(channel: Channel, confirms: bool, returned: ReturnedTo) -> Self {
         let (abandoned, publications) = mpsc::unbounded_channel();
         tokio::spawn(finish_abandoned(publications));
         Self {
             channel: Arc::new(channel),
             confirms,
-            pending,
+            returned,
             abandoned,
         }
     }
 
-    pub(crate) fn channel(&self) -> &Channel {
-        &self.channel
+    /// Closes the channel.
+    pub(crate) async fn close(&self) {
+        let _ = self.channel.close(200, "session over".into()).await;
     }
 
     /// Publishes a call's request; the returned future (nothing happens
     /// until it is polled) resolves to the broker's verdict. Dropped before
     /// that, it hands the publication to the channel's task.
     pub(crate) fn publish(&self, request: Request) -> Publication {
-        let (channel, pending) = (self.channel.clone(), self.pending.clone());
+        let (channel, returned) = (self.channel.clone(), self.returned.clone());
         let confirms = self.confirms;
         Publication {
             publishing: Some(Box::pin(async move {
-                publish(&channel, confirms, request, &pending).await
+                publish(&channel, confirms, request, &*returned).await
             })),
             abandoned: self.abandoned.clone(),
         }
@@ -158,22 +179,29 @@ pub(crate) struct OneWayPublisher {
 }
 
 impl OneWayPublisher {
-    pub(crate) fn new(channel: Channel, confirms: bool, pending: Arc<Pending>) -> Self {
+    /// Opens a channel for one-way requests on `link`.
+    pub(crate) async fn open(
+        link: &Link,
+        confirms: bool,
+        returned: ReturnedTo,
+    ) -> Result<Self, super::AmqpError> {
+        let channel = open_channel(link, confirms).await?;
         let (to_publish, requests) = mpsc::unbounded_channel();
         tokio::spawn(publish_one_by_one(
             channel.clone(),
             confirms,
-            pending,
+            returned,
             requests,
         ));
-        Self {
+        Ok(Self {
             channel,
             to_publish,
-        }
+        })
     }
 
-    pub(crate) fn channel(&self) -> &Channel {
-        &self.channel
+    /// Closes the channel.
+    pub(crate) async fn close(&self) {
+        let _ = self.channel.close(200, "session over".into()).await;
     }
 
     /// Publishes a one-way request and waits for the broker's verdict.
@@ -191,11 +219,11 @@ impl OneWayPublisher {
 async fn publish_one_by_one(
     channel: Channel,
     confirms: bool,
-    pending: Arc<Pending>,
+    returned: ReturnedTo,
     mut requests: mpsc::UnboundedReceiver<(Request, oneshot::Sender<Verdict>)>,
 ) {
     while let Some((request, verdict)) = requests.recv().await {
-        let _ = verdict.send(publish(&channel, confirms, request, &pending).await);
+        let _ = verdict.send(publish(&channel, confirms, request, &*returned).await);
     }
 }
 
@@ -205,23 +233,19 @@ async fn publish(
     channel: &Channel,
     confirms: bool,
     request: Request,
-    pending: &Pending,
+    returned_to: &(dyn Fn(Option<&str>) + Send + Sync),
 ) -> Verdict {
-    // `mandatory` only with confirms: without them, lapin keeps returned
-    // messages until `wait_for_confirms`.
     let options = BasicPublishOptions {
-        mandatory: confirms,
+        mandatory: mandatory(confirms),
         immediate: false,
     };
     let written = channel
         .basic_publish(
             ShortString::default(),
-            request.queue,
+            ShortString::from(&*request.queue),
             options,
             &request.body,
-            // Moved straight from the request: the properties are some
-            // hundreds of bytes, and every move copies them.
-            request.properties,
+            properties::request(request.properties),
         )
         .await;
     let confirm = match written {
@@ -242,8 +266,9 @@ async fn publish(
     };
     let carried_return = returned.is_some();
     if let Some(returned) = returned {
-        let correlation_id = returned.delivery.properties.correlation_id().as_ref();
-        pending.returned(correlation_id.map(ShortString::as_str));
+        returned_to(properties::IncomingProperties::correlation_id_of(
+            &returned.delivery.properties,
+        ));
     }
     match (acked, carried_return) {
         (false, _) => Verdict::Refused,

@@ -1,10 +1,13 @@
 //! One call, as a generated client method returns it: configure it, then
 //! `.await` it.
 
+use super::{Client, engine::CallSpec};
 use crate::{
-    client::Client,
     error::{CallError, RpcError},
-    protocol::{ArgsEncodeError, Reply, decode_value},
+    protocol::{
+        args::ArgsEncodeError,
+        reply::{Reply, decode_value},
+    },
 };
 use serde::de::DeserializeOwned;
 use std::{
@@ -46,15 +49,6 @@ pub struct Call<R> {
     returns: PhantomData<fn() -> R>,
 }
 
-/// What [`Client`] needs to know of one call.
-pub(crate) struct CallSpec {
-    pub(crate) queue: Arc<str>,
-    pub(crate) method: &'static str,
-    pub(crate) body: Arc<Vec<u8>>,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) require_server: Option<bool>,
-}
-
 impl<R> Call<R> {
     /// Used by generated clients.
     #[doc(hidden)]
@@ -77,7 +71,7 @@ impl<R> Call<R> {
 
     /// Waits at most `timeout` for the reply (instead of the client's
     /// default); the request's `expiration` is set to the same, capped at
-    /// ten years ([`MAX_EXPIRATION`](crate::protocol::MAX_EXPIRATION)).
+    /// ten years, the most the broker accepts.
     /// Any duration is accepted: `Duration::MAX` waits as good as forever;
     /// zero fails with [`RpcError::Timeout`] without sending the request.
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -102,6 +96,7 @@ impl<R> Call<R> {
             message: error.to_string(),
         })?;
         self.client
+            .engine
             .send_one_way(CallSpec {
                 queue: self.queue,
                 method: self.method,
@@ -133,7 +128,7 @@ impl<R: Returns> IntoFuture for Call<R> {
             // The client's call future is boxed as it is made and only the
             // box moves; decoding, the one part that depends on `R`, happens
             // in `CallFuture::poll`, outside it.
-            Ok(body) => Box::pin(self.client.call(CallSpec {
+            Ok(body) => Box::pin(self.client.engine.call(CallSpec {
                 queue: self.queue,
                 method,
                 body: Arc::new(body),

@@ -1,8 +1,7 @@
 //! What a server serves: the dispatcher that `#[rpc_service]` generates, and
 //! the context a request runs in.
 
-use crate::error::Fault;
-use lapin::BasicProperties;
+use crate::{protocol::fault::Fault, transport::properties::IncomingProperties};
 use std::{future::Future, sync::Arc};
 
 /// A dispatcher from requests to the methods of one service.
@@ -56,7 +55,7 @@ pub trait Service: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     /// The request's properties, shared with the server (no copies).
-    pub(crate) properties: Arc<BasicProperties>,
+    pub(crate) properties: Arc<IncomingProperties>,
     pub(crate) redelivered: bool,
 }
 
@@ -73,19 +72,13 @@ impl RequestContext {
 
     /// The method called.
     pub fn method(&self) -> &str {
-        self.properties
-            .kind()
-            .as_ref()
-            .map_or("", |method| method.as_str())
+        self.properties.view().method.unwrap_or_default()
     }
 
     /// The request's correlation id (`None` for one-way requests that carry
     /// none).
     pub fn correlation_id(&self) -> Option<&str> {
-        self.properties
-            .correlation_id()
-            .as_ref()
-            .map(|id| id.as_str())
+        self.properties.view().correlation_id
     }
 
     /// Whether the broker delivered this request before, to this or another

@@ -18,7 +18,7 @@
 //! ([`FRESH_WITH_SERVERS`], [`FRESH_WITHOUT`]), so that a burst of timeouts
 //! or of `require_server` calls asks once rather than once per call.
 
-use lapin::{Channel, ErrorKind, options::QueueDeclareOptions, types::FieldTable};
+use crate::transport::{link::Link, probe::ProbeChannel};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
@@ -101,18 +101,18 @@ impl Answers {
 }
 
 /// The channel of one session that questions go over.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Prober {
-    channel: tokio::sync::Mutex<Option<Channel>>,
+    channel: tokio::sync::Mutex<ProbeChannel>,
 }
 
 impl Prober {
     /// Whether servers consume `queue`, from a fresh answer in `answers` or
-    /// else from the broker, over a channel of `connection`, waiting at most
+    /// else from the broker, over a channel of `link`, waiting at most
     /// `patience` for it.
     pub(crate) async fn ask(
         &self,
-        connection: &lapin::Connection,
+        link: &Link,
         answers: &Answers,
         queue: &Arc<str>,
         patience: Duration,
@@ -127,7 +127,14 @@ impl Prober {
             if let Some(presence) = answers.fresh(queue) {
                 return presence;
             }
-            let presence = ask(connection, &mut channel, queue).await;
+            let presence = match channel.consumers(link, queue).await {
+                Ok(Some(count)) => Presence::Consumers(count),
+                Ok(None) => Presence::NoQueue,
+                Err(error) => {
+                    debug!(%error, queue = &**queue, "could not ask for a queue's consumers");
+                    Presence::Unknown
+                }
+            };
             answers.record(queue, presence);
             presence
         });
@@ -136,45 +143,6 @@ impl Prober {
 
     /// Closes the channel, if one is open.
     pub(crate) async fn close(&self) {
-        if let Some(channel) = self.channel.lock().await.take() {
-            let _ = channel.close(200, "session over".into()).await;
-        }
-    }
-}
-
-async fn ask(
-    connection: &lapin::Connection,
-    channel: &mut Option<Channel>,
-    queue: &str,
-) -> Presence {
-    // Kept in place while asking (a clone is a handle): a question given
-    // up half-way leaves the channel to the next one, not to a leak.
-    let open = match channel.as_ref() {
-        Some(open) if open.status().connected() => open.clone(),
-        _ => match connection.create_channel().await {
-            Ok(open) => channel.insert(open).clone(),
-            Err(error) => {
-                debug!(%error, "could not open a channel to ask for a queue's consumers");
-                return Presence::Unknown;
-            }
-        },
-    };
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    match open
-        .queue_declare(queue.into(), passive, FieldTable::default())
-        .await
-    {
-        Ok(declared) => Presence::Consumers(declared.consumer_count()),
-        // The broker closed the channel with 404: no such queue.
-        Err(error) if matches!(error.kind(), ErrorKind::ProtocolError(amqp) if amqp.get_id() == 404) => {
-            Presence::NoQueue
-        }
-        Err(error) => {
-            debug!(%error, queue, "could not ask for a queue's consumers");
-            Presence::Unknown
-        }
+        self.channel.lock().await.close().await;
     }
 }

@@ -1,16 +1,16 @@
 //! Reply matching: the table of calls waiting for their reply.
 //!
 //! Every call registers here *before* its request is published, under a
-//! correlation id `<client id>.<sequence number>.<tag>`, and leaves on every
-//! path:
+//! correlation id `<client id>.<sequence number>.<tag>` (its format is the
+//! protocol's, [`CorrelationIds`]), and leaves on every path:
 //!
-//! - its reply arrives ([`Pending::complete`]);
-//! - the broker returns its request undelivered ([`Pending::returned`]);
-//! - the session its request went out on ends ([`Pending::end_session`]), and
+//! - its reply arrives (`Pending::complete`);
+//! - the broker returns its request undelivered (`Pending::returned`);
+//! - the session its request went out on ends (`Pending::end_session`), and
 //!   it fails with `ConnectionLost` at once;
-//! - its deadline passes ([`Pending::expire`], run by the client's
-//!   [`sweep_deadlines`] task), and it fails with `Timeout`;
-//! - its future is dropped ([`PendingCall`]'s `Drop`).
+//! - its deadline passes (`Pending::expire`, run by the client's
+//!   `sweep_deadlines` task), and it fails with `Timeout`;
+//! - its future is dropped (`PendingCall`'s `Drop`).
 //!
 //! Deadlines are kept here rather than in a Tokio timer per call: a heap of
 //! `(deadline, sequence)` under the table's lock, which one task per client
@@ -25,7 +25,7 @@
 //! client knows: a server, which sees one correlation id, cannot forge the
 //! ids of the client's other calls (to other services).
 
-use crate::digits;
+use crate::protocol::request::CorrelationIds;
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
@@ -60,8 +60,8 @@ pub(crate) enum Unanswered {
 /// The table of calls waiting for replies, shared by a client's callers and
 /// its reply consumer.
 pub(crate) struct Pending {
-    /// `<client id>.`, the prefix of every correlation id of this client.
-    prefix: String,
+    /// The format of this client's correlation ids.
+    ids: CorrelationIds,
     next: AtomicU64,
     /// The secret key of the correlation ids' tags.
     tags: RandomState,
@@ -136,7 +136,7 @@ impl Hasher for SequenceHasher {
 impl Pending {
     pub(crate) fn new(client_id: &str) -> Arc<Self> {
         Arc::new(Self {
-            prefix: format!("{client_id}."),
+            ids: CorrelationIds::new(client_id),
             next: AtomicU64::new(1),
             tags: RandomState::new(),
             table: Mutex::new(Table {
@@ -190,7 +190,7 @@ impl Pending {
         Some(PendingCall {
             pending: Arc::clone(self),
             sequence,
-            correlation_id: self.correlation_id(sequence, tag),
+            correlation_id: self.ids.format(sequence, tag),
             outcome,
         })
     }
@@ -286,25 +286,12 @@ impl Pending {
     /// Removes the call `correlation_id` names, if it is one of this
     /// client's ids, the call waits, and the tag is the call's.
     fn remove(&self, correlation_id: Option<&str>) -> Option<Waiter> {
-        let (sequence, tag) = correlation_id?
-            .strip_prefix(self.prefix.as_str())?
-            .split_once('.')?;
-        let (sequence, tag) = (digits::parse_hex(sequence)?, digits::parse_hex(tag)?);
+        let (sequence, tag) = self.ids.parse(correlation_id?)?;
         let mut table = self.lock();
         match table.waiting.get(&sequence) {
             Some(waiter) if waiter.tag == tag => table.waiting.remove(&sequence),
             _ => None,
         }
-    }
-
-    /// `<client id>.<sequence>.<tag>`, in hexadecimal.
-    fn correlation_id(&self, sequence: u64, tag: u64) -> String {
-        let mut id = String::with_capacity(self.prefix.len() + 33);
-        id.push_str(&self.prefix);
-        digits::push_hex(&mut id, sequence);
-        id.push('.');
-        digits::push_hex(&mut id, tag);
-        id
     }
 
     /// How many calls are waiting for a reply.
@@ -316,7 +303,7 @@ impl Pending {
 impl fmt::Debug for Pending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pending")
-            .field("prefix", &self.prefix)
+            .field("ids", &self.ids)
             .field("waiting", &self.len())
             .finish()
     }
@@ -360,10 +347,9 @@ impl PendingCall {
         &self.correlation_id
     }
 
-    /// The call's place in the table.
     /// The call's correlation id, for its request (taken: it is needed once).
-    pub(crate) fn take_correlation_id(&mut self) -> lapin::types::ShortString {
-        std::mem::take(&mut self.correlation_id).into()
+    pub(crate) fn take_correlation_id(&mut self) -> String {
+        std::mem::take(&mut self.correlation_id)
     }
 
     /// Waits for the reply, or for the news that none will come.

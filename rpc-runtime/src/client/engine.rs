@@ -1,0 +1,363 @@
+//! The call engine: runs each call from its checks to its outcome.
+//!
+//! A call is checked (queue name, size, timeout), registered in the table
+//! of pending calls ([`pending`](super::pending)) under its deadline, and
+//! its request published on the client's current session; then it waits
+//! for the broker's verdict on the request and for the reply. Whenever the
+//! request could not be sent (the session ended first), it moves on to the
+//! next session, all within its timeout. A call that times out says whether
+//! any server was consuming its queue ([`presence`](super::presence)).
+
+use super::{
+    config::Config,
+    pending::{Outcome, Pending, Unanswered},
+    presence::{self, Answers, Presence},
+    session::Session,
+};
+use crate::{
+    clock::instant_after,
+    error::RpcError,
+    protocol::{MAX_QUEUE_NAME, request::RequestProperties},
+    session::Watch,
+    transport::publish::{Request, Verdict},
+};
+use std::{sync::Arc, time::Duration};
+use tokio::time::Instant;
+use tokio_util::sync::DropGuard;
+use tracing::debug;
+
+/// What the engine needs to know of one call.
+pub(crate) struct CallSpec {
+    pub(crate) queue: Arc<str>,
+    pub(crate) method: &'static str,
+    pub(crate) body: Arc<Vec<u8>>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) require_server: Option<bool>,
+}
+
+/// A client's engine, shared by its clones and its calls in flight.
+pub(crate) struct Engine {
+    pub(crate) config: Arc<Config>,
+    pub(crate) pending: Arc<Pending>,
+    /// What the broker said of the request queues' consumers.
+    pub(crate) answers: Answers,
+    pub(crate) sessions: Watch<Arc<Session>>,
+    /// Stops the session task when the last clone of the client is dropped.
+    pub(crate) _stop: DropGuard,
+}
+
+impl Engine {
+    /// The current session, if one is up and newer than `newer_than`.
+    fn current_session(&self, newer_than: u64) -> Option<Arc<Session>> {
+        self.sessions.current_newer_than(newer_than)
+    }
+
+    /// The current session, waiting for one if there is none; `newer_than`
+    /// skips a session already found broken. `None` once the client is
+    /// closed.
+    async fn session(&self, newer_than: u64) -> Option<Arc<Session>> {
+        self.sessions.newer_than(newer_than).await
+    }
+
+    /// The deadline of a call that may be sent, or why it may not.
+    fn deadline_for(&self, spec: &CallSpec) -> Result<Deadline, RpcError> {
+        if spec.queue.len() > MAX_QUEUE_NAME {
+            return Err(RpcError::InvalidQueueName {
+                queue: spec.queue.as_ref().to_owned(),
+            });
+        }
+        let limit = self.config.max_request_size;
+        if spec.body.len() > limit {
+            return Err(RpcError::RequestTooLarge {
+                method: spec.method,
+                size: spec.body.len(),
+                limit,
+            });
+        }
+        let timeout = spec.timeout.unwrap_or(self.config.timeout);
+        if timeout.is_zero() {
+            return Err(RpcError::Timeout {
+                method: spec.method,
+                timeout,
+                queue: spec.queue.as_ref().to_owned(),
+                consumers: None,
+            });
+        }
+        Ok(Deadline {
+            at: instant_after(timeout),
+            timeout,
+        })
+    }
+
+    /// Whether servers consume `queue`, as the broker says now (or said a
+    /// moment ago), asked over `session`'s connection by a call with
+    /// `timeout`.
+    async fn presence(&self, session: &Session, queue: &Arc<str>, timeout: Duration) -> Presence {
+        let patience = presence::patience(timeout);
+        session
+            .probe
+            .ask(&session.link, &self.answers, queue, patience)
+            .await
+    }
+
+    /// The error of a call to `queue` whose deadline passed: a timeout that
+    /// says whether any server was consuming the queue then.
+    async fn timed_out(
+        &self,
+        queue: &Arc<str>,
+        method: &'static str,
+        deadline: Deadline,
+    ) -> RpcError {
+        let presence = match self.current_session(0) {
+            Some(session) => self.presence(&session, queue, deadline.timeout).await,
+            None => Presence::Unknown,
+        };
+        RpcError::Timeout {
+            method,
+            timeout: deadline.timeout,
+            queue: queue.as_ref().to_owned(),
+            consumers: presence.consumers(),
+        }
+    }
+
+    /// For calls that require a server: fails unless one consumes `queue`.
+    async fn check_server(
+        &self,
+        session: &Session,
+        queue: &Arc<str>,
+        deadline: Deadline,
+    ) -> Result<(), RpcError> {
+        match self.presence(session, queue, deadline.timeout).await {
+            Presence::Consumers(0) => Err(RpcError::NoServer {
+                queue: queue.as_ref().to_owned(),
+            }),
+            Presence::NoQueue => Err(RpcError::NoSuchService {
+                queue: queue.as_ref().to_owned(),
+            }),
+            // Unknown: the call goes ahead, and its error says what happened.
+            Presence::Consumers(_) | Presence::Unknown => Ok(()),
+        }
+    }
+
+    /// The session to send a request on after session `broken` (0: none
+    /// yet) could not send it, waiting for one until the deadline.
+    async fn next_session(
+        &self,
+        broken: u64,
+        deadline: Deadline,
+        method: &'static str,
+    ) -> Result<Arc<Session>, Failed> {
+        let session = match self.current_session(broken) {
+            Some(session) => session,
+            // Waiting for a session, the rare case, takes a timer; calls
+            // otherwise keep their deadline in the table of pending calls.
+            None => match tokio::time::timeout_at(deadline.at, self.session(broken)).await {
+                Ok(Some(session)) => session,
+                Ok(None) => return Err(Failed::Rpc(RpcError::Closed)),
+                Err(_) => return Err(Failed::Rpc(RpcError::NotConnected { method })),
+            },
+        };
+        if broken != 0 && Instant::now() >= deadline.at {
+            return Err(Failed::TimedOut);
+        }
+        Ok(session)
+    }
+
+    /// Runs one call: publishes its request and waits for the reply body,
+    /// moving on to the next session whenever the request could not be
+    /// sent, all within the call's timeout.
+    ///
+    /// One `async fn` from the call to the publication, without layers of
+    /// futures in between: each layer would move its state once more per
+    /// call.
+    pub(crate) async fn call(self: Arc<Self>, spec: CallSpec) -> Result<Vec<u8>, RpcError> {
+        let deadline = self.deadline_for(&spec)?;
+        let method = spec.method;
+        let answer = |outcome: Outcome| match outcome {
+            Ok(reply) => Ok(reply),
+            Err(Unanswered::SessionEnded) => Err(Failed::Rpc(RpcError::ConnectionLost { method })),
+            Err(Unanswered::Returned) => Err(Failed::Rpc(RpcError::NoSuchService {
+                queue: spec.queue.as_ref().to_owned(),
+            })),
+            Err(Unanswered::TimedOut) => Err(Failed::TimedOut),
+        };
+        let ended: Result<Vec<u8>, Failed> = 'call: {
+            // The rare paths (waiting for a session, for a lost session's
+            // publication, asking whether a server is there) are boxed:
+            // their timers would otherwise more than double the size of
+            // every call's future.
+            let mut session = match self.current_session(0) {
+                Some(session) => session,
+                None => match Box::pin(self.next_session(0, deadline, method)).await {
+                    Ok(session) => session,
+                    Err(failed) => break 'call Err(failed),
+                },
+            };
+            if spec.require_server.unwrap_or(self.config.require_server)
+                && let Err(error) =
+                    Box::pin(self.check_server(&session, &spec.queue, deadline)).await
+            {
+                break 'call Err(Failed::Rpc(error));
+            }
+            loop {
+                // One attempt on `session`; leaving the block means the
+                // request was not sent, and the next session is tried.
+                'attempt: {
+                    let Some(mut call) = self.pending.register(session.id, deadline.at) else {
+                        break 'attempt;
+                    };
+                    let properties = RequestProperties::call(
+                        method,
+                        call.take_correlation_id(),
+                        session.reply_to.clone(),
+                        deadline.remaining(),
+                    );
+                    let mut publication = session.requests.publish(Request {
+                        queue: spec.queue.clone(),
+                        body: spec.body.clone(),
+                        properties,
+                    });
+                    // The confirmation first: the reply, should it come
+                    // sooner, waits in the table. A returned request
+                    // (perhaps this one) was routed by its correlation id; a
+                    // lost channel ends the session, and its calls: only
+                    // what surely concerns this call is news here. Unless
+                    // the deadline passes meanwhile: the channel's task then
+                    // finishes the publication.
+                    let verdict = tokio::select! {
+                        biased;
+                        verdict = &mut publication => verdict,
+                        outcome = call.outcome() => match outcome {
+                            // Whether the request was sent decides between a
+                            // retry and a lost call.
+                            Err(Unanswered::SessionEnded) => {
+                                let sent = tokio::time::timeout_at(deadline.at, publication);
+                                match Box::pin(sent).await {
+                                    Ok(Verdict::NotSent) => break 'attempt,
+                                    Ok(_) => break 'call answer(Err(Unanswered::SessionEnded)),
+                                    Err(_) => break 'call Err(Failed::TimedOut),
+                                }
+                            }
+                            outcome => break 'call answer(outcome),
+                        },
+                    };
+                    match verdict {
+                        Verdict::NotSent => break 'attempt,
+                        Verdict::Refused => {
+                            break 'call Err(Failed::Rpc(RpcError::Refused { method }));
+                        }
+                        Verdict::Taken | Verdict::Returned | Verdict::Lost => {}
+                    }
+                    break 'call answer(call.outcome().await);
+                }
+                session = match Box::pin(self.next_session(session.id, deadline, method)).await {
+                    Ok(session) => session,
+                    Err(failed) => break 'call Err(failed),
+                };
+            }
+        };
+        match ended {
+            Ok(reply) => Ok(reply),
+            Err(Failed::Rpc(error)) => Err(error),
+            // Every way of timing out ends here, to say whether a server was
+            // consuming the queue.
+            Err(Failed::TimedOut) => {
+                Err(Box::pin(self.timed_out(&spec.queue, method, deadline)).await)
+            }
+        }
+    }
+
+    /// Runs one call without a reply: publishes its request and waits for the
+    /// broker to take it, moving on to the next session whenever the request
+    /// could not be sent.
+    pub(crate) async fn send_one_way(&self, spec: CallSpec) -> Result<(), RpcError> {
+        let deadline = self.deadline_for(&spec)?;
+        let method = spec.method;
+        let ended = 'send: {
+            let mut session = match self.next_session(0, deadline, method).await {
+                Ok(session) => session,
+                Err(failed) => break 'send failed,
+            };
+            if spec.require_server.unwrap_or(self.config.require_server) {
+                self.check_server(&session, &spec.queue, deadline).await?;
+            }
+            loop {
+                let sent =
+                    tokio::time::timeout_at(deadline.at, self.send_on(&session, &spec, deadline));
+                match sent.await {
+                    Ok(Some(result)) => return result,
+                    Ok(None) => {}
+                    Err(_) => break 'send Failed::TimedOut,
+                }
+                session = match self.next_session(session.id, deadline, method).await {
+                    Ok(session) => session,
+                    Err(failed) => break 'send failed,
+                };
+            }
+        };
+        Err(match ended {
+            Failed::Rpc(error) => error,
+            Failed::TimedOut => self.timed_out(&spec.queue, method, deadline).await,
+        })
+    }
+
+    async fn send_on(
+        &self,
+        session: &Session,
+        spec: &CallSpec,
+        deadline: Deadline,
+    ) -> Option<Result<(), RpcError>> {
+        let publisher = match session.one_way().await {
+            Ok(publisher) => publisher,
+            Err(error) => {
+                debug!(%error, "could not open the one-way channel");
+                return None;
+            }
+        };
+        // A one-way request has no caller waiting to expire with, unless the
+        // call set its own timeout.
+        let remaining = spec.timeout.map(|_| deadline.remaining());
+        let request = Request {
+            queue: spec.queue.clone(),
+            body: spec.body.clone(),
+            properties: RequestProperties::one_way(spec.method, remaining),
+        };
+        let method = spec.method;
+        Some(match publisher.publish(request).await {
+            Verdict::Taken => Ok(()),
+            Verdict::Returned => Err(RpcError::NoSuchService {
+                queue: spec.queue.as_ref().to_owned(),
+            }),
+            Verdict::Refused => Err(RpcError::Refused { method }),
+            Verdict::Lost => Err(RpcError::ConnectionLost { method }),
+            Verdict::NotSent => return None,
+        })
+    }
+}
+
+/// When a call gives up.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    /// The time left, for the request's `expiration`.
+    fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+}
+
+/// How a call failed, before a timeout is told apart by asking whether a
+/// server was there.
+enum Failed {
+    Rpc(RpcError),
+    TimedOut,
+}
+
+impl From<RpcError> for Failed {
+    fn from(error: RpcError) -> Self {
+        Failed::Rpc(error)
+    }
+}

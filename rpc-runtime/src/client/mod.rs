@@ -1,0 +1,221 @@
+//! The client side: calls, their replies, and the sessions they travel on.
+//!
+//! A [`Client`] keeps one *session* at a time: an AMQP channel with publisher
+//! confirms, a reply address (an exclusive reply queue, or direct reply-to)
+//! and a consumer on it. Every call is multiplexed over that session; the
+//! consumer hands each reply to the call that waits for it. When the session
+//! ends (the connection or the channel was lost), the calls in flight on it
+//! fail at once, and a new session is set up as soon as the connection is
+//! back.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`call`] | [`Call`](crate::Call), what a generated client method returns, and how its reply is decoded |
+//! | [`engine`] | runs each call: checks, registers, publishes, waits, retries on the next session |
+//! | [`pending`] | reply matching: the table of calls waiting for their reply |
+//! | [`session`] | a session's channels, and the task that hands out replies |
+//! | [`presence`] | whether a server consumes a queue (for timeouts and `require_server`) |
+//! | [`config`] | what [`ClientBuilder`] sets |
+
+pub(crate) mod call;
+pub(crate) mod config;
+pub(crate) mod engine;
+pub(crate) mod pending;
+pub(crate) mod presence;
+pub(crate) mod session;
+
+use self::{
+    config::{Config, DEFAULT_TIMEOUT, ReplyTo},
+    engine::Engine,
+    pending::{Pending, sweep_deadlines},
+    presence::Answers,
+    session::ClientSessions,
+};
+use crate::{connection::Connection, error::ConnectError, protocol::DEFAULT_MAX_REQUEST_SIZE};
+use std::{fmt, sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+/// Configures a [`Client`].
+///
+/// ```no_run
+/// # async fn demo(connection: &rpc_runtime::Connection) -> Result<(), rpc_runtime::ConnectError> {
+/// use std::time::Duration;
+/// use rpc_runtime::{Client, ReplyTo};
+/// let client = Client::builder()
+///     .timeout(Duration::from_secs(5))
+///     .reply_to(ReplyTo::DirectReplyTo)
+///     .build(connection)
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    timeout: Duration,
+    reply_to: ReplyTo,
+    publisher_confirms: bool,
+    max_request_size: usize,
+    require_server: bool,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            reply_to: ReplyTo::default(),
+            publisher_confirms: true,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            require_server: false,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The timeout of calls that do not set their own (default:
+    /// [`DEFAULT_TIMEOUT`], 30 s). It is also the `expiration` of their
+    /// requests, so that the broker drops requests nobody waits for any more
+    /// (capped at ten years, the most the broker accepts). Any duration is accepted:
+    /// `Duration::MAX` waits as good as forever, and a zero timeout fails
+    /// every call with [`RpcError::Timeout`](crate::RpcError::Timeout) without sending it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Where replies are sent (default: [`ReplyTo::ExclusiveQueue`]).
+    pub fn reply_to(mut self, reply_to: ReplyTo) -> Self {
+        self.reply_to = reply_to;
+        self
+    }
+
+    /// Whether requests are published with publisher confirms (default: yes).
+    ///
+    /// With confirms, a call to a queue that does not exist fails at once
+    /// with [`RpcError::NoSuchService`](crate::RpcError::NoSuchService), and a request the broker refuses
+    /// fails with [`RpcError::Refused`](crate::RpcError::Refused). Without them, such calls time out.
+    pub fn publisher_confirms(mut self, enabled: bool) -> Self {
+        self.publisher_confirms = enabled;
+        self
+    }
+
+    /// The largest request body the client sends, in bytes (default:
+    /// [`DEFAULT_MAX_REQUEST_SIZE`], 4 MiB, the servers' default limit).
+    /// Larger calls fail at once with [`RpcError::RequestTooLarge`](crate::RpcError::RequestTooLarge).
+    pub fn max_request_size(mut self, bytes: usize) -> Self {
+        self.max_request_size = bytes;
+        self
+    }
+
+    /// Whether calls fail at once with [`RpcError::NoServer`](crate::RpcError::NoServer) when their
+    /// request queue exists but no server consumes it (default: no).
+    ///
+    /// By default such a request waits in the queue until its expiration, so
+    /// that a server that is restarting takes it; with this, the client asks
+    /// the broker how many consumers the queue has before publishing (an
+    /// answer of one or more is trusted for a second, so that calls under
+    /// load do not each ask). Per call: [`Call::require_server`](crate::Call::require_server).
+    pub fn require_server(mut self, required: bool) -> Self {
+        self.require_server = required;
+        self
+    }
+
+    /// Creates the client and sets up its first session on `connection`.
+    pub async fn build(self, connection: &Connection) -> Result<Client, ConnectError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let pending = Pending::new(&id);
+        let config = Arc::new(Config {
+            id,
+            timeout: self.timeout,
+            reply_to: self.reply_to,
+            publisher_confirms: self.publisher_confirms,
+            max_request_size: self.max_request_size,
+            require_server: self.require_server,
+        });
+        let link = connection.link().await?;
+        let first = session::open(&link, &config, &pending, 1)
+            .await
+            .map_err(|source| ConnectError::Channel {
+                what: "set up the client's reply consumer",
+                source,
+            })?;
+        let (published, sessions) = crate::session::watch(first.0.clone());
+        let stop = CancellationToken::new();
+        tokio::spawn(sweep_deadlines(pending.clone(), stop.clone()));
+        let owner = ClientSessions {
+            connection: connection.clone(),
+            config: config.clone(),
+            pending: pending.clone(),
+            published,
+            stop: stop.clone(),
+        };
+        tokio::spawn(crate::session::keep(
+            owner,
+            connection.links().clone(),
+            link,
+            (1, first),
+            stop.clone(),
+        ));
+        Ok(Client {
+            engine: Arc::new(Engine {
+                config,
+                pending,
+                answers: Answers::default(),
+                sessions,
+                _stop: stop.drop_guard(),
+            }),
+        })
+    }
+}
+
+/// A connection-level RPC client: many concurrent calls to any number of
+/// services, over one session with one reply address.
+///
+/// Generated stubs (`FooClient::new(client)`) wrap a `Client`; several stubs
+/// can share one. Cloning is cheap and clones share everything: hand clones to
+/// as many tasks as you like. The client stops when the last clone is
+/// dropped.
+///
+/// ```no_run
+/// # async fn demo() -> anyhow::Result<()> {
+/// use rpc_runtime::{Client, Connection};
+/// let connection = Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
+/// let client = Client::new(&connection).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) engine: Arc<Engine>,
+}
+
+impl Client {
+    /// A client with the default settings; see [`Client::builder`].
+    pub async fn new(connection: &Connection) -> Result<Self, ConnectError> {
+        Self::builder().build(connection).await
+    }
+
+    /// Starts configuring a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The number of calls waiting for their reply right now.
+    pub fn pending_calls(&self) -> usize {
+        self.engine.pending.len()
+    }
+
+    /// The timeout of calls that do not set their own.
+    pub fn default_timeout(&self) -> Duration {
+        self.engine.config.timeout
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = &self.engine.config;
+        f.debug_struct("Client")
+            .field("id", &config.id)
+            .field("timeout", &config.timeout)
+            .field("reply_to", &config.reply_to)
+            .field("pending_calls", &self.pending_calls())
+            .finish()
+    }
+}

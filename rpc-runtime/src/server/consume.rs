@@ -1,0 +1,290 @@
+//! Serving one service: its sessions (a channel consuming the request
+//! queue), a handler task per request, and the end of each session: lost,
+//! or shut down gracefully.
+//!
+//! Every delivery is handled in its own task, so up to `prefetch` requests
+//! run at once. When a session ends with its connection, the requests in
+//! flight go back to the queue (they were not acknowledged) and their
+//! handlers are aborted; when it ends alone (the broker cancelled the
+//! consumer, its channel still open), its handlers may finish and reply
+//! first. A graceful shutdown stops consuming, requeues what was received
+//! but not started, and lets the requests in flight finish within the
+//! shutdown grace.
+
+use super::{
+    Config,
+    handle::{Handling, InFlight, handle},
+    respond::{Responder, requeue_unstarted},
+    service::Service,
+};
+use crate::{
+    clock::instant_after,
+    connection::Connection,
+    session::{Ended, Sessions},
+    transport::{
+        AmqpError,
+        link::Link,
+        server::{QueueSettings, Requests, open_session},
+    },
+};
+use std::{
+    future::Future,
+    sync::{Arc, atomic::AtomicUsize},
+    time::Duration,
+};
+use tokio::{
+    task::{AbortHandle, JoinSet},
+    time::Instant,
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{info, warn};
+
+/// How long closing the channel may take after the shutdown grace.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// One session: a channel consuming the request queue.
+pub(crate) struct Session {
+    /// Writes on the session's channel; shared by its handlers.
+    responder: Arc<Responder>,
+    requests: Requests,
+}
+
+impl Session {
+    /// Declares the request queue and consumes it on `link`.
+    pub(crate) async fn open(link: &Link, config: &Config) -> Result<Session, AmqpError> {
+        let settings = QueueSettings {
+            quorum: config.queue_type == super::QueueType::Quorum,
+        };
+        let (channel, requests) =
+            open_session(link, &config.queue, config.prefetch, settings).await?;
+        Ok(Session {
+            responder: Arc::new(Responder::new(channel)),
+            requests,
+        })
+    }
+}
+
+/// A server's sessions, for [`session::keep`](crate::session::keep).
+pub(crate) struct ServerSessions<S> {
+    pub(crate) handling: Arc<Handling<S>>,
+    pub(crate) connection: Connection,
+    pub(crate) config: Arc<Config>,
+    /// Cancelled to abort the handlers of draining sessions when the
+    /// shutdown grace elapses.
+    pub(crate) abandon: CancellationToken,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) in_flight: Arc<AtomicUsize>,
+    /// Sessions that ended while their channel stayed open (the broker
+    /// cancelled the consumer): their handlers may still reply, then the
+    /// channel is closed.
+    pub(crate) draining: JoinSet<()>,
+}
+
+/// Why a session stopped consuming.
+enum Stopped {
+    Lost,
+    Shutdown,
+}
+
+impl<S: Service> Sessions for ServerSessions<S> {
+    type Session = Session;
+
+    async fn open(&mut self, link: &Link, _id: u64) -> Result<Session, AmqpError> {
+        let session = Session::open(link, &self.config).await?;
+        info!(service = self.config.service, queue = %self.config.queue, "serving again");
+        Ok(session)
+    }
+
+    async fn run(&mut self, mut session: Session) -> Ended {
+        let mut handlers = Handlers::new();
+        match self.consume(&mut session, &mut handlers).await {
+            Stopped::Shutdown => {
+                self.shut_down(session, handlers).await;
+                Ended::Stopped
+            }
+            Stopped::Lost if session.responder.channel().is_open() => {
+                let abandon = self.abandon.clone();
+                self.draining.spawn(async move {
+                    tokio::select! {
+                        () = handlers.wait() => {}
+                        () = abandon.cancelled() => handlers.abort(),
+                    }
+                    session
+                        .responder
+                        .channel()
+                        .close("consumer cancelled")
+                        .await;
+                });
+                Ended::Lost
+            }
+            // The channel is gone, and with it the requests in flight, which
+            // the broker redelivers: their handlers could neither reply nor
+            // acknowledge, and would run alongside the redeliveries.
+            Stopped::Lost => {
+                handlers.abort();
+                Ended::Lost
+            }
+        }
+    }
+
+    async fn finish(mut self) {
+        // Shut down while no session was up: only draining handlers remain.
+        let deadline = instant_after(self.config.shutdown_grace);
+        self.finish_draining(deadline).await;
+    }
+
+    fn what(&self) -> String {
+        format!("the request consumer of queue `{}`", self.config.queue)
+    }
+}
+
+impl<S: Service> ServerSessions<S> {
+    async fn consume(&self, session: &mut Session, handlers: &mut Handlers) -> Stopped {
+        // Raced once against the whole loop rather than per request: a
+        // `select!` per request would move each delivery once more and poll
+        // the token each time. Shutdown, polled first, still stops the loop
+        // before it takes another request.
+        tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => Stopped::Shutdown,
+            lost = self.spawn_handlers(session, handlers) => lost,
+        }
+    }
+
+    /// Hands every request to a handler of its own until the consumer ends.
+    async fn spawn_handlers(&self, session: &mut Session, handlers: &mut Handlers) -> Stopped {
+        loop {
+            match session.requests.next().await {
+                Ok(request) => {
+                    session.responder.received(&request.delivery);
+                    handlers.spawn(handle(
+                        self.handling.clone(),
+                        session.responder.clone(),
+                        request,
+                        InFlight::enter(&self.in_flight),
+                    ));
+                }
+                Err(Some(error)) => {
+                    if !self.connection.is_closing() {
+                        warn!(%error, queue = %self.config.queue, "lost the request consumer; its requests in flight will be redelivered");
+                    }
+                    return Stopped::Lost;
+                }
+                Err(None) => {
+                    if !self.connection.is_closing() {
+                        warn!(queue = %self.config.queue, "the broker cancelled the request consumer (was the queue deleted?)");
+                    }
+                    return Stopped::Lost;
+                }
+            }
+        }
+    }
+
+    /// Stops consuming, requeues what was received but not started, and
+    /// lets the requests in flight finish, all within the shutdown grace:
+    /// past it, what is left is abandoned to the broker, which redelivers it.
+    async fn shut_down(&mut self, mut session: Session, handlers: Handlers) {
+        info!(queue = %self.config.queue, in_flight = handlers.len(), "shutting down");
+        let deadline = instant_after(self.config.shutdown_grace);
+        let channel = session.responder.channel();
+        if let Ok(Ok(())) = tokio::time::timeout_at(deadline, channel.cancel_consumer()).await {
+            // After cancel-ok the stream ends; what it still holds was
+            // received but not started: back to the queue with it.
+            let requeue = async {
+                while let Ok(request) = session.requests.next().await {
+                    requeue_unstarted(request.delivery).await;
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline, requeue).await;
+        }
+        if tokio::time::timeout_at(deadline, handlers.wait())
+            .await
+            .is_err()
+        {
+            self.abandon(handlers.len());
+            handlers.abort();
+            handlers.wait().await;
+        }
+        self.finish_draining(deadline).await;
+        let close = session.responder.channel().close("server shut down");
+        let _ = tokio::time::timeout_at(deadline.max(Instant::now() + CLOSE_GRACE), close).await;
+    }
+
+    /// Waits for the draining sessions until `deadline`, then abandons their
+    /// handlers.
+    async fn finish_draining(&mut self, deadline: Instant) {
+        let draining = &mut self.draining;
+        let all_done = async { while draining.join_next().await.is_some() {} };
+        if tokio::time::timeout_at(deadline, all_done).await.is_err() {
+            self.abandon(self.draining.len());
+            while self.draining.join_next().await.is_some() {}
+        }
+    }
+
+    /// Aborts the handlers of draining sessions (each aborts its own, see
+    /// `run`): their requests, unacknowledged, go back to the broker when
+    /// the channel closes.
+    fn abandon(&self, count: usize) {
+        warn!(
+            count,
+            "shutdown grace elapsed; abandoning the requests still running to the broker"
+        );
+        self.abandon.cancel();
+    }
+}
+
+/// The handlers of one session: tracked, to wait for them, and abortable.
+///
+/// Cheaper than a `JoinSet` (whose bookkeeping cost a few thousand
+/// instructions per request) and than wrapping each handler in a
+/// cancellation future (which costs more, on every poll): a task tracker is
+/// one counter, and the abort handles live in a vector only the consumer
+/// touches, pruned as it grows.
+struct Handlers {
+    tracker: TaskTracker,
+    running: Vec<AbortHandle>,
+}
+
+impl Handlers {
+    fn new() -> Self {
+        Self {
+            tracker: TaskTracker::new(),
+            running: Vec::new(),
+        }
+    }
+
+    fn spawn(&mut self, handler: impl Future<Output = ()> + Send + 'static) {
+        if self.running.len() == self.running.capacity() {
+            self.running.retain(|handle| !handle.is_finished());
+        }
+        // Boxed once here, so that the layers of spawning move a pointer
+        // rather than the whole future, several times.
+        let handler = Box::pin(handler);
+        self.running
+            .push(self.tracker.spawn(handler).abort_handle());
+    }
+
+    fn len(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Waits until every handler is done (or aborted).
+    async fn wait(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    fn abort(&self) {
+        for handle in &self.running {
+            handle.abort();
+        }
+    }
+}
+
+impl Drop for Handlers {
+    /// Handlers die with their session's task: dropping the server aborts
+    /// them, handing their requests back to the broker.
+    fn drop(&mut self) {
+        self.abort();
+    }
+}

@@ -1,0 +1,297 @@
+//! The server side: serving a service on its request queue.
+//!
+//! A server keeps one *session* at a time on its connection (see
+//! [`session`](crate::session)): a channel with `basic_qos(prefetch)`, its
+//! request queue declared, and a consumer on it. Each request then goes
+//! through the same steps, each in its own module:
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`consume`] | the sessions: a handler task per request, and how a session ends (lost, or shut down gracefully) |
+//! | [`handle`] | one request: checked, run, answered, logged |
+//! | [`admission`] | what a request must look like to run |
+//! | [`service`] | the dispatcher `#[rpc_service]` generates ([`Service`](crate::Service)), and the [`RequestContext`](crate::RequestContext) a method runs in |
+//! | [`respond`] | the one writer on the channel: the reply, then the acknowledgement |
+//! | [`ack_policy`] | what each outcome means for the request, and acknowledgements in batches |
+//! | [`log_budget`] | logs that input cannot flood |
+//! | [`signal`] | shutting every server down on SIGINT or SIGTERM |
+
+pub(crate) mod ack_policy;
+pub(crate) mod admission;
+pub(crate) mod consume;
+pub(crate) mod handle;
+pub(crate) mod log_budget;
+pub(crate) mod respond;
+pub(crate) mod service;
+pub(crate) mod signal;
+
+use self::{
+    admission::Rules,
+    consume::{ServerSessions, Session},
+    handle::Handling,
+    log_budget::LogBudget,
+    service::Service,
+};
+use crate::{
+    connection::Connection,
+    error::ServeError,
+    protocol::{DEFAULT_MAX_REQUEST_SIZE, MAX_QUEUE_NAME, reply_address::ReplyToPolicy},
+};
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// How many requests a server receives ahead, and so runs at once, unless
+/// configured otherwise.
+pub const DEFAULT_PREFETCH: u16 = 32;
+
+/// How long a graceful shutdown waits for the requests in flight unless
+/// configured otherwise.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The kind of request queue a server declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QueueType {
+    /// A durable classic queue (the default).
+    #[default]
+    Classic,
+    /// A quorum queue: replicated across a cluster's nodes.
+    Quorum,
+}
+
+/// Serves a [`Service`] on its request queue.
+///
+/// ```no_run
+/// # use rpc_runtime::rpc_service;
+/// # #[rpc_service]
+/// # pub trait Echo { async fn echo(&self, text: String) -> String; }
+/// # struct Parrot;
+/// # impl Echo for Parrot { async fn echo(&self, text: String) -> String { text } }
+/// # async fn demo(connection: rpc_runtime::Connection) -> Result<(), rpc_runtime::ServeError> {
+/// use rpc_runtime::Server;
+/// let server = Server::builder()
+///     .prefetch(64)
+///     .serve(&connection, EchoServer::new(Parrot))
+///     .await?;
+/// // ... until it is time to stop:
+/// server.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Server(());
+
+impl Server {
+    /// Starts configuring a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// Serves `service` on `connection` with the default settings.
+    pub async fn serve<S: Service>(
+        connection: &Connection,
+        service: S,
+    ) -> Result<ServerHandle, ServeError> {
+        Self::builder().serve(connection, service).await
+    }
+}
+
+/// Configures how a service is served.
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    queue: Option<String>,
+    prefetch: u16,
+    queue_type: QueueType,
+    shutdown_grace: Duration,
+    rules: Rules,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self {
+            queue: None,
+            prefetch: DEFAULT_PREFETCH,
+            queue_type: QueueType::default(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            rules: Rules {
+                reply_to: ReplyToPolicy::default(),
+                max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            },
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Consumes `queue` instead of the service's default queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// How many requests the broker sends ahead (`basic_qos`), which is also
+    /// how many run at once (default: [`DEFAULT_PREFETCH`], 32; at least 1).
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// The kind of request queue to declare (default: a durable classic
+    /// queue).
+    pub fn queue_type(mut self, queue_type: QueueType) -> Self {
+        self.queue_type = queue_type;
+        self
+    }
+
+    /// How long [`ServerHandle::shutdown`] waits for the requests in flight
+    /// before abandoning them to the broker, which redelivers them (default:
+    /// [`DEFAULT_SHUTDOWN_GRACE`], 30 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Which `reply_to` addresses the server replies to (default: direct
+    /// reply-to and this framework's reply queues; see [`ReplyToPolicy`]).
+    pub fn reply_to_policy(mut self, policy: ReplyToPolicy) -> Self {
+        self.rules.reply_to = policy;
+        self
+    }
+
+    /// The largest request body the server accepts, in bytes (default:
+    /// [`DEFAULT_MAX_REQUEST_SIZE`], 4 MiB). Larger requests get a
+    /// `request_too_large` fault without being decoded.
+    pub fn max_request_size(mut self, bytes: usize) -> Self {
+        self.rules.max_request_size = bytes;
+        self
+    }
+
+    /// Declares the request queue, starts consuming it, and returns a handle
+    /// to the running server. Fails if the broker refuses the queue (for
+    /// example, it exists with other settings).
+    pub async fn serve<S: Service>(
+        self,
+        connection: &Connection,
+        service: S,
+    ) -> Result<ServerHandle, ServeError> {
+        let queue = self.queue.unwrap_or_else(|| S::DEFAULT_QUEUE.to_owned());
+        if queue.len() > MAX_QUEUE_NAME {
+            return Err(ServeError::InvalidQueueName { queue });
+        }
+        let config = Arc::new(Config {
+            queue,
+            prefetch: self.prefetch,
+            queue_type: self.queue_type,
+            shutdown_grace: self.shutdown_grace,
+            service: S::NAME,
+        });
+        let link = connection.link().await?;
+        let session = Session::open(&link, &config)
+            .await
+            .map_err(|source| ServeError::Setup {
+                queue: config.queue.clone(),
+                source,
+            })?;
+        info!(service = S::NAME, queue = %config.queue, prefetch = config.prefetch, "serving");
+        let shutdown = CancellationToken::new();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let sessions = ServerSessions {
+            handling: Arc::new(Handling {
+                service,
+                rules: self.rules,
+                faults: LogBudget::default(),
+            }),
+            connection: connection.clone(),
+            config: config.clone(),
+            abandon: CancellationToken::new(),
+            shutdown: shutdown.clone(),
+            in_flight: in_flight.clone(),
+            draining: JoinSet::new(),
+        };
+        let task = tokio::spawn(crate::session::keep(
+            sessions,
+            connection.links().clone(),
+            link,
+            (1, session),
+            shutdown.clone(),
+        ));
+        Ok(ServerHandle {
+            queue: config.queue.clone(),
+            shutdown,
+            in_flight,
+            task: Some(task),
+        })
+    }
+}
+
+/// A running server. Dropping it stops the server abruptly (requests in
+/// flight are abandoned to the broker, which redelivers them); call
+/// [`ServerHandle::shutdown`] to stop gracefully.
+#[must_use = "dropping the handle stops the server"]
+pub struct ServerHandle {
+    queue: String,
+    shutdown: CancellationToken,
+    in_flight: Arc<AtomicUsize>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The request queue being served.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// How many requests are being handled right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Stops gracefully: stops consuming, requeues the requests received but
+    /// not started, lets the requests in flight finish and send their replies
+    /// (for up to the shutdown grace), then closes the channel.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take()
+            && let Err(error) = task.await
+            && error.is_panic()
+        {
+            error!("the server task panicked during shutdown");
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            // Aborting the task drops its handlers, which aborts them; the
+            // channel closes with them, handing their requests back to the
+            // broker.
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("queue", &self.queue)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+/// How a server is configured: what [`ServerBuilder`] sets.
+pub(crate) struct Config {
+    pub(crate) queue: String,
+    pub(crate) prefetch: u16,
+    pub(crate) queue_type: QueueType,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) service: &'static str,
+}
