@@ -8,6 +8,7 @@
 //! - [`lab`]: the test service `Lab` ([`LabImpl`], steered through a
 //!   [`LabControl`]; the [`Shape`] and [`Point`] it sends across) and its
 //!   set-up by hand ([`serve_lab`], [`lab_client`]).
+//! - [`logs`]: capturing what is logged ([`Captured`]).
 //! - [`rabbitmqctl`]: the broker's CLI, to find and close connections
 //!   ([`connections_named`], [`close_connections_named`], [`CLI_PATIENCE`]).
 //! - [`process`]: a `Lab` server in a child process ([`LabServerProcess`]).
@@ -28,6 +29,7 @@ pub mod broker;
 pub mod fuzzing;
 pub mod guards;
 pub mod lab;
+pub mod logs;
 pub mod private_broker;
 pub mod process;
 pub mod rabbitmqctl;
@@ -40,6 +42,7 @@ pub use guards::{PATIENCE, within};
 pub use lab::{
     Lab, LabClient, LabControl, LabError, LabImpl, LabServer, Point, Shape, lab_client, serve_lab,
 };
+pub use logs::Captured;
 pub use process::LabServerProcess;
 pub use rabbitmqctl::{CLI_PATIENCE, close_connections_named, connections_named};
 pub use streams::{CallStream, Tally};
