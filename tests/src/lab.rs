@@ -1,7 +1,8 @@
 //! The test service, `Lab`: one method per behaviour under test, served by
 //! [`LabImpl`], which a test observes and steers through a [`LabControl`];
 //! the types it sends across ([`Shape`], [`Point`], [`LabError`]); and the
-//! two steps of setting it up, [`serve_lab`] and [`lab_client`].
+//! two steps of setting it up, [`serve_lab`] and [`lab_client`] (the usual
+//! set-up takes both at once: [`crate::fixture::LabFixture`]).
 
 use crate::{
     broker::TestQueue,

@@ -4,10 +4,13 @@
 //!   connections to it ([`connect`], [`connection_builder`]), names no other
 //!   test uses ([`unique`]), queues that delete themselves ([`TestQueue`]),
 //!   and a local port that is not the broker ([`local_listener`]).
+//! - [`fixture`]: the set-up most tests open with, in one step: a queue, a
+//!   connection, a `Lab` server and a client ([`LabFixture`]).
 //! - [`guards`]: guards against hanging forever ([`within`], [`PATIENCE`]).
 //! - [`lab`]: the test service `Lab` ([`LabImpl`], steered through a
 //!   [`LabControl`]; the [`Shape`] and [`Point`] it sends across) and its
-//!   set-up by hand ([`serve_lab`], [`lab_client`]).
+//!   set-up step by step ([`serve_lab`], [`lab_client`]), for tests that
+//!   [`LabFixture`] does not fit.
 //! - [`logs`]: capturing what is logged ([`Captured`]).
 //! - [`rabbitmqctl`]: the broker's CLI, to find and close connections
 //!   ([`connections_named`], [`close_connections_named`], [`CLI_PATIENCE`]).
@@ -26,6 +29,7 @@
 //! declare uniquely named queues and delete them when done.
 
 pub mod broker;
+pub mod fixture;
 pub mod fuzzing;
 pub mod guards;
 pub mod lab;
@@ -38,6 +42,7 @@ pub mod relay;
 pub mod streams;
 
 pub use broker::{TestQueue, amqp_url, connect, connection_builder, local_listener, unique};
+pub use fixture::{LabFixture, LabFixtureBuilder};
 pub use guards::{PATIENCE, within};
 pub use lab::{
     Lab, LabClient, LabControl, LabError, LabImpl, LabServer, Point, Shape, lab_client, serve_lab,
