@@ -5,7 +5,7 @@
 //! Alone in its binary: it installs the process's global log subscriber.
 
 use rpc_runtime::lapin::BasicProperties;
-use rpc_tests::{Captured, LabControl, PATIENCE, TestQueue, connect, raw, serve_lab, within};
+use rpc_tests::{Captured, LabFixture, PATIENCE, raw, within};
 use std::time::{Duration, Instant};
 
 /// The WARN and ERROR lines of the server's faults in what was captured.
@@ -39,9 +39,8 @@ async fn faults_are_logged_once_each_without_bodies_and_within_a_budget() {
         .with_ansi(false)
         .init();
 
-    let queue = TestQueue::new("logs");
-    let connection = connect("logs").await;
-    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 8).await;
+    let fixture = LabFixture::start("logs").await;
+    let LabFixture { queue, .. } = &fixture;
     let raw = raw::Raw::open().await.expect("raw connection");
     let (reply_to, mut replies) = raw.reply_queue().await.expect("reply queue");
 
@@ -149,5 +148,5 @@ async fn faults_are_logged_once_each_without_bodies_and_within_a_budget() {
 
     let logs = captured.lines().join("\n");
     assert!(!logs.contains(BODY_MARKER), "a body value was logged");
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
