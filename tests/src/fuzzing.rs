@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn well_formed_requests_run() {
-        let mut args = rpc_runtime::protocol::ArgsEncoder::new(1);
+        let mut args = rpc_runtime::__private::ArgsEncoder::new(1);
         args.arg(
             "tree",
             &Tree::Branch(vec![Tree::Leaf(1), Tree::Text("x".into())]),

@@ -170,8 +170,8 @@ impl PrivateBroker {
             let log = std::fs::read_to_string(self.dir.join("log/server.out")).unwrap_or_default();
             panic!("the private broker did not start: {error}\n{log}");
         }
-        crate::within(
-            crate::PATIENCE,
+        crate::guards::within(
+            crate::guards::PATIENCE,
             "the started node to accept an AMQP connection",
             accepted,
         )
@@ -340,10 +340,10 @@ impl ConnectionProbe {
         Self { socket, ended }
     }
 
-    /// Waits (up to [`crate::PATIENCE`]) until the probe ends.
+    /// Waits (up to [`crate::guards::PATIENCE`]) until the probe ends.
     pub async fn ended(mut self) -> ProbeEnd {
-        crate::within(
-            crate::PATIENCE,
+        crate::guards::within(
+            crate::guards::PATIENCE,
             "the probe connection to end",
             &mut self.ended,
         )

@@ -1,7 +1,7 @@
 //! Raw AMQP, as a client in another language would use it: publishing
 //! hand-made requests and reading replies byte for byte.
 
-use crate::amqp_url;
+use crate::broker::amqp_url;
 use futures_util::StreamExt;
 use rpc_runtime::lapin::{
     self, BasicProperties, Channel, Connection, ConnectionProperties, Consumer,
@@ -98,7 +98,7 @@ impl Raw {
 
     /// Waits until `queue` has `count` consumers.
     pub async fn wait_consumers(&self, queue: &str, count: u32) {
-        crate::within(crate::PATIENCE, "the queue's consumers", async {
+        crate::guards::within(crate::guards::PATIENCE, "the queue's consumers", async {
             while self.consumer_count(queue).await.expect("passive declare") != count {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -122,7 +122,7 @@ impl Raw {
 
 /// The next delivery on `consumer`: its properties and body.
 pub async fn next_reply(consumer: &mut Consumer) -> (BasicProperties, Vec<u8>) {
-    let delivery = crate::within(crate::PATIENCE, "a reply", consumer.next())
+    let delivery = crate::guards::within(crate::guards::PATIENCE, "a reply", consumer.next())
         .await
         .expect("consumer open")
         .expect("delivery");

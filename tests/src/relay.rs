@@ -3,7 +3,7 @@
 //! or hold the traffic from its clients to the broker (a broker that stops
 //! reading, as under a resource alarm).
 
-use crate::amqp_url;
+use crate::broker::amqp_url;
 use rpc_runtime::lapin::uri::AMQPUri;
 use std::{
     net::SocketAddr,
@@ -32,7 +32,7 @@ impl Relay {
     pub async fn start() -> Self {
         let upstream: AMQPUri = amqp_url().parse().expect("AMQP_URL parses");
         let target = format!("{}:{}", upstream.authority.host, upstream.authority.port);
-        let listener = crate::local_listener().await;
+        let listener = crate::broker::local_listener().await;
         let addr = listener.local_addr().expect("local addr");
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accepted = links.clone();

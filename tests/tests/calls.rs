@@ -2,20 +2,16 @@
 
 use futures_util::future::join_all;
 use rpc_examples::{FibError, FibonacciClient, FibonacciServer, IterativeFib};
-use rpc_runtime::{CallError, Client, ReplyTo, RpcError, Server, ServerHandle};
+use rpc_runtime::{CallError, Client, ReplyTo, RpcError, Server};
 use rpc_tests::{
-    LabClient, LabControl, LabError, PATIENCE, Point, Shape, TestQueue, connect, lab_client,
-    serve_lab, within,
+    LabClient, LabError, LabFixture, PATIENCE, Point, Shape, TestQueue, connect, within,
 };
 use std::{collections::HashSet, future::IntoFuture, time::Duration};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_of_every_argument_and_return_shape() {
-    let queue = TestQueue::new("round-trip");
-    let connection = connect("round-trip").await;
-    let control = LabControl::default();
-    let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
-    let (_, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::start("round-trip").await;
+    let LabFixture { lab, control, .. } = &fixture;
 
     assert_eq!(lab.echo("héllo".into()).await.expect("echo"), "héllo");
     assert_eq!(lab.add(40, 2).await.expect("add"), 42);
@@ -33,7 +29,7 @@ async fn round_trip_of_every_argument_and_return_shape() {
         "Dot at (0, 0)"
     );
     assert_eq!(control.handled.load(std::sync::atomic::Ordering::SeqCst), 5);
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,10 +55,8 @@ async fn the_fibonacci_example_answers_and_reports_overflow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn application_errors_reach_the_caller_typed() {
-    let queue = TestQueue::new("app-error");
-    let connection = connect("app-error").await;
-    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 8).await;
-    let (_, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::start("app-error").await;
+    let LabFixture { lab, .. } = &fixture;
 
     let error = lab
         .describe(Shape::Square(-3.0), Point { x: 0, y: 0 })
@@ -73,15 +67,13 @@ async fn application_errors_reach_the_caller_typed() {
     // The error converts with `?` into anyhow, keeping its message.
     let converted: anyhow::Error = error.into();
     assert_eq!(converted.to_string(), "negative size: -3");
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_calls_each_get_their_own_reply() {
-    let queue = TestQueue::new("concurrent");
-    let connection = connect("concurrent").await;
-    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 64).await;
-    let (client, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::builder("concurrent").prefetch(64).start().await;
+    let LabFixture { client, lab, .. } = &fixture;
 
     let calls = (0..1000i64).map(|i| {
         let lab = lab.clone();
@@ -97,20 +89,17 @@ async fn a_thousand_concurrent_calls_each_get_their_own_reply() {
         );
     }
     assert_eq!(client.pending_calls(), 0);
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_reply_to_works_too() {
-    let queue = TestQueue::new("direct-reply-to");
-    let connection = connect("direct-reply-to").await;
-    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 16).await;
-    let client = Client::builder()
-        .reply_to(ReplyTo::DirectReplyTo)
-        .build(&connection)
-        .await
-        .expect("client");
-    let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+    let fixture = LabFixture::builder("direct-reply-to")
+        .prefetch(16)
+        .client(Client::builder().reply_to(ReplyTo::DirectReplyTo))
+        .start()
+        .await;
+    let LabFixture { client, lab, .. } = &fixture;
 
     let results = join_all((0..200i64).map(|i| {
         let lab = lab.clone();
@@ -121,7 +110,7 @@ async fn direct_reply_to_works_too() {
         assert_eq!(sum.expect("call"), 2 * i);
     }
     assert_eq!(client.pending_calls(), 0);
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,11 +138,13 @@ async fn a_call_to_a_service_without_a_queue_fails_fast() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_against_a_slow_handler_leaves_no_pending_call() {
-    let queue = TestQueue::new("timeout");
-    let connection = connect("timeout").await;
-    let control = LabControl::default();
-    let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
-    let (client, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::start("timeout").await;
+    let LabFixture {
+        client,
+        lab,
+        control,
+        ..
+    } = &fixture;
 
     let slow = lab.hold(1).timeout(Duration::from_millis(200));
     let result = within(PATIENCE, "a call timing out", slow).await;
@@ -173,16 +164,18 @@ async fn a_timeout_against_a_slow_handler_leaves_no_pending_call() {
     control.release(1);
     assert_eq!(lab.echo("after".into()).await.expect("echo"), "after");
     assert_eq!(client.pending_calls(), 0);
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_call_leaves_no_pending_call() {
-    let queue = TestQueue::new("dropped");
-    let connection = connect("dropped").await;
-    let control = LabControl::default();
-    let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
-    let (client, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::start("dropped").await;
+    let LabFixture {
+        client,
+        lab,
+        control,
+        ..
+    } = &fixture;
 
     let call = tokio::spawn(lab.hold(7).into_future());
     assert_eq!(control.next_started().await, 7);
@@ -191,16 +184,18 @@ async fn a_dropped_call_leaves_no_pending_call() {
     let _ = call.await;
     assert_eq!(client.pending_calls(), 0);
     control.release(1);
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_way_calls_run_without_a_reply() {
-    let queue = TestQueue::new("one-way");
-    let connection = connect("one-way").await;
-    let control = LabControl::default();
-    let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
-    let (client, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::start("one-way").await;
+    let LabFixture {
+        client,
+        lab,
+        control,
+        ..
+    } = &fixture;
 
     for tag in ["a", "b", "c"] {
         lab.record(tag.into()).one_way().await.expect("published");
@@ -212,35 +207,39 @@ async fn one_way_calls_run_without_a_reply() {
         HashSet::from(["a".into(), "b".into(), "c".into()])
     );
 
-    let missing = LabClient::new(client).with_queue(&rpc_tests::unique("missing"));
+    let missing = LabClient::new(client.clone()).with_queue(&rpc_tests::unique("missing"));
     let error = missing
         .record("x".into())
         .one_way()
         .await
         .expect_err("no queue");
     assert!(matches!(error, RpcError::NoSuchService { .. }), "{error:?}");
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_services_share_one_connection() {
-    let lab_queue = TestQueue::new("multi-lab");
+    // The lab's queue, server and client from the fixture; the Fibonacci
+    // service beside them, on the same connection and client.
+    let fixture = LabFixture::start("multi-lab").await;
+    let LabFixture {
+        connection,
+        client,
+        lab,
+        ..
+    } = &fixture;
     let fib_queue = TestQueue::new("multi-fib");
-    let connection = connect("multi").await;
-    let lab_server = serve_lab(&connection, &lab_queue, "s1", &LabControl::default(), 8).await;
     let fib_server = Server::builder()
         .queue(&fib_queue.name)
-        .serve(&connection, FibonacciServer::new(IterativeFib))
+        .serve(connection, FibonacciServer::new(IterativeFib))
         .await
         .expect("serve");
-    let client = Client::new(&connection).await.expect("client");
-    let lab = LabClient::new(client.clone()).with_queue(&lab_queue.name);
-    let fib = FibonacciClient::new(client).with_queue(&fib_queue.name);
+    let fib = FibonacciClient::new(client.clone()).with_queue(&fib_queue.name);
 
     let (sum, number) = tokio::join!(lab.add(2, 3), fib.fib(10));
     assert_eq!(sum.expect("lab"), 5);
     assert_eq!(number.expect("fib"), 55);
-    lab_server.shutdown().await;
+    fixture.shutdown().await;
     fib_server.shutdown().await;
 }
 
@@ -274,37 +273,37 @@ async fn area_then_sum(lab: &LabClient, side: f64) -> Result<i64, AppError> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_kinds_of_errors_convert_with_the_question_mark() {
-    let queue = TestQueue::new("question-mark");
-    let connection = connect("question-mark").await;
-    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 8).await;
-    let (_, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::start("question-mark").await;
+    let LabFixture { lab, .. } = &fixture;
 
     assert_eq!(
-        area_then_sum(&lab, 2.0).await.expect("fine"),
+        area_then_sum(lab, 2.0).await.expect("fine"),
         "Square(2.0) at (0, 0)".len() as i64 + 1
     );
-    match area_then_sum(&lab, -1.0).await {
+    match area_then_sum(lab, -1.0).await {
         Err(AppError::Lab(CallError::App(LabError::NegativeSize(size)))) => assert_eq!(size, -1.0),
         other => panic!("expected the lab's error, got {other:?}"),
     }
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
-/// A lab server on a new queue, a client, and two stubs on it: one for that
-/// queue and one for a queue that does not exist.
-async fn present_and_absent(name: &str) -> (TestQueue, ServerHandle, Client, [LabClient; 2]) {
-    let queue = TestQueue::new(name);
-    let connection = connect(name).await;
-    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 64).await;
-    let client = Client::new(&connection).await.expect("client");
-    let present = LabClient::new(client.clone()).with_queue(&queue.name);
-    let absent = LabClient::new(client.clone()).with_queue(&rpc_tests::unique("absent"));
-    (queue, server, client, [present, absent])
+/// A lab server on a new queue with a prefetch of 64, a client, and two
+/// stubs on it: the fixture's, for that queue, and one for a queue that does
+/// not exist.
+async fn present_and_absent(name: &str) -> (LabFixture, LabClient) {
+    let fixture = LabFixture::builder(name).prefetch(64).start().await;
+    let absent = LabClient::new(fixture.client.clone()).with_queue(&rpc_tests::unique("absent"));
+    (fixture, absent)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn returned_requests_fail_their_own_calls_only() {
-    let (_queue, server, client, [present, absent]) = present_and_absent("returns").await;
+    let (fixture, absent) = present_and_absent("returns").await;
+    let LabFixture {
+        client,
+        lab: present,
+        ..
+    } = &fixture;
 
     // Many calls at once, so that the broker confirms several together:
     // every returned request must fail its own call, and no other.
@@ -326,12 +325,17 @@ async fn returned_requests_fail_their_own_calls_only() {
         }
     }
     assert_eq!(client.pending_calls(), 0);
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_dropped_while_publishing_leave_the_others_intact() {
-    let (_queue, server, client, [present, absent]) = present_and_absent("abandoned").await;
+    let (fixture, absent) = present_and_absent("abandoned").await;
+    let LabFixture {
+        client,
+        lab: present,
+        ..
+    } = &fixture;
 
     // Calls given up after 0 to 400 us: dropped while lapin writes their
     // request, while they await its confirmation, or while they await the
@@ -360,17 +364,21 @@ async fn calls_dropped_while_publishing_leave_the_others_intact() {
         }
     }
     assert_eq!(client.pending_calls(), 0);
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_way_calls_to_a_missing_queue_fail_exactly() {
-    let queue = TestQueue::new("one-way-returns");
-    let connection = connect("one-way-returns").await;
-    let control = LabControl::default();
-    let server = serve_lab(&connection, &queue, "s1", &control, 64).await;
-    let client = Client::new(&connection).await.expect("client");
-    let present = LabClient::new(client.clone()).with_queue(&queue.name);
+    let fixture = LabFixture::builder("one-way-returns")
+        .prefetch(64)
+        .start()
+        .await;
+    let LabFixture {
+        client,
+        lab: present,
+        control,
+        ..
+    } = &fixture;
     let absent = LabClient::new(client.clone()).with_queue(&rpc_tests::unique("absent"));
 
     let calls = (0..300).map(|i| {
@@ -391,7 +399,7 @@ async fn one_way_calls_to_a_missing_queue_fail_exactly() {
         }
     }
     assert_eq!(control.wait_recorded(200).await.len(), 200);
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,9 +3,8 @@
 
 use rpc_runtime::{FaultKind, RpcError, lapin::BasicProperties};
 use rpc_tests::{
-    LabControl, TestQueue, connect, lab_client,
+    LabControl, LabFixture, TestQueue, connect, lab_client,
     raw::{Raw, decode_fault, next_reply},
-    serve_lab,
 };
 
 /// Publishes `body` as a foreign client would, and returns the fault it
@@ -36,10 +35,13 @@ async fn fault_for(raw: &Raw, queue: &str, method: Option<&str>, body: &[u8]) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_requests_that_cannot_run_get_fault_replies() {
-    let queue = TestQueue::new("faults");
-    let connection = connect("faults").await;
-    let control = LabControl::default();
-    let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
+    let fixture = LabFixture::start("faults").await;
+    let LabFixture {
+        queue,
+        control,
+        lab,
+        ..
+    } = &fixture;
     let raw = Raw::open().await.expect("raw connection");
 
     let (kind, message) = fault_for(&raw, &queue.name, Some("no_such_method"), &[0x90]).await;
@@ -78,17 +80,16 @@ async fn foreign_requests_that_cannot_run_get_fault_replies() {
     // Nothing was requeued into a loop, nothing ran, and the server serves on.
     assert_eq!(raw.message_count(&queue.name).await.expect("count"), 0);
     assert_eq!(control.handled.load(std::sync::atomic::Ordering::SeqCst), 0);
-    let (_, lab) = lab_client(&connection, &queue).await;
     assert_eq!(lab.add(1, 2).await.expect("still serving"), 3);
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_gives_a_fault_and_the_server_keeps_serving() {
-    let queue = TestQueue::new("panic");
-    let connection = connect("panic").await;
-    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 8).await;
-    let (client, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::start("panic").await;
+    let LabFixture {
+        queue, client, lab, ..
+    } = &fixture;
 
     for _ in 0..3 {
         match lab.explode("kaboom".into()).await {
@@ -103,7 +104,7 @@ async fn a_panicking_handler_gives_a_fault_and_the_server_keeps_serving() {
     assert_eq!(client.pending_calls(), 0);
     let raw = Raw::open().await.expect("raw connection");
     assert_eq!(raw.message_count(&queue.name).await.expect("count"), 0);
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 /// Publishes one raw request with `properties` (a `reply_to` queue of the
@@ -213,7 +214,6 @@ async fn hostile_properties_and_sizes_get_faults_and_never_loop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_to_naming_an_application_queue_is_refused() {
-    let queue = TestQueue::new("injection");
     let victim = TestQueue::new("victim");
     let raw = Raw::open().await.expect("raw connection");
     raw.channel
@@ -227,12 +227,17 @@ async fn a_reply_to_naming_an_application_queue_is_refused() {
         )
         .await
         .expect("declare the victim queue");
-    let connection = connect("injection").await;
-    let control = LabControl::default();
     // A prefetch of 1: the call after the hostile request is only delivered
     // once the hostile one is settled.
-    let server = serve_lab(&connection, &queue, "s1", &control, 1).await;
-    let (_, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::builder("injection").prefetch(1).start().await;
+    // Borrowed field by field, so that its server can be shut down midway.
+    let LabFixture {
+        ref queue,
+        ref connection,
+        ref control,
+        ref lab,
+        ..
+    } = fixture;
     let echo = rmp_serde::to_vec(&("injected",)).expect("encode");
 
     let hostile = request("echo").with_reply_to(victim.name.as_str().into());
@@ -251,7 +256,7 @@ async fn a_reply_to_naming_an_application_queue_is_refused() {
         0,
         "nor was it requeued"
     );
-    server.shutdown().await;
+    fixture.server.shutdown().await;
 
     // A server configured to trust every client replies anywhere.
     let trusting = rpc_runtime::Server::builder()
@@ -259,7 +264,7 @@ async fn a_reply_to_naming_an_application_queue_is_refused() {
         .prefetch(1)
         .reply_to_policy(rpc_runtime::ReplyToPolicy::any())
         .serve(
-            &connection,
+            connection,
             rpc_tests::LabServer::new(rpc_tests::LabImpl {
                 name: "s2".into(),
                 control: control.clone(),

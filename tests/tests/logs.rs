@@ -5,43 +5,16 @@
 //! Alone in its binary: it installs the process's global log subscriber.
 
 use rpc_runtime::lapin::BasicProperties;
-use rpc_tests::{LabControl, PATIENCE, TestQueue, connect, raw, serve_lab, within};
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use rpc_tests::{Captured, LabFixture, PATIENCE, raw, within};
+use std::time::{Duration, Instant};
 
-/// Collects everything logged.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().expect("lock"))
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// The WARN and ERROR lines of the server of `queue`'s faults.
-    fn fault_lines(&self) -> Vec<String> {
-        self.lines()
-            .into_iter()
-            .filter(|line| line.contains("a request could not run") || line.contains("panicked"))
-            .collect()
-    }
+/// The WARN and ERROR lines of the server's faults in what was captured.
+fn fault_lines(captured: &Captured) -> Vec<String> {
+    captured
+        .lines()
+        .into_iter()
+        .filter(|line| line.contains("a request could not run") || line.contains("panicked"))
+        .collect()
 }
 
 /// A value in a request body that must never reach a log.
@@ -58,18 +31,16 @@ fn request(method: &str, correlation_id: &str, reply_to: &str) -> BasicPropertie
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_are_logged_once_each_without_bodies_and_within_a_budget() {
     let captured = Captured::default();
-    let writer = captured.clone();
     // Everything the framework logs; lapin's own logs are off, as the README
     // recommends (it warns with the body of every returned message).
     tracing_subscriber::fmt()
         .with_env_filter("trace,lapin=off")
-        .with_writer(move || writer.clone())
+        .with_writer(captured.clone())
         .with_ansi(false)
         .init();
 
-    let queue = TestQueue::new("logs");
-    let connection = connect("logs").await;
-    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 8).await;
+    let fixture = LabFixture::start("logs").await;
+    let LabFixture { queue, .. } = &fixture;
     let raw = raw::Raw::open().await.expect("raw connection");
     let (reply_to, mut replies) = raw.reply_queue().await.expect("reply queue");
 
@@ -103,7 +74,7 @@ async fn faults_are_logged_once_each_without_bodies_and_within_a_budget() {
     let (_, reply) = raw::next_reply(&mut replies).await;
     assert_eq!(raw::decode_fault(&reply).kind, "unknown_method");
 
-    let lines = captured.fault_lines();
+    let lines = fault_lines(&captured);
     assert_eq!(lines.len(), 2, "{lines:#?}");
     assert!(
         lines[0].contains("WARN")
@@ -141,7 +112,7 @@ async fn faults_are_logged_once_each_without_bodies_and_within_a_budget() {
         assert_eq!(raw::decode_fault(&reply).kind, "bad_request");
     }
     let seconds = started.elapsed().as_secs() as usize + 1;
-    let flood_lines = captured.fault_lines().len() - 2;
+    let flood_lines = fault_lines(&captured).len() - 2;
     assert!(
         flood_lines <= 10 * (seconds + 1),
         "{flood_lines} lines for {FLOOD} faults in {seconds} s"
@@ -158,7 +129,7 @@ async fn faults_are_logged_once_each_without_bodies_and_within_a_budget() {
             .await
             .expect("publish");
             raw::next_reply(&mut replies).await;
-            let lines = captured.fault_lines();
+            let lines = fault_lines(&captured);
             if let Some(last) = lines.last()
                 && last.contains("cid-after")
             {
@@ -177,5 +148,5 @@ async fn faults_are_logged_once_each_without_bodies_and_within_a_budget() {
 
     let logs = captured.lines().join("\n");
     assert!(!logs.contains(BODY_MARKER), "a body value was logged");
-    server.shutdown().await;
+    fixture.shutdown().await;
 }

@@ -4,8 +4,8 @@
 use futures_util::future::join_all;
 use rpc_runtime::{Client, RpcError};
 use rpc_tests::{
-    CLI_PATIENCE, LabClient, LabControl, PATIENCE, TestQueue, close_connections_named, connect,
-    connection_builder, relay::Relay, serve_lab, unique, within,
+    CLI_PATIENCE, LabClient, LabControl, LabFixture, PATIENCE, TestQueue, close_connections_named,
+    connect, connection_builder, relay::Relay, serve_lab, unique, within,
 };
 use std::{future::IntoFuture, time::Duration};
 
@@ -177,12 +177,13 @@ async fn a_connection_closed_by_the_broker_is_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_error_does_not_replace_the_connection() {
-    let queue = TestQueue::new("channel-error");
     let name = unique("channel-error");
     let connection = connection_builder(&name).connect().await.expect("connect");
-    let control = LabControl::default();
-    let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
-    let (client, lab) = rpc_tests::lab_client(&connection, &queue).await;
+    let fixture = LabFixture::builder("channel-error")
+        .connection(connection.clone())
+        .start()
+        .await;
+    let LabFixture { queue, lab, .. } = &fixture;
 
     // A second server that declares the queue with other settings gets a
     // channel error (PRECONDITION_FAILED) on the same connection.
@@ -205,9 +206,8 @@ async fn a_channel_error_does_not_replace_the_connection() {
     // The connection is the same one: nothing reconnected.
     assert_eq!(lab.add(2, 2).await.expect("add"), 4);
     assert_eq!(rpc_tests::connections_named(&name).await.len(), 1);
-    server.shutdown().await;
-    drop(lab);
-    drop(client);
+    // The server shut down, the client dropped, then the connection closed.
+    fixture.shutdown().await;
     connection.close().await;
     // Each look runs rabbitmqctl, seconds on a loaded machine.
     within(CLI_PATIENCE, "the connection to close", async {

@@ -33,7 +33,7 @@ async fn a_server_killed_mid_request_loses_no_call_and_sends_no_second_reply() {
     // consumes, so that they can be counted.
     let raw = Raw::open().await.expect("raw connection");
     let replies = raw.counting_reply_queue().await.expect("reply queue");
-    let mut args = rpc_runtime::protocol::ArgsEncoder::new(1);
+    let mut args = rpc_runtime::__private::ArgsEncoder::new(1);
     args.arg("tag", &2u32);
     let properties = BasicProperties::default()
         .with_type("hold".into())

@@ -2,9 +2,9 @@
 //! acknowledged.
 
 use futures_util::future::join_all;
-use rpc_runtime::{FaultKind, RpcError, ServerHandle};
+use rpc_runtime::{FaultKind, RpcError};
 use rpc_tests::{
-    LabControl, PATIENCE, TestQueue, connect, lab_client, raw::Raw, serve_lab, within,
+    LabControl, LabFixture, PATIENCE, TestQueue, connect, lab_client, raw::Raw, serve_lab, within,
 };
 use std::{collections::HashSet, future::IntoFuture, sync::atomic::Ordering};
 
@@ -109,11 +109,15 @@ async fn graceful_shutdown_finishes_the_calls_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_runs_up_to_its_prefetch_at_once() {
-    let queue = TestQueue::new("prefetch");
-    let control = LabControl::default();
-    let connection = connect("prefetch").await;
-    let server = serve_lab(&connection, &queue, "s1", &control, 3).await;
-    let (client, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::builder("prefetch").prefetch(3).start().await;
+    let LabFixture {
+        queue,
+        control,
+        server,
+        client,
+        lab,
+        ..
+    } = &fixture;
 
     let calls: Vec<_> = (0..5)
         .map(|tag| tokio::spawn(lab.hold(tag).into_future()))
@@ -136,7 +140,7 @@ async fn a_server_runs_up_to_its_prefetch_at_once() {
         call.expect("task").expect("call");
     }
     assert_eq!(client.pending_calls(), 0);
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,13 +187,15 @@ async fn a_quorum_request_queue_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_request_never_holds_back_the_acknowledgements_behind_it() {
-    let queue = TestQueue::new("held-acks");
-    let control = LabControl::default();
-    let connection = connect("held-acks").await;
     // Two requests at a time: with the first one held, each later request
     // is delivered only once the one before it is acknowledged.
-    let server = serve_lab(&connection, &queue, "s1", &control, 2).await;
-    let (client, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::builder("held-acks").prefetch(2).start().await;
+    let LabFixture {
+        control,
+        client,
+        lab,
+        ..
+    } = &fixture;
 
     let held = tokio::spawn(lab.hold(0).into_future());
     control.next_started().await;
@@ -204,16 +210,16 @@ async fn a_held_request_never_holds_back_the_acknowledgements_behind_it() {
         .expect("task")
         .expect("held call");
     assert_eq!(client.pending_calls(), 0);
-    shut_down_with_each_request_settled_once(server, &queue, &control, 101).await;
+    shut_down_with_each_request_settled_once(fixture, 101).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_rejected_among_acknowledged_ones_are_each_settled_once() {
-    let queue = TestQueue::new("mixed-settlements");
-    let control = LabControl::default();
-    let connection = connect("mixed-settlements").await;
-    let server = serve_lab(&connection, &queue, "s1", &control, 16).await;
-    let (client, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::builder("mixed-settlements")
+        .prefetch(16)
+        .start()
+        .await;
+    let LabFixture { client, lab, .. } = &fixture;
 
     // Every eighth call panics: its request is rejected, between requests
     // acknowledged (in batches) on the same channel.
@@ -236,18 +242,20 @@ async fn requests_rejected_among_acknowledged_ones_are_each_settled_once() {
     assert_eq!(client.pending_calls(), 0);
     // A settlement the broker refused would have closed the channel and had
     // its requests delivered again.
-    shut_down_with_each_request_settled_once(server, &queue, &control, 200).await;
+    shut_down_with_each_request_settled_once(fixture, 200).await;
 }
 
-/// Shuts `server` down and checks that each of the `requests` it received
-/// was settled once: closing its channel gives every unacknowledged request
-/// back to the queue, where none is, and none ran twice.
-async fn shut_down_with_each_request_settled_once(
-    server: ServerHandle,
-    queue: &TestQueue,
-    control: &LabControl,
-    requests: usize,
-) {
+/// Shuts the fixture's server down and checks that each of the `requests`
+/// it received was settled once: closing its channel gives every
+/// unacknowledged request back to the queue, where none is, and none ran
+/// twice.
+async fn shut_down_with_each_request_settled_once(fixture: LabFixture, requests: usize) {
+    let LabFixture {
+        server,
+        queue,
+        control,
+        ..
+    } = fixture;
     server.shutdown().await;
     let raw = Raw::open().await.expect("raw connection");
     assert_eq!(raw.message_count(&queue.name).await.expect("count"), 0);

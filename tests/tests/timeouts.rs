@@ -5,7 +5,8 @@
 
 use rpc_runtime::{Client, Connection, RpcError, Server};
 use rpc_tests::{
-    LabClient, LabControl, PATIENCE, TestQueue, amqp_url, connect, lab_client, serve_lab, within,
+    LabClient, LabControl, LabFixture, PATIENCE, TestQueue, amqp_url, connect, lab_client,
+    serve_lab, within,
 };
 use std::{future::IntoFuture, sync::atomic::Ordering, time::Duration};
 
@@ -29,11 +30,13 @@ const NEVER: Duration = Duration::from_secs(3600);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_timeouts_neither_panic_nor_end_the_session_of_other_calls() {
-    let queue = TestQueue::new("huge-timeouts");
-    let connection = connect("huge-timeouts").await;
-    let control = LabControl::default();
-    let server = serve_lab(&connection, &queue, "s1", &control, 8).await;
-    let (client, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::start("huge-timeouts").await;
+    let LabFixture {
+        client,
+        lab,
+        control,
+        ..
+    } = &fixture;
 
     // An unrelated call in flight on the same client and session.
     let held = tokio::spawn(lab.hold(1).into_future());
@@ -63,7 +66,7 @@ async fn huge_timeouts_neither_panic_nor_end_the_session_of_other_calls() {
         .expect("the call in flight is unaffected");
     assert_eq!((name.as_str(), redelivered), ("s1", false));
     assert_eq!(client.pending_calls(), 0);
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

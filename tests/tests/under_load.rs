@@ -3,19 +3,28 @@
 use futures_util::future::join_all;
 use rpc_runtime::RpcError;
 use rpc_tests::{
-    CallStream, LabControl, PATIENCE, TestQueue, connect, lab_client, raw::Raw, serve_lab, within,
+    CallStream, LabControl, LabFixture, PATIENCE, TestQueue, connect, lab_client, raw::Raw,
+    serve_lab, within,
 };
 use std::{future::IntoFuture, sync::atomic::Ordering, time::Duration};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_timing_out_under_load_leave_nothing_behind_and_expired_requests_never_run() {
-    let queue = TestQueue::new("timeouts");
-    let connection = connect("timeouts").await;
-    let control = LabControl::default();
     // One request at a time, each taking a second: every call below times
     // out, and all but the first expire in the queue.
-    let server = serve_lab(&connection, &queue, "slow", &control, 1).await;
-    let (client, lab) = lab_client(&connection, &queue).await;
+    let fixture = LabFixture::builder("timeouts")
+        .server_name("slow")
+        .prefetch(1)
+        .start()
+        .await;
+    let LabFixture {
+        queue,
+        control,
+        server,
+        client,
+        lab,
+        ..
+    } = &fixture;
 
     let calls = (0..200).map(|_| {
         lab.nap(1000)
@@ -53,7 +62,7 @@ async fn calls_timing_out_under_load_leave_nothing_behind_and_expired_requests_n
     );
     assert_eq!(lab.echo("alive".into()).await.expect("echo"), "alive");
     assert_eq!(client.pending_calls(), 0);
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

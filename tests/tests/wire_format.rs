@@ -4,9 +4,8 @@
 use rpc_examples::{FibonacciServer, IterativeFib};
 use rpc_runtime::{Server, lapin::BasicProperties};
 use rpc_tests::{
-    LabControl, TestQueue, connect,
+    LabFixture, TestQueue, connect,
     raw::{Raw, next_reply},
-    serve_lab,
 };
 use std::{future::IntoFuture, time::Duration};
 
@@ -74,9 +73,8 @@ async fn the_documented_fibonacci_exchanges_are_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decoders_accept_the_documented_alternatives() {
-    let queue = TestQueue::new("wire-values");
-    let connection = connect("wire-values").await;
-    let server = serve_lab(&connection, &queue, "s1", &LabControl::default(), 8).await;
+    let fixture = LabFixture::start("wire-values").await;
+    let LabFixture { queue, .. } = &fixture;
     let raw = Raw::open().await.expect("raw");
 
     // describe({"Circle": {"radius": 2}}, [3, 4]): an integer for a float,
@@ -103,7 +101,7 @@ async fn decoders_accept_the_documented_alternatives() {
     // add(300, -1): integers in any encoding that fits.
     let reply = call_raw(&raw, &queue.name, "add", &hex("92 cd 01 2c ff")).await;
     assert_eq!(reply, hex("81 a2 6f 6b cd 01 2b"));
-    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 /// Binary data, and 128-bit integers, as the documentation says they go.
