@@ -161,13 +161,8 @@ impl ClientSessions {
     /// Hands each reply to the call waiting for it until the consumer ends;
     /// returns why it ended.
     async fn hand_out_replies(&self, mut replies: Replies) -> String {
-        loop {
-            match replies.next().await {
-                Ok(reply) => self
-                    .pending
-                    .complete(reply.properties.correlation_id(), reply.body),
-                Err(ended) => return ended,
-            }
-        }
+        replies
+            .hand_out(|correlation_id, body| self.pending.complete(correlation_id, body))
+            .await
     }
 }

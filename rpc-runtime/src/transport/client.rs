@@ -28,22 +28,24 @@ pub(crate) enum ReplyAddress {
 /// The replies of a session, as they come.
 pub(crate) struct Replies(lapin::Consumer);
 
-/// One reply: its correlation id and body.
-pub(crate) struct Reply {
-    pub(crate) properties: IncomingProperties,
-    pub(crate) body: Vec<u8>,
-}
-
 impl Replies {
-    /// The next reply, or why no more will come.
-    pub(crate) async fn next(&mut self) -> Result<Reply, String> {
-        match self.0.next().await {
-            Some(Ok(delivery)) => Ok(Reply {
-                properties: IncomingProperties::new(delivery.properties),
-                body: delivery.data,
-            }),
-            Some(Err(error)) => Err(error.to_string()),
-            None => Err("the broker cancelled the reply consumer".to_owned()),
+    /// Hands each reply, its correlation id and its body, to `to_caller`
+    /// until the consumer ends; returns why it ended. Each delivery is read
+    /// where it arrives: moving one (its properties are some hundreds of
+    /// bytes) costs more than handing out its two parts.
+    pub(crate) async fn hand_out(
+        &mut self,
+        mut to_caller: impl FnMut(Option<&str>, Vec<u8>),
+    ) -> String {
+        loop {
+            match self.0.next().await {
+                Some(Ok(delivery)) => to_caller(
+                    IncomingProperties::correlation_id_of(&delivery.properties),
+                    delivery.data,
+                ),
+                Some(Err(error)) => return error.to_string(),
+                None => return "the broker cancelled the reply consumer".to_owned(),
+            }
         }
     }
 }

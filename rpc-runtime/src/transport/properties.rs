@@ -67,11 +67,6 @@ impl IncomingProperties {
         }
     }
 
-    /// The correlation id alone (what a client matches replies by).
-    pub(crate) fn correlation_id(&self) -> Option<&str> {
-        Self::correlation_id_of(&self.0)
-    }
-
     /// The correlation id of a returned message.
     pub(super) fn correlation_id_of(properties: &BasicProperties) -> Option<&str> {
         properties
