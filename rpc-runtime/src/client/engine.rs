@@ -15,6 +15,7 @@ use super::{
     session::Session,
 };
 use crate::{
+    backoff,
     clock::instant_after,
     error::RpcError,
     protocol::{MAX_QUEUE_NAME, request::RequestProperties},
@@ -120,6 +121,40 @@ impl Engine {
         }
     }
 
+    /// What to do after the broker returned a request to `queue`: a queue
+    /// that does not exist is no service (the usual case); but a queue that
+    /// exists can refuse requests for a moment, while the broker recovers it
+    /// after a crash (seen here: thousands of returns in the seconds after a
+    /// restart), and a returned request was delivered nowhere, so it is sent
+    /// again, after a delay that grows with each return, until the deadline.
+    async fn after_return(
+        &self,
+        session: &Session,
+        queue: &Arc<str>,
+        deadline: Deadline,
+        returns: u32,
+    ) -> AfterReturn {
+        if !matches!(
+            self.presence(session, queue, deadline.timeout).await,
+            Presence::Consumers(_)
+        ) {
+            return AfterReturn::NoQueue;
+        }
+        let delay = backoff::delay(RETURNED_RETRY_MIN, RETURNED_RETRY_MAX, returns - 1);
+        let again = Instant::now() + delay;
+        if again >= deadline.at {
+            tokio::time::sleep_until(deadline.at).await;
+            return AfterReturn::TimedOut;
+        }
+        debug!(
+            queue = &**queue,
+            ?delay,
+            "the broker returned a request to a queue that exists; sending it again"
+        );
+        tokio::time::sleep_until(again).await;
+        AfterReturn::SendAgain
+    }
+
     /// For calls that require a server: fails unless one consumes `queue`.
     async fn check_server(
         &self,
@@ -199,7 +234,9 @@ impl Engine {
             {
                 break 'call Err(Failed::Rpc(error));
             }
-            loop {
+            // Requests the broker returned although their queue exists.
+            let mut returns = 0u32;
+            'sessions: loop {
                 // One attempt on `session`; leaving the block means the
                 // request was not sent, and the next session is tried.
                 'attempt: {
@@ -224,9 +261,9 @@ impl Engine {
                     // what surely concerns this call is news here. Unless
                     // the deadline passes meanwhile: the channel's task then
                     // finishes the publication.
-                    let verdict = tokio::select! {
+                    let first = tokio::select! {
                         biased;
-                        verdict = &mut publication => verdict,
+                        verdict = &mut publication => First::Verdict(verdict),
                         outcome = call.outcome() => match outcome {
                             // Whether the request was sent decides between a
                             // retry and a lost call.
@@ -238,17 +275,30 @@ impl Engine {
                                     Err(_) => break 'call Err(Failed::TimedOut),
                                 }
                             }
-                            outcome => break 'call answer(outcome),
+                            outcome => First::Outcome(outcome),
                         },
                     };
-                    match verdict {
-                        Verdict::NotSent => break 'attempt,
-                        Verdict::Refused => {
+                    let outcome = match first {
+                        First::Outcome(outcome) => outcome,
+                        First::Verdict(Verdict::NotSent) => break 'attempt,
+                        First::Verdict(Verdict::Refused) => {
                             break 'call Err(Failed::Rpc(RpcError::Refused { method }));
                         }
-                        Verdict::Taken | Verdict::Returned | Verdict::Lost => {}
+                        First::Verdict(Verdict::Taken | Verdict::Returned | Verdict::Lost) => {
+                            call.outcome().await
+                        }
+                    };
+                    if outcome == Err(Unanswered::Returned) {
+                        returns += 1;
+                        match Box::pin(self.after_return(&session, &spec.queue, deadline, returns))
+                            .await
+                        {
+                            AfterReturn::SendAgain => continue 'sessions,
+                            AfterReturn::NoQueue => {}
+                            AfterReturn::TimedOut => break 'call Err(Failed::TimedOut),
+                        }
                     }
-                    break 'call answer(call.outcome().await);
+                    break 'call answer(outcome);
                 }
                 session = match Box::pin(self.next_session(session.id, deadline, method)).await {
                     Ok(session) => session,
@@ -348,6 +398,26 @@ impl Deadline {
         self.at.saturating_duration_since(Instant::now())
     }
 }
+
+/// What came first of a request's verdict and its call's outcome.
+enum First {
+    Verdict(Verdict),
+    Outcome(Outcome),
+}
+
+/// What becomes of a call whose request the broker returned.
+enum AfterReturn {
+    /// Its queue exists: send it again.
+    SendAgain,
+    /// Its queue does not exist (or the broker could not say): no service.
+    NoQueue,
+    /// Its deadline passed while waiting to send it again.
+    TimedOut,
+}
+
+/// The first and longest delay before a returned request is sent again.
+const RETURNED_RETRY_MIN: Duration = Duration::from_millis(20);
+const RETURNED_RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// How a call failed, before a timeout is told apart by asking whether a
 /// server was there.
