@@ -229,14 +229,18 @@ impl<'a> ServiceGenerator<'a> {
             Output::Plain(ty) => vec![decodable(ty)],
             Output::Result { ok, err } => vec![decodable(ok), decodable(err)],
         };
+        let service_name = self.service_name();
         quote! {
             #(#docs)*
             #(#cfgs)*
             #vis fn #name(&self, #(#params),*) -> ::rpc_runtime::Call<#returns> {
                 #(#checks)*
+                // The method's names and metrics, registered at its first call.
+                static __RPC_SITE: ::rpc_runtime::__private::CallSite =
+                    ::rpc_runtime::__private::CallSite::new(#service_name, #method_name);
                 let mut __rpc_args = ::rpc_runtime::__private::ArgsEncoder::new(#count);
                 #(#pushes)*
-                ::rpc_runtime::Call::new(&self.client, &self.queue, #method_name, __rpc_args.finish())
+                ::rpc_runtime::Call::new(&self.client, &self.queue, &__RPC_SITE, __rpc_args.finish())
             }
         }
     }
@@ -277,10 +281,15 @@ impl<'a> ServiceGenerator<'a> {
     /// `rpc_runtime::Service` for the server, with one decoding function per
     /// method, in an anonymous const so that they add no names to the user's
     /// scope.
+    /// The service's name, the trait's, as a literal spanned in the
+    /// expansion, for rustdoc (see `queue`).
+    fn service_name(&self) -> LitStr {
+        LitStr::new(&self.trait_ident.unraw().to_string(), Span::call_site())
+    }
+
     fn service_impl(&self) -> TokenStream {
         let trait_ident = self.trait_ident;
-        // Spanned in the expansion, for rustdoc (see `queue`).
-        let trait_name = LitStr::new(&trait_ident.unraw().to_string(), Span::call_site());
+        let trait_name = self.service_name();
         let server = &self.server_ident;
         let queue = &self.queue;
         let handlers = self
@@ -298,6 +307,11 @@ impl<'a> ServiceGenerator<'a> {
                 #method_name => #handler(&self.service, args).await,
             }
         });
+        let method_names = self.service.methods.iter().map(|method| {
+            let method_name = name_literal(method.ident());
+            let cfgs = method.cfgs();
+            quote!(#(#cfgs)* #method_name)
+        });
         quote! {
             const _: () = {
                 #(#handlers)*
@@ -309,6 +323,7 @@ impl<'a> ServiceGenerator<'a> {
                 {
                     const NAME: &'static str = #trait_name;
                     const DEFAULT_QUEUE: &'static str = #queue;
+                    const METHODS: &'static [&'static str] = &[#(#method_names),*];
 
                     fn dispatch<'a>(
                         &'a self,
@@ -316,7 +331,7 @@ impl<'a> ServiceGenerator<'a> {
                         args: &'a [u8],
                     ) -> impl ::core::future::Future<
                         Output = ::core::result::Result<
-                            ::rpc_runtime::__private::Vec<u8>,
+                            ::rpc_runtime::ReplyBody,
                             ::rpc_runtime::Fault,
                         >,
                     > + ::core::marker::Send + 'a {
@@ -381,7 +396,7 @@ impl<'a> ServiceGenerator<'a> {
             async fn #handler<__RpcService>(
                 __rpc_service: &__RpcService,
                 __rpc_body: &[u8],
-            ) -> ::core::result::Result<::rpc_runtime::__private::Vec<u8>, ::rpc_runtime::Fault>
+            ) -> ::core::result::Result<::rpc_runtime::ReplyBody, ::rpc_runtime::Fault>
             where
                 __RpcService: #trait_ident + ::core::marker::Sync,
             {

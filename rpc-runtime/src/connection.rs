@@ -52,6 +52,8 @@ struct Inner {
     links: Watch<Link>,
     cancel: CancellationToken,
     url: String,
+    /// The user the broker authenticates the connection as, if the URL says.
+    user: Option<Arc<str>>,
 }
 
 impl Drop for Inner {
@@ -149,6 +151,7 @@ impl ConnectionBuilder {
             self.connect_timeout,
         )
         .map_err(invalid)?;
+        let user = dialer.user().map(Arc::from);
         let first = dialer
             .dial(1)
             .await
@@ -163,6 +166,7 @@ impl ConnectionBuilder {
                 links,
                 cancel,
                 url: redacted,
+                user,
             }),
         })
     }
@@ -206,6 +210,18 @@ impl Connection {
         // The supervisor publishes `Closed` once the AMQP connection is
         // closed.
         self.inner.links.closed().await;
+    }
+
+    /// The user the broker authenticates this connection as, when the URL
+    /// says (its user name, `guest` without one); `None` with the EXTERNAL
+    /// mechanism (`?auth_mechanism=external`), where the broker takes it from
+    /// the client's certificate.
+    pub fn user(&self) -> Option<&str> {
+        self.inner.user.as_deref()
+    }
+
+    pub(crate) fn user_id(&self) -> Option<Arc<str>> {
+        self.inner.user.clone()
     }
 
     /// The AMQP connections, as the supervisor makes them.

@@ -145,6 +145,26 @@ pub enum RpcError {
         message: String,
     },
 
+    /// A header attached to the call cannot be sent; the request was not
+    /// sent.
+    #[error("the call to `{method}` has a header that cannot be sent: {source}")]
+    InvalidHeader {
+        /// The method called.
+        method: &'static str,
+        /// What is wrong with it.
+        source: crate::metadata::InvalidHeader,
+    },
+
+    /// One of the client's interceptors refused the call; the request was
+    /// not sent.
+    #[error("an interceptor refused the call to `{method}`: {message}")]
+    Intercepted {
+        /// The method called.
+        method: &'static str,
+        /// What the interceptor said.
+        message: String,
+    },
+
     /// The client was closed.
     #[error("the RPC client was closed; create a new one")]
     Closed,

@@ -92,27 +92,31 @@ mod client;
 mod clock;
 mod connection;
 mod error;
+mod metadata;
 mod protocol;
 mod server;
 mod session;
+mod trace;
 mod transport;
 
 pub use client::{
     Client, ClientBuilder,
     call::{Call, CallFuture, Fallible, Plain, Returns},
     config::{DEFAULT_TIMEOUT, ReplyTo},
+    intercept::{InterceptError, OutgoingCall},
 };
 pub use connection::{Connection, ConnectionBuilder};
 pub use error::{CallError, ConnectError, RpcError, ServeError};
+pub use metadata::{InvalidHeader, Metadata};
 pub use protocol::{
     DEFAULT_MAX_REQUEST_SIZE,
     fault::{Fault, FaultKind},
+    reply::ReplyBody,
     reply_address::ReplyToPolicy,
 };
 pub use server::{
     DEFAULT_PREFETCH, DEFAULT_SHUTDOWN_GRACE, QueueType, Server, ServerBuilder, ServerHandle,
-    service::{RequestContext, Service},
-    signal::shutdown_on_signal,
+    context::RequestContext, service::Service, signal::shutdown_on_signal,
 };
 pub use transport::AmqpError;
 
@@ -127,9 +131,12 @@ pub use lapin;
 /// release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::protocol::{
-        args::{ArgsDecoder, ArgsEncodeError, ArgsEncoder},
-        reply::{encode_ok, encode_result},
+    pub use crate::{
+        client::observe::{CallSite, Outcome},
+        protocol::{
+            args::{ArgsDecoder, ArgsEncodeError, ArgsEncoder},
+            reply::{encode_ok, encode_result},
+        },
     };
     pub use std::{boxed::Box, string::String, sync::Arc, vec::Vec};
 

@@ -142,16 +142,17 @@ pub fn server_dispatch(data: &[u8]) {
         .expect("the methods never wait");
     // A reply the server encodes must decode as what the client expects.
     if let Ok(reply) = outcome {
+        let reply = reply.as_bytes();
         let decoded = match method {
-            "unit" => Plain::<()>::decode(method, &reply).map(drop),
-            "scalars" => Plain::<u64>::decode(method, &reply).map(drop),
-            "text" => Plain::<String>::decode(method, &reply).map(drop),
-            "nested" => Plain::<u32>::decode(method, &reply).map(drop),
-            "records" => match Fallible::<Record, Oops>::decode(method, &reply) {
+            "unit" => Plain::<()>::decode(method, reply).map(drop),
+            "scalars" => Plain::<u64>::decode(method, reply).map(drop),
+            "text" => Plain::<String>::decode(method, reply).map(drop),
+            "nested" => Plain::<u32>::decode(method, reply).map(drop),
+            "records" => match Fallible::<Record, Oops>::decode(method, reply) {
                 Ok(_) | Err(rpc_runtime::CallError::App(_)) => Ok(()),
                 Err(rpc_runtime::CallError::Rpc(error)) => Err(error),
             },
-            "bytes" => Plain::<usize>::decode(method, &reply).map(drop),
+            "bytes" => Plain::<usize>::decode(method, reply).map(drop),
             other => panic!("`{other}` is no method, yet it replied"),
         };
         if let Err(error) = decoded {

@@ -1,9 +1,14 @@
 //! One call, as a generated client method returns it: configure it, then
 //! `.await` it.
 
-use super::{Client, engine::CallSpec};
+use super::{
+    Client,
+    engine::CallSpec,
+    observe::{CallSite, Observed, Outcome},
+};
 use crate::{
     error::{CallError, RpcError},
+    metadata::{InvalidHeader, Metadata},
     protocol::{
         args::ArgsEncodeError,
         reply::{Reply, decode_value},
@@ -19,6 +24,7 @@ use std::{
     task::{Context, Poll},
     time::Duration,
 };
+use tracing::Instrument;
 
 /// A call to a service method, ready to be sent.
 ///
@@ -42,10 +48,12 @@ use std::{
 pub struct Call<R> {
     client: Client,
     queue: Arc<str>,
-    method: &'static str,
+    site: &'static CallSite,
     args: Result<Vec<u8>, ArgsEncodeError>,
     timeout: Option<Duration>,
     require_server: Option<bool>,
+    metadata: Metadata,
+    invalid_header: Option<InvalidHeader>,
     returns: PhantomData<fn() -> R>,
 }
 
@@ -55,18 +63,61 @@ impl<R> Call<R> {
     pub fn new(
         client: &Client,
         queue: &Arc<str>,
-        method: &'static str,
+        site: &'static CallSite,
         args: Result<Vec<u8>, ArgsEncodeError>,
     ) -> Self {
         Self {
             client: client.clone(),
             queue: queue.clone(),
-            method,
+            site,
             args,
             timeout: None,
             require_server: None,
+            metadata: Metadata::new(),
+            invalid_header: None,
             returns: PhantomData,
         }
+    }
+
+    /// Attaches call metadata: header `name` with `value`, for the handler
+    /// to read with [`RequestContext::header`](crate::RequestContext::header)
+    /// (see [`Metadata`] for the names allowed; a name that is not fails the
+    /// call with [`RpcError::InvalidHeader`] without sending it).
+    ///
+    /// ```no_run
+    /// # use rpc_runtime::rpc_service;
+    /// # #[rpc_service]
+    /// # pub trait Fibonacci { async fn fib(&self, n: u32) -> u64; }
+    /// # async fn demo(client: FibonacciClient) -> Result<(), rpc_runtime::RpcError> {
+    /// let n = client.fib(30).header("tenant", "acme").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        if let Err(invalid) = self.metadata.insert(name, value) {
+            self.invalid_header.get_or_insert(invalid);
+        }
+        self
+    }
+
+    /// What the engine needs to send the call; or why it cannot be sent.
+    fn spec(self) -> (Result<CallSpec, RpcError>, Client, &'static CallSite) {
+        let method = self.site.method;
+        let spec = match (self.args, self.invalid_header) {
+            (Err(error), _) => Err(RpcError::Encode {
+                method,
+                message: error.to_string(),
+            }),
+            (Ok(_), Some(source)) => Err(RpcError::InvalidHeader { method, source }),
+            (Ok(body), None) => Ok(CallSpec {
+                queue: self.queue,
+                site: self.site,
+                body: Arc::new(body),
+                timeout: self.timeout,
+                require_server: self.require_server,
+                metadata: self.metadata,
+            }),
+        };
+        (spec, self.client, self.site)
     }
 
     /// Waits at most `timeout` for the reply (instead of the client's
@@ -91,20 +142,25 @@ impl<R> Call<R> {
     /// sends no reply. Resolves once the broker has taken the request (it
     /// fails with [`RpcError::NoSuchService`] if no queue takes it).
     pub async fn one_way(self) -> Result<(), RpcError> {
-        let body = self.args.map_err(|error| RpcError::Encode {
-            method: self.method,
-            message: error.to_string(),
-        })?;
-        self.client
+        let mut observed = self.site.start(&self.queue);
+        let span = observed.span.clone();
+        let (spec, client) = match self.spec() {
+            (Ok(spec), client, _) => (spec, client),
+            (Err(error), ..) => {
+                observed.ended(Outcome::of(&error));
+                return Err(error);
+            }
+        };
+        let sent = client
             .engine
-            .send_one_way(CallSpec {
-                queue: self.queue,
-                method: self.method,
-                body: Arc::new(body),
-                timeout: self.timeout,
-                require_server: self.require_server,
-            })
-            .await
+            .send_one_way(spec, &span)
+            .instrument(span.clone())
+            .await;
+        observed.ended(match &sent {
+            Ok(()) => Outcome::Ok,
+            Err(error) => Outcome::of(error),
+        });
+        sent
     }
 }
 
@@ -112,8 +168,9 @@ impl<R> fmt::Debug for Call<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Call")
             .field("queue", &self.queue)
-            .field("method", &self.method)
+            .field("site", &self.site)
             .field("timeout", &self.timeout)
+            .field("metadata", &self.metadata)
             .finish_non_exhaustive()
     }
 }
@@ -123,25 +180,20 @@ impl<R: Returns> IntoFuture for Call<R> {
     type IntoFuture = CallFuture<R>;
 
     fn into_future(self) -> CallFuture<R> {
-        let method = self.method;
-        let reply: Replying = match self.args {
+        let observed = self.site.start(&self.queue);
+        let reply: Replying = match self.spec() {
             // The client's call future is boxed as it is made and only the
             // box moves; decoding, the one part that depends on `R`, happens
-            // in `CallFuture::poll`, outside it.
-            Ok(body) => Box::pin(self.client.engine.call(CallSpec {
-                queue: self.queue,
-                method,
-                body: Arc::new(body),
-                timeout: self.timeout,
-                require_server: self.require_server,
-            })),
-            Err(error) => Box::pin(std::future::ready(Err(RpcError::Encode {
-                method,
-                message: error.to_string(),
-            }))),
+            // in `CallFuture::poll`, outside it. It runs in the call's span
+            // (a child of the span it is made in).
+            (Ok(spec), client, _) => {
+                let span = observed.span.clone();
+                Box::pin(client.engine.call(spec, span.clone()).instrument(span))
+            }
+            (Err(error), ..) => Box::pin(std::future::ready(Err(error))),
         };
         CallFuture {
-            method,
+            observed,
             reply,
             returns: PhantomData,
         }
@@ -169,7 +221,7 @@ type Replying = Pin<Box<dyn Future<Output = Result<Vec<u8>, RpcError>> + Send>>;
 /// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct CallFuture<R> {
-    method: &'static str,
+    observed: Observed,
     reply: Replying,
     returns: PhantomData<fn() -> R>,
 }
@@ -178,17 +230,20 @@ impl<R: Returns> Future for CallFuture<R> {
     type Output = R::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R::Output> {
-        Poll::Ready(match std::task::ready!(self.reply.as_mut().poll(cx)) {
-            Ok(reply) => R::decode(self.method, &reply),
+        let method = self.observed.method();
+        let output = match std::task::ready!(self.reply.as_mut().poll(cx)) {
+            Ok(reply) => R::decode(method, &reply),
             Err(error) => R::failed(error),
-        })
+        };
+        self.observed.ended(R::outcome(&output));
+        Poll::Ready(output)
     }
 }
 
 impl<R> fmt::Debug for CallFuture<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallFuture")
-            .field("method", &self.method)
+            .field("method", &self.observed.method())
             .finish_non_exhaustive()
     }
 }
@@ -207,6 +262,10 @@ pub trait Returns: sealed::Sealed + 'static {
     /// The output of a call that failed before a reply arrived.
     #[doc(hidden)]
     fn failed(error: RpcError) -> Self::Output;
+
+    /// How the call ended, for its metrics and span.
+    #[doc(hidden)]
+    fn outcome(output: &Self::Output) -> Outcome;
 }
 
 /// A method that returns a plain `T`: its calls resolve to
@@ -249,6 +308,13 @@ impl<T: DeserializeOwned + Send + 'static> Returns for Plain<T> {
     fn failed(error: RpcError) -> Self::Output {
         Err(error)
     }
+
+    fn outcome(output: &Self::Output) -> Outcome {
+        match output {
+            Ok(_) => Outcome::Ok,
+            Err(error) => Outcome::of(error),
+        }
+    }
 }
 
 impl<T, E> Returns for Fallible<T, E>
@@ -274,5 +340,13 @@ where
 
     fn failed(error: RpcError) -> Self::Output {
         Err(CallError::Rpc(error))
+    }
+
+    fn outcome(output: &Self::Output) -> Outcome {
+        match output {
+            Ok(_) => Outcome::Ok,
+            Err(CallError::App(_)) => Outcome::Error,
+            Err(CallError::Rpc(error)) => Outcome::of(error),
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! How a client is configured: what [`ClientBuilder`](crate::ClientBuilder)
 //! sets, read by the call engine and the session.
 
-use std::time::Duration;
+use super::intercept::ClientInterceptor;
+use crate::metadata::Metadata;
+use std::{fmt, sync::Arc, time::Duration};
 
 /// The timeout of a call when neither the client nor the call sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,7 +25,6 @@ pub enum ReplyTo {
 }
 
 /// A client's settings.
-#[derive(Debug)]
 pub(crate) struct Config {
     /// The client's id: the prefix of its correlation ids and reply queues.
     pub(crate) id: String,
@@ -32,4 +33,23 @@ pub(crate) struct Config {
     pub(crate) publisher_confirms: bool,
     pub(crate) max_request_size: usize,
     pub(crate) require_server: bool,
+    /// Headers every call carries (a call's own come first).
+    pub(crate) metadata: Metadata,
+    pub(crate) interceptors: Vec<ClientInterceptor>,
+    /// Whether calls carry `traceparent` (and `tracestate`).
+    pub(crate) trace_context: bool,
+    /// The `user_id` calls carry: the connection's user.
+    pub(crate) user_id: Option<Arc<str>>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("id", &self.id)
+            .field("timeout", &self.timeout)
+            .field("reply_to", &self.reply_to)
+            .field("metadata", &self.metadata)
+            .field("interceptors", &self.interceptors.len())
+            .finish_non_exhaustive()
+    }
 }

@@ -10,30 +10,44 @@
 
 use super::{
     config::Config,
+    intercept::OutgoingCall,
+    observe::CallSite,
     pending::{Outcome, Pending, Unanswered},
     presence::{self, Answers, Presence},
     session::Session,
 };
 use crate::{
     backoff,
-    clock::instant_after,
+    clock::{self, instant_after},
     error::RpcError,
-    protocol::{MAX_QUEUE_NAME, request::RequestProperties},
+    metadata::Metadata,
+    protocol::{
+        MAX_QUEUE_NAME,
+        headers::{self, RequestHeaders},
+        request::RequestProperties,
+    },
     session::Watch,
+    trace::{self, SpanId, TraceId},
     transport::publish::{Request, Verdict},
 };
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 use tokio::time::Instant;
 use tokio_util::sync::DropGuard;
-use tracing::debug;
+use tracing::{debug, field};
 
 /// What the engine needs to know of one call.
 pub(crate) struct CallSpec {
     pub(crate) queue: Arc<str>,
-    pub(crate) method: &'static str,
+    pub(crate) site: &'static CallSite,
     pub(crate) body: Arc<Vec<u8>>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) require_server: Option<bool>,
+    /// The call's own headers (the client's and its interceptors' are added
+    /// when it is sent).
+    pub(crate) metadata: Metadata,
 }
 
 /// A client's engine, shared by its clones and its calls in flight.
@@ -70,7 +84,7 @@ impl Engine {
         let limit = self.config.max_request_size;
         if spec.body.len() > limit {
             return Err(RpcError::RequestTooLarge {
-                method: spec.method,
+                method: spec.site.method,
                 size: spec.body.len(),
                 limit,
             });
@@ -78,7 +92,7 @@ impl Engine {
         let timeout = spec.timeout.unwrap_or(self.config.timeout);
         if timeout.is_zero() {
             return Err(RpcError::Timeout {
-                method: spec.method,
+                method: spec.site.method,
                 timeout,
                 queue: spec.queue.as_ref().to_owned(),
                 consumers: None,
@@ -86,8 +100,51 @@ impl Engine {
         }
         Ok(Deadline {
             at: instant_after(timeout),
+            wall: SystemTime::now()
+                .checked_add(timeout.min(clock::FOREVER))
+                .unwrap_or(SystemTime::UNIX_EPOCH),
             timeout,
         })
+    }
+
+    /// The headers of a call's request: its metadata with the client's and
+    /// its interceptors', its deadline, and its trace context (its span's
+    /// ids, recorded on the span).
+    fn headers(
+        &self,
+        spec: &mut CallSpec,
+        deadline: Deadline,
+        span: &tracing::Span,
+    ) -> Result<RequestHeaders, RpcError> {
+        let mut metadata = std::mem::take(&mut spec.metadata);
+        metadata.fill_from(&self.config.metadata);
+        for interceptor in &self.config.interceptors {
+            let mut call = OutgoingCall {
+                service: spec.site.service,
+                method: spec.site.method,
+                queue: &spec.queue,
+                metadata: &mut metadata,
+            };
+            interceptor(&mut call).map_err(|error| RpcError::Intercepted {
+                method: spec.site.method,
+                message: error.to_string(),
+            })?;
+        }
+        let mut headers = RequestHeaders {
+            deadline: Some(headers::deadline_millis(deadline.wall)),
+            metadata,
+            ..RequestHeaders::default()
+        };
+        if self.config.trace_context {
+            let ids = trace::outgoing(span);
+            if !span.is_disabled() {
+                span.record("trace_id", field::display(TraceId(ids.trace_id)));
+                span.record("span_id", field::display(SpanId(ids.span_id)));
+            }
+            headers.traceparent = Some(ids.traceparent().format());
+            headers.tracestate = ids.tracestate;
+        }
+        Ok(headers)
     }
 
     /// Whether servers consume `queue`, as the broker says now (or said a
@@ -205,9 +262,14 @@ impl Engine {
     /// One `async fn` from the call to the publication, without layers of
     /// futures in between: each layer would move its state once more per
     /// call.
-    pub(crate) async fn call(self: Arc<Self>, spec: CallSpec) -> Result<Vec<u8>, RpcError> {
+    pub(crate) async fn call(
+        self: Arc<Self>,
+        mut spec: CallSpec,
+        span: tracing::Span,
+    ) -> Result<Vec<u8>, RpcError> {
         let deadline = self.deadline_for(&spec)?;
-        let method = spec.method;
+        let headers = self.headers(&mut spec, deadline, &span)?;
+        let method = spec.site.method;
         let answer = |outcome: Outcome| match outcome {
             Ok(reply) => Ok(reply),
             Err(Unanswered::SessionEnded) => Err(Failed::Rpc(RpcError::ConnectionLost { method })),
@@ -243,12 +305,17 @@ impl Engine {
                     let Some(mut call) = self.pending.register(session.id, deadline.at) else {
                         break 'attempt;
                     };
-                    let properties = RequestProperties::call(
+                    if !span.is_disabled() {
+                        span.record("correlation_id", call.correlation_id());
+                    }
+                    let mut properties = RequestProperties::call(
                         method,
                         call.take_correlation_id(),
                         session.reply_to.clone(),
                         deadline.remaining(),
                     );
+                    properties.user_id = self.config.user_id.clone();
+                    properties.headers = headers.clone();
                     let mut publication = session.requests.publish(Request {
                         queue: spec.queue.clone(),
                         body: spec.body.clone(),
@@ -320,9 +387,14 @@ impl Engine {
     /// Runs one call without a reply: publishes its request and waits for the
     /// broker to take it, moving on to the next session whenever the request
     /// could not be sent.
-    pub(crate) async fn send_one_way(&self, spec: CallSpec) -> Result<(), RpcError> {
+    pub(crate) async fn send_one_way(
+        &self,
+        mut spec: CallSpec,
+        span: &tracing::Span,
+    ) -> Result<(), RpcError> {
         let deadline = self.deadline_for(&spec)?;
-        let method = spec.method;
+        let headers = self.headers(&mut spec, deadline, span)?;
+        let method = spec.site.method;
         let ended = 'send: {
             let mut session = match self.next_session(0, deadline, method).await {
                 Ok(session) => session,
@@ -332,8 +404,10 @@ impl Engine {
                 self.check_server(&session, &spec.queue, deadline).await?;
             }
             loop {
-                let sent =
-                    tokio::time::timeout_at(deadline.at, self.send_on(&session, &spec, deadline));
+                let sent = tokio::time::timeout_at(
+                    deadline.at,
+                    self.send_on(&session, &spec, &headers, deadline),
+                );
                 match sent.await {
                     Ok(Some(result)) => return result,
                     Ok(None) => {}
@@ -355,6 +429,7 @@ impl Engine {
         &self,
         session: &Session,
         spec: &CallSpec,
+        headers: &RequestHeaders,
         deadline: Deadline,
     ) -> Option<Result<(), RpcError>> {
         let publisher = match session.one_way().await {
@@ -367,12 +442,18 @@ impl Engine {
         // A one-way request has no caller waiting to expire with, unless the
         // call set its own timeout.
         let remaining = spec.timeout.map(|_| deadline.remaining());
+        let mut properties = RequestProperties::one_way(spec.site.method, remaining);
+        properties.user_id = self.config.user_id.clone();
+        properties.headers = headers.clone();
+        if spec.timeout.is_none() {
+            properties.headers.deadline = None;
+        }
         let request = Request {
             queue: spec.queue.clone(),
             body: spec.body.clone(),
-            properties: RequestProperties::one_way(spec.method, remaining),
+            properties,
         };
-        let method = spec.method;
+        let method = spec.site.method;
         Some(match publisher.publish(request).await {
             Verdict::Taken => Ok(()),
             Verdict::Returned => Err(RpcError::NoSuchService {
@@ -389,6 +470,8 @@ impl Engine {
 #[derive(Debug, Clone, Copy)]
 struct Deadline {
     at: Instant,
+    /// The same, by the wall clock, as the request's `rpc-deadline` says it.
+    wall: SystemTime,
     timeout: Duration,
 }
 

@@ -16,10 +16,14 @@
 //! | [`session`] | a session's channels, and the task that hands out replies |
 //! | [`presence`] | whether a server consumes a queue (for timeouts and `require_server`) |
 //! | [`config`] | what [`ClientBuilder`] sets |
+//! | [`intercept`] | client interceptors |
+//! | [`observe`] | each call's span and metrics |
 
 pub(crate) mod call;
 pub(crate) mod config;
 pub(crate) mod engine;
+pub(crate) mod intercept;
+pub(crate) mod observe;
 pub(crate) mod pending;
 pub(crate) mod presence;
 pub(crate) mod session;
@@ -27,11 +31,15 @@ pub(crate) mod session;
 use self::{
     config::{Config, DEFAULT_TIMEOUT, ReplyTo},
     engine::Engine,
+    intercept::{ClientInterceptor, InterceptError, OutgoingCall},
     pending::{Pending, sweep_deadlines},
     presence::Answers,
     session::ClientSessions,
 };
-use crate::{connection::Connection, error::ConnectError, protocol::DEFAULT_MAX_REQUEST_SIZE};
+use crate::{
+    connection::Connection, error::ConnectError, metadata::Metadata,
+    protocol::DEFAULT_MAX_REQUEST_SIZE,
+};
 use std::{fmt, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
@@ -48,13 +56,33 @@ use tokio_util::sync::CancellationToken;
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     timeout: Duration,
     reply_to: ReplyTo,
     publisher_confirms: bool,
     max_request_size: usize,
     require_server: bool,
+    metadata: Metadata,
+    interceptors: Vec<ClientInterceptor>,
+    trace_context: bool,
+    send_user_id: bool,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("timeout", &self.timeout)
+            .field("reply_to", &self.reply_to)
+            .field("publisher_confirms", &self.publisher_confirms)
+            .field("max_request_size", &self.max_request_size)
+            .field("require_server", &self.require_server)
+            .field("metadata", &self.metadata)
+            .field("interceptors", &self.interceptors.len())
+            .field("trace_context", &self.trace_context)
+            .field("send_user_id", &self.send_user_id)
+            .finish()
+    }
 }
 
 impl Default for ClientBuilder {
@@ -65,6 +93,10 @@ impl Default for ClientBuilder {
             publisher_confirms: true,
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             require_server: false,
+            metadata: Metadata::new(),
+            interceptors: Vec::new(),
+            trace_context: true,
+            send_user_id: true,
         }
     }
 }
@@ -118,6 +150,71 @@ impl ClientBuilder {
         self
     }
 
+    /// Headers every call of the client carries, after its own (a call's own
+    /// [`Call::header`](crate::Call::header) wins over these).
+    ///
+    /// ```no_run
+    /// # async fn demo(connection: &rpc_runtime::Connection) -> anyhow::Result<()> {
+    /// use rpc_runtime::{Client, Metadata};
+    /// let mut metadata = Metadata::new();
+    /// metadata.insert("tenant", "acme")?;
+    /// let client = Client::builder().metadata(metadata).build(connection).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Adds an interceptor: it sees every call before its request is sent
+    /// (its service, method, queue and metadata), may add metadata (an auth
+    /// token, say), and may refuse the call, which then fails with
+    /// [`RpcError::Intercepted`](crate::RpcError::Intercepted) without being
+    /// sent. Interceptors run in the order they were added, after the call's
+    /// own and the client's metadata are in place.
+    ///
+    /// ```no_run
+    /// # async fn demo(connection: &rpc_runtime::Connection) -> anyhow::Result<()> {
+    /// use rpc_runtime::Client;
+    /// let client = Client::builder()
+    ///     .interceptor(|call| {
+    ///         let token = std::env::var("API_TOKEN")?;
+    ///         call.metadata().insert("authorization", format!("Bearer {token}"))?;
+    ///         Ok(())
+    ///     })
+    ///     .build(connection)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn interceptor(
+        mut self,
+        interceptor: impl Fn(&mut OutgoingCall<'_>) -> Result<(), InterceptError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.interceptors.push(Arc::new(interceptor));
+        self
+    }
+
+    /// Whether calls carry W3C trace context, `traceparent` and `tracestate`
+    /// (default: yes; see PROTOCOL.md §2).
+    pub fn trace_context(mut self, enabled: bool) -> Self {
+        self.trace_context = enabled;
+        self
+    }
+
+    /// Whether calls carry the connection's user as their `user_id`
+    /// (default: yes), the identity servers read in
+    /// [`RequestContext::user_id`](crate::RequestContext::user_id). The
+    /// broker checks it against the connection's user; with the EXTERNAL
+    /// mechanism (certificates), the client does not know that user and
+    /// sends none.
+    pub fn send_user_id(mut self, enabled: bool) -> Self {
+        self.send_user_id = enabled;
+        self
+    }
+
     /// Creates the client and sets up its first session on `connection`.
     pub async fn build(self, connection: &Connection) -> Result<Client, ConnectError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -129,6 +226,14 @@ impl ClientBuilder {
             publisher_confirms: self.publisher_confirms,
             max_request_size: self.max_request_size,
             require_server: self.require_server,
+            metadata: self.metadata,
+            interceptors: self.interceptors,
+            trace_context: self.trace_context,
+            user_id: if self.send_user_id {
+                connection.user_id()
+            } else {
+                None
+            },
         });
         let link = connection.link().await?;
         let first = session::open(&link, &config, &pending, 1)

@@ -342,7 +342,7 @@ pub(crate) struct PendingCall {
 }
 
 impl PendingCall {
-    #[cfg(test)]
+    /// The call's correlation id, until it is taken.
     pub(crate) fn correlation_id(&self) -> &str {
         &self.correlation_id
     }

@@ -98,6 +98,12 @@ pub enum FaultKind {
     /// `internal`: the server failed for another reason, for example it could
     /// not encode the method's result.
     Internal,
+    /// `unauthenticated`: a server's interceptor found no valid credentials
+    /// in the request (its metadata, its `user_id`).
+    Unauthenticated,
+    /// `permission_denied`: a server's interceptor knows the caller, who may
+    /// not call this method.
+    PermissionDenied,
     /// A kind this version of the framework does not know, from a newer peer.
     Other(String),
 }
@@ -116,6 +122,8 @@ impl FaultKind {
             FaultKind::UnsupportedContentType => "unsupported_content_type",
             FaultKind::RequestTooLarge => "request_too_large",
             FaultKind::Internal => "internal",
+            FaultKind::Unauthenticated => "unauthenticated",
+            FaultKind::PermissionDenied => "permission_denied",
             FaultKind::Other(kind) => kind,
         }
     }
@@ -128,6 +136,8 @@ impl FaultKind {
             "unsupported_content_type" => FaultKind::UnsupportedContentType,
             "request_too_large" => FaultKind::RequestTooLarge,
             "internal" => FaultKind::Internal,
+            "unauthenticated" => FaultKind::Unauthenticated,
+            "permission_denied" => FaultKind::PermissionDenied,
             other => FaultKind::Other(other.to_owned()),
         }
     }

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | §1 Request queue | [`MAX_QUEUE_NAME`]; the default name (the trait's, in snake case) is the macro's |
 //! | §2 Request: properties and `mandatory` | [`request`]: the properties a client sets and a server reads, the correlation id format, the expiration, the `mandatory` rule |
+//! | §2 Request: headers | [`headers`]: trace context, the caller's deadline, call metadata |
 //! | §2 Request: body | [`args`]: the MessagePack array of arguments |
 //! | §3 Values | [`msgpack`]: the serializer's settings, bounded nesting |
 //! | §4 Reply address | [`reply_address`]: reply queue names, direct reply-to, which addresses servers reply to |
@@ -22,6 +23,7 @@
 pub(crate) mod args;
 pub(crate) mod digits;
 pub(crate) mod fault;
+pub(crate) mod headers;
 pub(crate) mod msgpack;
 pub(crate) mod reply;
 pub(crate) mod reply_address;

@@ -47,15 +47,46 @@ fn encode_entry<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Vec<u8>, 
 }
 
 /// Encodes `{"ok": value}`.
-pub fn encode_ok<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Fault> {
-    encode_entry(OK, value)
+pub fn encode_ok<T: Serialize + ?Sized>(value: &T) -> Result<ReplyBody, Fault> {
+    Ok(ReplyBody {
+        bytes: encode_entry(OK, value)?,
+        is_error: false,
+    })
 }
 
 /// Encodes `{"ok": value}` or `{"err": error}`.
-pub fn encode_result<T: Serialize, E: Serialize>(result: &Result<T, E>) -> Result<Vec<u8>, Fault> {
-    match result {
-        Ok(value) => encode_entry(OK, value),
-        Err(error) => encode_entry(ERR, error),
+pub fn encode_result<T: Serialize, E: Serialize>(
+    result: &Result<T, E>,
+) -> Result<ReplyBody, Fault> {
+    Ok(match result {
+        Ok(value) => ReplyBody {
+            bytes: encode_entry(OK, value)?,
+            is_error: false,
+        },
+        Err(error) => ReplyBody {
+            bytes: encode_entry(ERR, error)?,
+            is_error: true,
+        },
+    })
+}
+
+/// An encoded reply body, as a dispatcher returns it: `{"ok": value}`, or
+/// `{"err": error}` for a method that returned its own error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyBody {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) is_error: bool,
+}
+
+impl ReplyBody {
+    /// The MessagePack bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Whether it is an `err` reply: the method returned its own error.
+    pub fn is_error(&self) -> bool {
+        self.is_error
     }
 }
 
@@ -139,12 +170,12 @@ mod tests {
     #[test]
     fn replies_round_trip() {
         let ok = encode_result::<u64, String>(&Ok(832040)).expect("ok");
-        match Reply::parse(&ok).expect("parses") {
+        match Reply::parse(ok.as_bytes()).expect("parses") {
             Reply::Ok(value) => assert_eq!(decode_value::<u64>(value).expect("u64"), 832040),
             other => panic!("unexpected {other:?}"),
         }
         let err = encode_result::<u64, String>(&Err("overflow".into())).expect("err");
-        match Reply::parse(&err).expect("parses") {
+        match Reply::parse(err.as_bytes()).expect("parses") {
             Reply::Err(value) => assert_eq!(decode_value::<String>(value).expect("e"), "overflow"),
             other => panic!("unexpected {other:?}"),
         }

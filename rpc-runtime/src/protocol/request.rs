@@ -1,7 +1,7 @@
 //! A request's AMQP properties and flags (PROTOCOL.md §2): what a client
 //! sets, and how a server reads them.
 
-use super::{CONTENT_TYPE, digits};
+use super::{CONTENT_TYPE, digits, headers::RequestHeaders};
 use std::{sync::Arc, time::Duration};
 
 /// `content_type`s a server accepts as MessagePack (a request without one
@@ -35,6 +35,10 @@ pub(crate) struct RequestProperties {
     pub(crate) content_type: &'static str,
     /// The time left to the caller, in milliseconds (see [`expiration`]).
     pub(crate) expiration: Option<String>,
+    /// The caller's identity: the user of its connection, which the broker
+    /// checks (PROTOCOL.md §2).
+    pub(crate) user_id: Option<Arc<str>>,
+    pub(crate) headers: RequestHeaders,
 }
 
 impl RequestProperties {
@@ -52,6 +56,8 @@ impl RequestProperties {
             reply_to: Some(reply_to),
             content_type: CONTENT_TYPE,
             expiration: Some(expiration(remaining)),
+            user_id: None,
+            headers: RequestHeaders::default(),
         }
     }
 
@@ -65,6 +71,8 @@ impl RequestProperties {
             reply_to: None,
             content_type: CONTENT_TYPE,
             expiration: remaining.map(expiration),
+            user_id: None,
+            headers: RequestHeaders::default(),
         }
     }
 }
@@ -85,6 +93,8 @@ pub(crate) struct ReceivedProperties<'a> {
     pub(crate) reply_to: Option<&'a str>,
     pub(crate) content_type: Option<&'a str>,
     pub(crate) content_encoding: Option<&'a str>,
+    /// The caller's identity, as the broker checked it.
+    pub(crate) user_id: Option<&'a str>,
 }
 
 /// The correlation ids of one client: `<client id>.<sequence>.<tag>`, the

@@ -116,6 +116,7 @@ mod tests {
             reply_to: Some("rpc-reply.c.1"),
             content_type: Some(CONTENT_TYPE),
             content_encoding: None,
+            user_id: None,
         }
     }
 

@@ -161,7 +161,7 @@ impl<S: Service> ServerSessions<S> {
                         self.handling.clone(),
                         session.responder.clone(),
                         request,
-                        InFlight::enter(&self.in_flight),
+                        InFlight::enter(&self.in_flight, &self.handling.metrics.in_flight),
                     ));
                 }
                 Err(Some(error)) => {

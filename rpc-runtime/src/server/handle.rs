@@ -1,19 +1,31 @@
-//! One request, from its delivery to its settlement: checked
-//! ([`admission`](super::admission)), run (the service's dispatcher, in the
-//! request's [`RequestContext`], panics caught), answered and settled
-//! ([`Responder`]), and logged when it could not run.
+//! One request, from its delivery to its settlement, inside its own span:
+//! checked ([`admission`](super::admission)); skipped if its caller's
+//! deadline has passed; shown to the server's interceptors; run (the
+//! service's dispatcher, in the request's [`RequestContext`], panics
+//! caught); answered and settled ([`Responder`]); counted
+//! ([`observe`](super::observe)), and logged when it could not run.
 
 use super::{
     admission::{Admission, Rules},
+    context::RequestContext,
     log_budget::LogBudget,
+    observe::{MethodMetrics, Outcome, ServerMetrics},
     respond::Responder,
-    service::{RequestContext, Service},
+    service::Service,
 };
 use crate::{
-    protocol::fault::{Fault, FaultKind},
-    transport::{properties::IncomingProperties, server::Incoming},
+    protocol::{
+        fault::{Fault, FaultKind},
+        headers::{self, HeaderValue, TraceParent},
+    },
+    trace::{self, SpanId, TraceId},
+    transport::{
+        properties::IncomingProperties,
+        server::{Incoming, RequestTag},
+    },
 };
 use futures_util::FutureExt;
+use metrics::Gauge;
 use std::{
     any::Any,
     fmt,
@@ -23,30 +35,41 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
+    time::{Instant, SystemTime},
 };
-use tracing::{error, warn};
+use tracing::{Instrument, debug, error, field, warn};
+
+/// Looks at a request before its method runs, and may refuse it with a
+/// fault (see [`ServerBuilder::interceptor`](crate::ServerBuilder::interceptor)).
+pub(crate) type Interceptor = Arc<dyn Fn(&mut RequestContext) -> Result<(), Fault> + Send + Sync>;
 
 /// What every handler of a server shares.
 pub(crate) struct Handling<S> {
     pub(crate) service: S,
+    pub(crate) queue: String,
     pub(crate) rules: Rules,
+    pub(crate) interceptors: Vec<Interceptor>,
+    pub(crate) metrics: ServerMetrics,
     /// The budget of the warnings of refused requests and faults.
     pub(crate) faults: LogBudget,
 }
 
-/// Counts a request as in flight for as long as it lives.
-pub(crate) struct InFlight(Arc<AtomicUsize>);
+/// Counts a request as in flight for as long as it lives (in the server's
+/// count and its gauge), however its handler ends.
+pub(crate) struct InFlight(Arc<AtomicUsize>, Gauge);
 
 impl InFlight {
-    pub(crate) fn enter(counter: &Arc<AtomicUsize>) -> Self {
+    pub(crate) fn enter(counter: &Arc<AtomicUsize>, gauge: &Gauge) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter.clone())
+        gauge.increment(1.0);
+        Self(counter.clone(), gauge.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.decrement(1.0);
     }
 }
 
@@ -70,60 +93,181 @@ pub(crate) fn handle<S: Service>(
     } = request;
     async move {
         let _in_flight = in_flight;
-        let outcome = run(&handling, &properties, &body, redelivered).await;
-        if let Some(outcome) = outcome {
-            responder.respond(delivery, &properties, outcome).await;
-        } else {
-            responder.refuse(delivery).await;
+        let method = handling.metrics.method(properties.view().method);
+        if redelivered {
+            method.redelivered();
+        }
+        let span = request_span::<S>(&handling.queue, &properties);
+        let request = Request {
+            properties,
+            body,
+            redelivered,
+            delivery,
+            method,
+        };
+        let started = Instant::now();
+        let outcome = handle_request(&handling, &responder, request, &span)
+            .instrument(span.clone())
+            .await;
+        method.ended(outcome);
+        if !span.is_disabled() {
+            span.record("outcome", outcome.as_str());
+            span.record("duration_ms", started.elapsed().as_secs_f64() * 1e3);
         }
     }
 }
 
-/// Checks a request and runs its method: its outcome, or `None` if it is
-/// refused without a reply.
-async fn run<S: Service>(
-    handling: &Handling<S>,
-    properties: &Arc<IncomingProperties>,
-    body: &[u8],
+/// A request on its way through its handler.
+struct Request<'a> {
+    properties: Arc<IncomingProperties>,
+    body: Vec<u8>,
     redelivered: bool,
-) -> Option<Result<Vec<u8>, Fault>> {
-    let outcome = match handling.rules.admit(properties.view(), body.len()) {
+    delivery: RequestTag,
+    method: &'a MethodMetrics,
+}
+
+/// The span of a request: a child of the caller's span, in its trace.
+fn request_span<S: Service>(queue: &str, properties: &IncomingProperties) -> tracing::Span {
+    let request = properties.view();
+    tracing::info_span!(
+        target: "rpc_runtime::server",
+        "rpc.request",
+        otel.kind = "server",
+        service = S::NAME,
+        method = request.method.unwrap_or_default(),
+        queue,
+        correlation_id = request.correlation_id,
+        user_id = request.user_id,
+        trace_id = field::Empty,
+        span_id = field::Empty,
+        parent_id = field::Empty,
+        outcome = field::Empty,
+        duration_ms = field::Empty,
+    )
+}
+
+async fn handle_request<S: Service>(
+    handling: &Handling<S>,
+    responder: &Responder,
+    request: Request<'_>,
+    span: &tracing::Span,
+) -> Outcome {
+    let Request {
+        properties,
+        body,
+        redelivered,
+        delivery,
+        method,
+    } = request;
+    let method_name = match handling.rules.admit(properties.view(), body.len()) {
         Admission::Refuse { reply_to } => {
             handling.log_refused(
-                properties,
+                &properties,
                 &format_args!(
                     "its reply_to `{reply_to}` is not an allowed reply address (see \
                      ReplyToPolicy); rejected without a reply"
                 ),
             );
-            return None;
+            responder.reject_without_reply(delivery).await;
+            return Outcome::Refused;
         }
-        Admission::Fault(fault) => Err(fault),
-        Admission::Run { method } => {
-            let context = RequestContext {
-                properties: properties.clone(),
-                redelivered,
-            };
-            let run = context.scope(handling.service.dispatch(method, body));
-            AssertUnwindSafe(run)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| {
-                    let (fault, message) = panicked(method, panic);
-                    handling.log_panic(properties, &message);
-                    Err(fault)
-                })
+        Admission::Fault(fault) => {
+            return handling
+                .fault(responder, delivery, &properties, fault)
+                .await;
         }
+        Admission::Run { method } => method,
     };
-    if let Err(fault) = &outcome
-        && fault.kind() != &FaultKind::HandlerPanicked
-    {
-        handling.log_refused(properties, &fault.for_log());
+    let (traceparent, tracestate) = trace_headers(&properties);
+    let ids = trace::incoming(span, traceparent.as_ref(), tracestate);
+    if !span.is_disabled() {
+        span.record("trace_id", field::display(TraceId(ids.trace_id)));
+        span.record("span_id", field::display(SpanId(ids.span_id)));
+        if let Some(parent) = &traceparent {
+            span.record("parent_id", field::display(SpanId(parent.span_id)));
+        }
     }
-    Some(outcome)
+    let mut context = RequestContext::new(properties.clone(), redelivered, ids, span.clone());
+    if let Some(deadline) = context.deadline()
+        && SystemTime::now() >= deadline
+    {
+        // The caller has given up: nothing to run, nothing to tell it.
+        debug!("skipping a request whose caller's deadline has passed");
+        responder.reject_without_reply(delivery).await;
+        return Outcome::Skipped;
+    }
+    for interceptor in &handling.interceptors {
+        if let Err(fault) = interceptor(&mut context) {
+            return handling
+                .fault(responder, delivery, &properties, fault)
+                .await;
+        }
+    }
+    let started = Instant::now();
+    let run = context.scope(handling.service.dispatch(method_name, &body));
+    let result = AssertUnwindSafe(run)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let (fault, message) = panicked(method_name, panic);
+            handling.log_panic(&properties, &message);
+            Err(fault)
+        });
+    method.ran_for(started.elapsed());
+    match result {
+        Ok(reply) => {
+            let outcome = if reply.is_error {
+                Outcome::Error
+            } else {
+                Outcome::Ok
+            };
+            responder
+                .respond(delivery, &properties, Ok(reply.bytes))
+                .await;
+            outcome
+        }
+        Err(fault) => {
+            if fault.kind() == &FaultKind::HandlerPanicked {
+                handling.metrics.fault(fault.kind());
+                responder.respond(delivery, &properties, Err(fault)).await;
+                Outcome::Fault
+            } else {
+                handling
+                    .fault(responder, delivery, &properties, fault)
+                    .await
+            }
+        }
+    }
+}
+
+/// The request's `traceparent` (if any, and valid) and `tracestate`.
+fn trace_headers(properties: &IncomingProperties) -> (Option<TraceParent>, Option<&str>) {
+    let text = |name| match properties.header(name) {
+        Some(HeaderValue::Text(value)) => Some(value),
+        _ => None,
+    };
+    (
+        text(headers::TRACEPARENT).and_then(TraceParent::parse),
+        text(headers::TRACESTATE),
+    )
 }
 
 impl<S: Service> Handling<S> {
+    /// Answers a request that could not run with its fault, logs and counts
+    /// it.
+    async fn fault(
+        &self,
+        responder: &Responder,
+        delivery: RequestTag,
+        properties: &IncomingProperties,
+        fault: Fault,
+    ) -> Outcome {
+        self.log_refused(properties, &fault.for_log());
+        self.metrics.fault(fault.kind());
+        responder.respond(delivery, properties, Err(fault)).await;
+        Outcome::Fault
+    }
+
     /// Logs, once, at WARN and within the server's budget (see
     /// [`log_budget`](super::log_budget)), a request that was refused or got
     /// a fault: with its method, correlation id and reason, never its body.

@@ -8,9 +8,11 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`consume`] | the sessions: a handler task per request, and how a session ends (lost, or shut down gracefully) |
-//! | [`handle`] | one request: checked, run, answered, logged |
+//! | [`handle`] | one request: checked, skipped past its deadline, intercepted, run, answered, logged |
+//! | [`context`] | the [`RequestContext`](crate::RequestContext) a method runs in |
+//! | [`observe`] | its span and metrics |
 //! | [`admission`] | what a request must look like to run |
-//! | [`service`] | the dispatcher `#[rpc_service]` generates ([`Service`](crate::Service)), and the [`RequestContext`](crate::RequestContext) a method runs in |
+//! | [`service`] | the dispatcher `#[rpc_service]` generates ([`Service`](crate::Service)) |
 //! | [`respond`] | the one writer on the channel: the reply, then the acknowledgement |
 //! | [`ack_policy`] | what each outcome means for the request, and acknowledgements in batches |
 //! | [`log_budget`] | logs that input cannot flood |
@@ -19,8 +21,10 @@
 pub(crate) mod ack_policy;
 pub(crate) mod admission;
 pub(crate) mod consume;
+pub(crate) mod context;
 pub(crate) mod handle;
 pub(crate) mod log_budget;
+pub(crate) mod observe;
 pub(crate) mod respond;
 pub(crate) mod service;
 pub(crate) mod signal;
@@ -28,13 +32,16 @@ pub(crate) mod signal;
 use self::{
     admission::Rules,
     consume::{ServerSessions, Session},
-    handle::Handling,
+    context::RequestContext,
+    handle::{Handling, Interceptor},
     log_budget::LogBudget,
+    observe::ServerMetrics,
     service::Service,
 };
 use crate::{
     connection::Connection,
     error::ServeError,
+    protocol::fault::Fault,
     protocol::{DEFAULT_MAX_REQUEST_SIZE, MAX_QUEUE_NAME, reply_address::ReplyToPolicy},
 };
 use std::{
@@ -105,13 +112,27 @@ impl Server {
 }
 
 /// Configures how a service is served.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerBuilder {
     queue: Option<String>,
     prefetch: u16,
     queue_type: QueueType,
     shutdown_grace: Duration,
     rules: Rules,
+    interceptors: Vec<Interceptor>,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("queue", &self.queue)
+            .field("prefetch", &self.prefetch)
+            .field("queue_type", &self.queue_type)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("rules", &self.rules)
+            .field("interceptors", &self.interceptors.len())
+            .finish()
+    }
 }
 
 impl Default for ServerBuilder {
@@ -125,6 +146,7 @@ impl Default for ServerBuilder {
                 reply_to: ReplyToPolicy::default(),
                 max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             },
+            interceptors: Vec::new(),
         }
     }
 }
@@ -173,6 +195,52 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds an interceptor: it sees each request's [`RequestContext`] (its
+    /// method, metadata, caller identity, deadline) before the method runs,
+    /// may attach extensions for the handler
+    /// ([`RequestContext::insert_extension`]), and may refuse the request
+    /// with a fault, which the caller receives (for example
+    /// [`FaultKind::Unauthenticated`](crate::FaultKind::Unauthenticated) or
+    /// [`FaultKind::PermissionDenied`](crate::FaultKind::PermissionDenied)).
+    /// Interceptors run in the order they were added; the first fault ends
+    /// the request.
+    ///
+    /// ```no_run
+    /// # use rpc_runtime::rpc_service;
+    /// # #[rpc_service]
+    /// # pub trait Echo { async fn echo(&self, text: String) -> String; }
+    /// # struct Parrot;
+    /// # impl Echo for Parrot { async fn echo(&self, text: String) -> String { text } }
+    /// # async fn demo(connection: rpc_runtime::Connection) -> Result<(), rpc_runtime::ServeError> {
+    /// use rpc_runtime::{Fault, FaultKind, Server};
+    ///
+    /// /// Who called, as the handler reads it with `RequestContext::extension`.
+    /// struct Caller(String);
+    ///
+    /// let server = Server::builder()
+    ///     .interceptor(|request| {
+    ///         let token = request.header("authorization").ok_or_else(|| {
+    ///             Fault::new(FaultKind::Unauthenticated, "no `authorization` header".into())
+    ///         })?;
+    ///         if token != "Bearer let-me-in" {
+    ///             return Err(Fault::new(FaultKind::PermissionDenied, "bad token".into()));
+    ///         }
+    ///         let caller = request.user_id().unwrap_or("anonymous").to_owned();
+    ///         request.insert_extension(Caller(caller));
+    ///         Ok(())
+    ///     })
+    ///     .serve(&connection, EchoServer::new(Parrot))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn interceptor(
+        mut self,
+        interceptor: impl Fn(&mut RequestContext) -> Result<(), Fault> + Send + Sync + 'static,
+    ) -> Self {
+        self.interceptors.push(Arc::new(interceptor));
+        self
+    }
+
     /// Declares the request queue, starts consuming it, and returns a handle
     /// to the running server. Fails if the broker refuses the queue (for
     /// example, it exists with other settings).
@@ -205,7 +273,10 @@ impl ServerBuilder {
         let sessions = ServerSessions {
             handling: Arc::new(Handling {
                 service,
+                queue: config.queue.clone(),
                 rules: self.rules,
+                interceptors: self.interceptors,
+                metrics: ServerMetrics::register(S::NAME, S::METHODS),
                 faults: LogBudget::default(),
             }),
             connection: connection.clone(),

@@ -77,9 +77,11 @@ impl Responder {
             .await;
     }
 
-    /// Refuses a request without a reply (its `reply_to` is not one the
-    /// server publishes to): rejected, not requeued.
-    pub(crate) async fn refuse(&self, tag: RequestTag) {
+    /// Rejects a request without a reply, not requeued: its `reply_to` is
+    /// not one the server publishes to, or its caller's deadline has passed
+    /// (a dead-letter exchange, if the queue has one, gets it, as it gets
+    /// the requests that expire in the queue).
+    pub(crate) async fn reject_without_reply(&self, tag: RequestTag) {
         self.acknowledgements
             .settle(tag, Disposition::Reject, &self.channel)
             .await;

@@ -2,7 +2,11 @@
 
 use super::AmqpError;
 use futures_util::StreamExt;
-use lapin::{ConnectionProperties, Event, tcp::OwnedTLSConfig, uri::AMQPUri};
+use lapin::{
+    ConnectionProperties, Event,
+    tcp::OwnedTLSConfig,
+    uri::{AMQPUri, SASLMechanism},
+};
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -120,6 +124,18 @@ impl Dialer {
     /// The URL dialled, with its password redacted.
     pub(crate) fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The user the broker authenticates the connection as, when the URL
+    /// says (PLAIN and AMQPLAIN: its user name, `guest` if none); `None`
+    /// when the broker decides (EXTERNAL: from the client certificate).
+    pub(crate) fn user(&self) -> Option<&str> {
+        match self.uri.query.auth_mechanism.unwrap_or_default() {
+            SASLMechanism::External | SASLMechanism::Anonymous => None,
+            SASLMechanism::Plain | SASLMechanism::AMQPlain | SASLMechanism::RabbitCrDemo => {
+                Some(self.uri.authority.userinfo.username.as_str())
+            }
+        }
     }
 
     /// Opens connection number `generation`.

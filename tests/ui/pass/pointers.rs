@@ -56,7 +56,7 @@ async fn call<S: Service, V: DeserializeOwned>(
 ) -> BTreeMap<String, V> {
     let body = rmp_serde::to_vec(args).expect("arguments");
     let reply = server.dispatch(method, &body).await.expect("no fault");
-    rmp_serde::from_slice(&reply).expect("a reply map")
+    rmp_serde::from_slice(reply.as_bytes()).expect("a reply map")
 }
 
 fn reply<V>(key: &str, value: V) -> BTreeMap<String, V> {
