@@ -19,9 +19,9 @@
 
 use crate::{
     broker::{TestQueue, connect},
-    lab::{LabClient, LabControl, lab_client, serve_lab},
+    lab::{LabClient, LabControl, LabImpl, LabServer, lab_client, serve_lab},
 };
-use rpc_runtime::{Client, ClientBuilder, Connection, ServerHandle};
+use rpc_runtime::{Client, ClientBuilder, Connection, ServerBuilder, ServerHandle};
 
 /// A `Lab` server named `s1` (see [`LabFixtureBuilder::server_name`]) with a
 /// prefetch of 8 (see [`LabFixtureBuilder::prefetch`]), serving a
@@ -61,6 +61,7 @@ impl LabFixture {
             prefetch: 8,
             connection: None,
             client: None,
+            server: None,
         }
     }
 
@@ -79,6 +80,7 @@ pub struct LabFixtureBuilder {
     prefetch: u16,
     connection: Option<Connection>,
     client: Option<ClientBuilder>,
+    server: Option<ServerBuilder>,
 }
 
 impl LabFixtureBuilder {
@@ -107,6 +109,13 @@ impl LabFixtureBuilder {
         self
     }
 
+    /// Serves with `server` (its queue and prefetch set by the fixture)
+    /// instead of the default builder: for interceptors, say.
+    pub fn server(mut self, server: ServerBuilder) -> Self {
+        self.server = Some(server);
+        self
+    }
+
     /// Sets the fixture up: when this returns, the server consumes the
     /// queue.
     pub async fn start(self) -> LabFixture {
@@ -116,14 +125,30 @@ impl LabFixtureBuilder {
             None => connect(&self.name).await,
         };
         let control = LabControl::default();
-        let server = serve_lab(
-            &connection,
-            &queue,
-            &self.server_name,
-            &control,
-            self.prefetch,
-        )
-        .await;
+        let server = match self.server {
+            None => {
+                serve_lab(
+                    &connection,
+                    &queue,
+                    &self.server_name,
+                    &control,
+                    self.prefetch,
+                )
+                .await
+            }
+            Some(builder) => builder
+                .queue(&queue.name)
+                .prefetch(self.prefetch)
+                .serve(
+                    &connection,
+                    LabServer::new(LabImpl {
+                        name: self.server_name.clone(),
+                        control: control.clone(),
+                    }),
+                )
+                .await
+                .expect("serve"),
+        };
         let (client, lab) = match self.client {
             Some(builder) => {
                 let client = builder.build(&connection).await.expect("client");

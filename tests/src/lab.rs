@@ -63,7 +63,29 @@ pub trait Lab {
     async fn whoami(&self) -> String;
     /// Sleeps `millis`, then returns it.
     async fn nap(&self, millis: u64) -> u64;
+    /// What the handler knows of its request (see [`ContextReport`]).
+    async fn context(&self) -> ContextReport;
 }
+
+/// What a handler saw of its request's context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextReport {
+    pub method: String,
+    pub correlation_id: Option<String>,
+    pub user_id: Option<String>,
+    pub trace_id: String,
+    pub span_id: String,
+    /// Milliseconds left to the caller's deadline, if it sent one.
+    pub time_left_ms: Option<u64>,
+    /// The call metadata, in name order.
+    pub metadata: Vec<(String, String)>,
+    /// What a server interceptor attached, if one did.
+    pub caller: Option<String>,
+}
+
+/// Attached by interceptors of tests, read back in [`ContextReport::caller`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller(pub String);
 
 /// How a test observes and steers its [`LabServer`]s.
 #[derive(Debug, Clone)]
@@ -194,6 +216,29 @@ impl Lab for LabImpl {
         self.control.handled.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(millis)).await;
         millis
+    }
+
+    async fn context(&self) -> ContextReport {
+        self.control.handled.fetch_add(1, Ordering::SeqCst);
+        let request = RequestContext::current().expect("a handler has its context");
+        let mut metadata: Vec<(String, String)> = request
+            .metadata()
+            .iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        metadata.sort();
+        ContextReport {
+            method: request.method().to_owned(),
+            correlation_id: request.correlation_id().map(str::to_owned),
+            user_id: request.user_id().map(str::to_owned),
+            trace_id: request.trace_id(),
+            span_id: request.span_id(),
+            time_left_ms: request
+                .time_left()
+                .map(|left| u64::try_from(left.as_millis()).unwrap_or(u64::MAX)),
+            metadata,
+            caller: request.extension::<Caller>().map(|caller| caller.0.clone()),
+        }
     }
 }
 

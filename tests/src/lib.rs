@@ -18,6 +18,7 @@
 //! - [`streams`]: calls that keep coming while a test breaks something
 //!   ([`CallStream`], [`Tally`]).
 //! - [`raw`]: raw AMQP, as a client in another language would use it.
+//! - [`python`]: the clients in Python, run against the tests' servers.
 //! - [`relay`]: a TCP relay that can cut or hold connections to the broker.
 //! - [`private_broker`]: a RabbitMQ node of a test's own, for destructive
 //!   tests.
@@ -36,6 +37,7 @@ pub mod lab;
 pub mod logs;
 pub mod private_broker;
 pub mod process;
+pub mod python;
 pub mod rabbitmqctl;
 pub mod raw;
 pub mod relay;
@@ -45,7 +47,8 @@ pub use broker::{TestQueue, amqp_url, connect, connection_builder, local_listene
 pub use fixture::{LabFixture, LabFixtureBuilder};
 pub use guards::{PATIENCE, within};
 pub use lab::{
-    Lab, LabClient, LabControl, LabError, LabImpl, LabServer, Point, Shape, lab_client, serve_lab,
+    Caller, ContextReport, Lab, LabClient, LabControl, LabError, LabImpl, LabServer, Point, Shape,
+    lab_client, serve_lab,
 };
 pub use logs::Captured;
 pub use process::LabServerProcess;

@@ -200,6 +200,24 @@ impl PrivateBroker {
         }
     }
 
+    /// `amqp://USER:PASSWORD@127.0.0.1:PORT/%2f`, for a user of this node.
+    pub fn url_for(&self, user: &str, password: &str) -> String {
+        format!("amqp://{user}:{password}@127.0.0.1:{}/%2f", self.amqp_port)
+    }
+
+    /// Adds a user with every permission on `/` and the given tags.
+    pub async fn add_user(&self, user: &str, password: &str, tags: &[&str]) {
+        self.ctl(&["add_user", user, password])
+            .await
+            .expect("add_user");
+        self.ctl(&["set_permissions", "-p", "/", user, ".*", ".*", ".*"])
+            .await
+            .expect("set_permissions");
+        let mut args = vec!["set_user_tags", user];
+        args.extend_from_slice(tags);
+        self.ctl(&args).await.expect("set_user_tags");
+    }
+
     /// `amqp://guest:guest@127.0.0.1:PORT/%2f`.
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)

@@ -52,38 +52,13 @@ impl Raw {
     /// reply queues servers reply to by default (`rpc-reply.`), and consumes
     /// it.
     pub async fn reply_queue(&self) -> lapin::Result<(String, Consumer)> {
-        let name = self.counting_reply_queue().await?;
-        let consumer = self
-            .channel
-            .basic_consume(
-                name.as_str().into(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        Ok((name, consumer))
+        reply_queue_on(&self.channel).await
     }
 
     /// Declares an exclusive reply queue that nobody consumes, so that the
     /// replies it receives can be counted.
     pub async fn counting_reply_queue(&self) -> lapin::Result<String> {
-        let name = format!("rpc-reply.raw.{}", uuid::Uuid::new_v4().simple());
-        self.channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        Ok(name)
+        declare_reply_queue(&self.channel).await
     }
 
     /// How many messages wait in `queue` (ready, not unacknowledged).
@@ -152,4 +127,38 @@ pub async fn delete_queue(queue: &str) -> lapin::Result<()> {
         .await?;
     let _ = raw.connection.close(200, "done".into()).await;
     Ok(())
+}
+
+/// [`Raw::reply_queue`] on any channel (of a connection to another broker,
+/// say).
+pub async fn reply_queue_on(channel: &Channel) -> lapin::Result<(String, Consumer)> {
+    let name = declare_reply_queue(channel).await?;
+    let consumer = channel
+        .basic_consume(
+            name.as_str().into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((name, consumer))
+}
+
+async fn declare_reply_queue(channel: &Channel) -> lapin::Result<String> {
+    let name = format!("rpc-reply.raw.{}", uuid::Uuid::new_v4().simple());
+    channel
+        .queue_declare(
+            name.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(name)
 }

@@ -1,41 +1,22 @@
 //! Clients in another language against the Rust server: one written from
 //! `docs/PROTOCOL.md` alone (`tests/python/fib_client.py`, with pika and
-//! msgpack), and the RabbitMQ tutorial's client with its server-named reply
-//! queue (`tests/python/tutorial_client.py`).
+//! msgpack), the RabbitMQ tutorial's client with its server-named reply
+//! queue (`tests/python/tutorial_client.py`), and one that sends trace
+//! context, a deadline, metadata and its identity
+//! (`tests/python/context_client.py`).
 //!
-//! The Python interpreter comes from `RPC_TEST_PYTHON` (set by
-//! `scripts/test.sh`, which prepares a virtualenv with pika and msgpack), or
-//! is `python3` if that one has both packages. Without either, the test says
-//! so and passes: it cannot run, but it must not block the suite on a machine
-//! without Python.
+//! Without a Python with pika and msgpack, the tests say so and pass (see
+//! `rpc_tests::python`).
 
 use rpc_examples::{FibonacciServer, IterativeFib};
 use rpc_runtime::Server;
-use rpc_tests::{PATIENCE, TestQueue, amqp_url, connect, within};
-use std::path::Path;
-
-fn python() -> Option<String> {
-    if let Ok(python) = std::env::var("RPC_TEST_PYTHON") {
-        return Some(python);
-    }
-    let usable = std::process::Command::new("python3")
-        .args(["-c", "import pika, msgpack"])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    usable.then(|| "python3".to_owned())
-}
+use rpc_tests::{LabFixture, TestQueue, connect, python};
 
 /// Runs `tests/python/SCRIPT QUEUE ARGS...` against a Fibonacci server on a
 /// queue of its own; returns its stdout lines, or `None` (the test is
 /// skipped) without a usable Python.
 async fn run_against_fib_server(script: &str, args: &[&str]) -> Option<Vec<String>> {
-    let Some(python) = python() else {
-        eprintln!(
-            "SKIPPED: no Python with pika and msgpack (run the suite with scripts/test.sh, or set \
-             RPC_TEST_PYTHON)"
-        );
-        return None;
-    };
+    python::python()?;
     let queue = TestQueue::new("python");
     let connection = connect("python").await;
     let server = Server::builder()
@@ -43,30 +24,11 @@ async fn run_against_fib_server(script: &str, args: &[&str]) -> Option<Vec<Strin
         .serve(&connection, FibonacciServer::new(IterativeFib))
         .await
         .expect("serve");
-
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(script);
-    let output = within(
-        PATIENCE,
-        "the Python client",
-        tokio::process::Command::new(&python)
-            .arg(&script)
-            .arg(&queue.name)
-            .args(args)
-            .env("AMQP_URL", amqp_url())
-            .output(),
-    )
-    .await
-    .expect("run the Python client");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the Python client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut all = vec![queue.name.as_str()];
+    all.extend_from_slice(args);
+    let lines = python::run(script, &all).await;
     server.shutdown().await;
-    Some(stdout.lines().map(str::to_owned).collect())
+    lines
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,4 +65,31 @@ async fn a_tutorial_client_with_a_server_named_reply_queue_gets_its_replies() {
             "fib(94) failed: err {'Overflow': {'n': 94}}",
         ]
     );
+}
+
+/// A client in another language sends trace context, its deadline, call
+/// metadata and its identity, as PROTOCOL.md §2 says; the handler sees each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_client_sends_trace_context_deadline_metadata_and_identity() {
+    if python::python().is_none() {
+        return;
+    }
+    let fixture = LabFixture::start("python-context").await;
+    let lines = python::run("context_client.py", &[fixture.queue.name.as_str()])
+        .await
+        .expect("a usable Python");
+    let sent_trace = lines[0]
+        .strip_prefix("sent trace_id=")
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the client's trace id");
+    assert_eq!(
+        lines[1..],
+        [
+            format!("seen trace_id={sent_trace}"),
+            "seen user_id=guest".to_owned(),
+            "seen tenant=py".to_owned(),
+            "seen time_left_ok=yes".to_owned(),
+        ]
+    );
+    fixture.shutdown().await;
 }

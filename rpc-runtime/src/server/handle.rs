@@ -18,7 +18,7 @@ use crate::{
         fault::{Fault, FaultKind},
         headers::{self, HeaderValue, TraceParent},
     },
-    trace::{self, SpanId, TraceId},
+    trace::{self, SpanId, TraceId, TraceIds},
     transport::{
         properties::IncomingProperties,
         server::{Incoming, RequestTag},
@@ -98,12 +98,16 @@ pub(crate) fn handle<S: Service>(
             method.redelivered();
         }
         let span = request_span::<S>(&handling.queue, &properties);
+        // Before the span is first entered: with OpenTelemetry, its parent
+        // can be set only until then.
+        let trace = continue_trace(&span, &properties);
         let request = Request {
             properties,
             body,
             redelivered,
             delivery,
             method,
+            trace,
         };
         let started = Instant::now();
         let outcome = handle_request(&handling, &responder, request, &span)
@@ -124,6 +128,7 @@ struct Request<'a> {
     redelivered: bool,
     delivery: RequestTag,
     method: &'a MethodMetrics,
+    trace: TraceIds,
 }
 
 /// The span of a request: a child of the caller's span, in its trace.
@@ -158,6 +163,7 @@ async fn handle_request<S: Service>(
         redelivered,
         delivery,
         method,
+        trace,
     } = request;
     let method_name = match handling.rules.admit(properties.view(), body.len()) {
         Admission::Refuse { reply_to } => {
@@ -178,16 +184,7 @@ async fn handle_request<S: Service>(
         }
         Admission::Run { method } => method,
     };
-    let (traceparent, tracestate) = trace_headers(&properties);
-    let ids = trace::incoming(span, traceparent.as_ref(), tracestate);
-    if !span.is_disabled() {
-        span.record("trace_id", field::display(TraceId(ids.trace_id)));
-        span.record("span_id", field::display(SpanId(ids.span_id)));
-        if let Some(parent) = &traceparent {
-            span.record("parent_id", field::display(SpanId(parent.span_id)));
-        }
-    }
-    let mut context = RequestContext::new(properties.clone(), redelivered, ids, span.clone());
+    let mut context = RequestContext::new(properties.clone(), redelivered, trace, span.clone());
     if let Some(deadline) = context.deadline()
         && SystemTime::now() >= deadline
     {
@@ -240,16 +237,23 @@ async fn handle_request<S: Service>(
     }
 }
 
-/// The request's `traceparent` (if any, and valid) and `tracestate`.
-fn trace_headers(properties: &IncomingProperties) -> (Option<TraceParent>, Option<&str>) {
+/// The request's place in its caller's trace (from its `traceparent` and
+/// `tracestate`, if any), recorded on its span.
+fn continue_trace(span: &tracing::Span, properties: &IncomingProperties) -> TraceIds {
     let text = |name| match properties.header(name) {
         Some(HeaderValue::Text(value)) => Some(value),
         _ => None,
     };
-    (
-        text(headers::TRACEPARENT).and_then(TraceParent::parse),
-        text(headers::TRACESTATE),
-    )
+    let traceparent = text(headers::TRACEPARENT).and_then(TraceParent::parse);
+    let ids = trace::incoming(span, traceparent.as_ref(), text(headers::TRACESTATE));
+    if !span.is_disabled() {
+        span.record("trace_id", field::display(TraceId(ids.trace_id)));
+        span.record("span_id", field::display(SpanId(ids.span_id)));
+        if let Some(parent) = &traceparent {
+            span.record("parent_id", field::display(SpanId(parent.span_id)));
+        }
+    }
+    ids
 }
 
 impl<S: Service> Handling<S> {

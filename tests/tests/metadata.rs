@@ -1,0 +1,197 @@
+//! Call metadata and interceptors: headers a caller attaches reach the
+//! handler; client interceptors add to every call or refuse one; server
+//! interceptors refuse a request with a fault the caller receives, or
+//! attach what the handler reads.
+
+use rpc_runtime::{Client, Fault, FaultKind, Metadata, RpcError, Server};
+use rpc_tests::{Caller, LabFixture, PATIENCE, within};
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+fn pairs(entries: &[(&str, &str)]) -> Vec<(String, String)> {
+    entries
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_client_and_interceptor_metadata_reach_the_handler() {
+    let mut defaults = Metadata::new();
+    defaults.insert("tenant", "acme").expect("a valid name");
+    defaults.insert("region", "eu").expect("a valid name");
+    let intercepted = Arc::new(AtomicUsize::new(0));
+    let seen = intercepted.clone();
+    let client = Client::builder()
+        .metadata(defaults)
+        .interceptor(move |call| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            assert_eq!((call.service(), call.method()), ("Lab", "context"));
+            call.metadata().insert("authorization", "Bearer t0ken")?;
+            Ok(())
+        });
+    let fixture = LabFixture::builder("metadata").client(client).start().await;
+
+    // The call's own header wins over the client's; the interceptor's is
+    // added to both.
+    let report = within(
+        PATIENCE,
+        "a call with metadata",
+        fixture
+            .lab
+            .context()
+            .header("region", "us")
+            .header("request-id", "r-1"),
+    )
+    .await
+    .expect("context");
+    assert_eq!(
+        report.metadata,
+        pairs(&[
+            ("authorization", "Bearer t0ken"),
+            ("region", "us"),
+            ("request-id", "r-1"),
+            ("tenant", "acme"),
+        ])
+    );
+    assert_eq!(intercepted.load(Ordering::SeqCst), 1);
+
+    // A reserved or invalid name fails the call before it is sent.
+    let handled = fixture.control.handled.load(Ordering::SeqCst);
+    for bad in ["rpc-deadline", "traceparent", "x-death", "with space", ""] {
+        let failed = fixture.lab.context().header(bad, "v").await;
+        assert!(
+            matches!(
+                failed,
+                Err(RpcError::InvalidHeader {
+                    method: "context",
+                    ..
+                })
+            ),
+            "{bad:?}: {failed:?}"
+        );
+    }
+    assert_eq!(fixture.control.handled.load(Ordering::SeqCst), handled);
+    fixture.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_interceptor_can_refuse_a_call() {
+    let client = Client::builder().interceptor(|call| {
+        if call.metadata().get("authorization").is_none() {
+            return Err("no credentials for this call".into());
+        }
+        Ok(())
+    });
+    let fixture = LabFixture::builder("client-refusal")
+        .client(client)
+        .start()
+        .await;
+    let refused = fixture.lab.context().await;
+    match refused {
+        Err(RpcError::Intercepted { method, message }) => {
+            assert_eq!(method, "context");
+            assert_eq!(message, "no credentials for this call");
+        }
+        other => panic!("expected Intercepted, got {other:?}"),
+    }
+    assert_eq!(
+        fixture.control.handled.load(Ordering::SeqCst),
+        0,
+        "not sent"
+    );
+    let report = fixture
+        .lab
+        .context()
+        .header("authorization", "yes")
+        .await
+        .expect("with credentials");
+    assert_eq!(report.metadata, pairs(&[("authorization", "yes")]));
+    assert_eq!(fixture.client.pending_calls(), 0);
+    fixture.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_interceptors_refuse_with_faults_and_attach_extensions() {
+    let server = Server::builder()
+        .interceptor(|request| match request.header("authorization") {
+            None => Err(Fault::new(
+                FaultKind::Unauthenticated,
+                "send an `authorization` header".into(),
+            )),
+            Some("Bearer good") => {
+                request.insert_extension(Caller("alice".into()));
+                Ok(())
+            }
+            Some(_) => Err(Fault::new(
+                FaultKind::PermissionDenied,
+                "this token may not call Lab".into(),
+            )),
+        })
+        // A second interceptor sees what the first attached.
+        .interceptor(|request| {
+            if request.method() == "context" && request.extension::<Caller>().is_none() {
+                return Err(Fault::new(FaultKind::Internal, "no caller".into()));
+            }
+            Ok(())
+        });
+    let fixture = LabFixture::builder("server-interceptors")
+        .server(server)
+        .start()
+        .await;
+
+    let unauthenticated = fixture.lab.context().await.expect_err("no header");
+    let fault = unauthenticated.fault().expect("a fault");
+    assert_eq!(fault.kind(), &FaultKind::Unauthenticated);
+    assert_eq!(fault.message(), "send an `authorization` header");
+
+    let denied = fixture
+        .lab
+        .context()
+        .header("authorization", "Bearer bad")
+        .await
+        .expect_err("a bad token");
+    assert_eq!(
+        denied.fault().map(Fault::kind),
+        Some(&FaultKind::PermissionDenied)
+    );
+    assert_eq!(
+        fixture.control.handled.load(Ordering::SeqCst),
+        0,
+        "never ran"
+    );
+
+    let report = fixture
+        .lab
+        .context()
+        .header("authorization", "Bearer good")
+        .await
+        .expect("a good token");
+    assert_eq!(report.caller.as_deref(), Some("alice"));
+    assert_eq!(fixture.control.handled.load(Ordering::SeqCst), 1);
+    fixture.shutdown().await;
+}
+
+#[test]
+fn metadata_refuses_reserved_and_invalid_names() {
+    let mut metadata = Metadata::new();
+    for name in [
+        "traceparent",
+        "TraceState",
+        "rpc-anything",
+        "X-Custom",
+        "",
+        "a b",
+    ] {
+        assert!(metadata.insert(name, "v").is_err(), "{name:?}");
+    }
+    metadata.insert("ok", "1").expect("valid");
+    metadata.insert("ok", "2").expect("valid");
+    assert_eq!(metadata.len(), 1);
+    assert_eq!(metadata.get("ok"), Some("2"));
+    // Values never show in Debug output: they may be credentials.
+    metadata.insert("authorization", "s3cret").expect("valid");
+    assert!(!format!("{metadata:?}").contains("s3cret"));
+}
