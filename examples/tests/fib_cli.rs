@@ -236,3 +236,71 @@ async fn fib_server_answers_then_stops_gracefully_on_sigterm() {
     assert_eq!(last.as_deref(), Some(" [x] Shut down"));
     assert_eq!(queue.consumers().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fib_server_serves_its_metrics_for_prometheus() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let queue = Queue::declare().await;
+    let addr = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        free.local_addr().expect("addr")
+    };
+    let mut server = tokio::process::Command::new(SERVER)
+        .args(["--queue", &queue.name, "--metrics", &addr.to_string()])
+        .env("AMQP_URL", amqp_url())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn fib_server");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    loop {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("fib_server started")
+            .expect("read")
+            .expect("a line");
+        if line.contains("Awaiting RPC requests") {
+            break;
+        }
+    }
+    let output = fib_client(&amqp_url(), &["--queue", &queue.name, "30", "94"]).await;
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "fib(94) is the service's own error"
+    );
+
+    let mut http = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the metrics endpoint");
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut response = String::new();
+    tokio::time::timeout(PATIENCE, http.read_to_string(&mut response))
+        .await
+        .expect("a response")
+        .expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let sample = |outcome: &str| {
+        response
+            .lines()
+            .find(|line| {
+                line.starts_with("rpc_server_requests_total{")
+                    && line.contains("service=\"Fibonacci\"")
+                    && line.contains("method=\"fib\"")
+                    && line.contains(&format!("outcome=\"{outcome}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse::<f64>().ok())
+    };
+    assert_eq!(sample("ok"), Some(1.0), "{response}");
+    assert_eq!(sample("error"), Some(1.0), "{response}");
+    assert!(
+        response.contains("rpc_server_handler_duration_seconds"),
+        "{response}"
+    );
+    let _ = server.start_kill();
+}

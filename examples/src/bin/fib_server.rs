@@ -5,14 +5,24 @@
 //! ```text
 //! AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run -p rpc-examples --bin fib_server
 //! cargo run -p rpc-examples --bin fib_server -- --queue fib_test
+//! cargo run -p rpc-examples --bin fib_server -- --metrics 127.0.0.1:9464
 //! ```
+//!
+//! Options: `--queue NAME` (default `rpc_queue`); `--metrics ADDR` serves
+//! the framework's metrics (`rpc_server_*`, see the README) for Prometheus
+//! at `http://ADDR/metrics`.
 //!
 //! The runtime has one worker per core unless `TOKIO_WORKER_THREADS` says
 //! otherwise; on a small machine that also runs the broker, `1` serves more
 //! calls per second (docs/BENCHMARKS.md, "Worker threads").
 
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusBuilder;
 use rpc_examples::{FibonacciServer, IterativeFib, amqp_url, log_filter};
 use rpc_runtime::{Connection, Server};
+use std::net::SocketAddr;
+
+const USAGE: &str = "usage: fib_server [--queue NAME] [--metrics ADDR]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -20,17 +30,32 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(log_filter("info"))
         .with_writer(std::io::stderr)
         .init();
+    let mut builder = Server::builder();
+    let mut metrics: Option<SocketAddr> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--queue", Some(queue)) => builder = builder.queue(queue),
+            ("--metrics", Some(addr)) => {
+                metrics = Some(addr.parse().with_context(|| format!("`{addr}`: {USAGE}"))?);
+            }
+            _ => anyhow::bail!(USAGE),
+        }
+    }
+    // Before anything is served: metrics handles are registered as servers
+    // and clients start.
+    if let Some(addr) = metrics {
+        PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("cannot serve metrics at {addr}"))?;
+        println!(" [x] Metrics at http://{addr}/metrics");
+    }
     // Errors name the broker with its password redacted.
     let connection = Connection::builder(amqp_url())
         .name("fib_server")
         .connect()
         .await?;
-    let mut builder = Server::builder();
-    match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
-        [] => {}
-        [flag, queue] if flag == "--queue" => builder = builder.queue(queue),
-        _ => anyhow::bail!("usage: fib_server [--queue NAME]"),
-    }
     let server = builder
         .serve(&connection, FibonacciServer::new(IterativeFib))
         .await?;
