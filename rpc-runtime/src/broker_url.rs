@@ -149,9 +149,52 @@ pub(crate) fn parse_error_message(message: &str, url: &str) -> String {
     }
 }
 
+/// A string of one URL, or several separated by commas, split: at each
+/// comma that a scheme (`amqp://`, `amqps://`) follows, so that a comma in
+/// a password (which need not be percent-encoded) does not split its URL.
+/// Each URL is then redacted on its own.
+pub(crate) fn split_urls(text: &str) -> Vec<String> {
+    let starts_url = |rest: &str| {
+        let rest = rest.trim_start().as_bytes();
+        [&b"amqp://"[..], b"amqps://"].iter().any(|scheme| {
+            rest.len() >= scheme.len() && rest[..scheme.len()].eq_ignore_ascii_case(scheme)
+        })
+    };
+    let mut urls = Vec::new();
+    let mut start = 0;
+    for (at, _) in text.match_indices(',') {
+        if starts_url(&text[at + 1..]) {
+            urls.push(&text[start..at]);
+            start = at + 1;
+        }
+    }
+    urls.push(&text[start..]);
+    urls.into_iter()
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{check_shape, parse_error_message, redact_url};
+    use super::{check_shape, parse_error_message, redact_url, split_urls};
+
+    #[test]
+    fn address_lists_split_where_a_url_starts() {
+        assert_eq!(split_urls("amqp://h1"), ["amqp://h1"]);
+        assert_eq!(
+            split_urls("amqp://u:p@h1:5672/%2f, amqps://u:p@h2/%2f ,AMQP://h3"),
+            ["amqp://u:p@h1:5672/%2f", "amqps://u:p@h2/%2f", "AMQP://h3"]
+        );
+        // A comma in a password is not a separator.
+        assert_eq!(
+            split_urls("amqp://u:a,b@h1/%2f,amqp://u:c,d@h2/%2f"),
+            ["amqp://u:a,b@h1/%2f", "amqp://u:c,d@h2/%2f"]
+        );
+        assert_eq!(split_urls(" , "), [","]);
+        assert!(split_urls("  ").is_empty());
+    }
 
     #[test]
     fn urls_whose_password_would_move_the_authority_are_refused() {

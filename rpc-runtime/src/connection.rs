@@ -9,15 +9,24 @@
 //! replaces it when it dies; clients and servers notice the loss on their
 //! own channel at once, fail or requeue what was in flight, and set their
 //! sessions up again on the next link (see [`session`](crate::session)).
+//!
+//! A connection may know several brokers (the nodes of a cluster): it
+//! connects to the first that answers, in the order given (or shuffled, if
+//! asked), and after a loss tries the others first, starting with the one
+//! after the node it lost.
 
 use crate::{
     backoff,
-    broker_url::{check_shape, parse_error_message, redact_url},
+    broker_url::{check_shape, parse_error_message, redact_url, split_urls},
     error::ConnectError,
     session::{self, Publisher, Watch},
     transport::link::{DialError, Dialer, Link},
 };
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -51,9 +60,21 @@ pub struct Connection {
 struct Inner {
     links: Watch<Link>,
     cancel: CancellationToken,
-    url: String,
-    /// The user the broker authenticates the connection as, if the URL says.
+    /// Every address, redacted, for `Debug`.
+    urls: Vec<String>,
+    /// The user the broker authenticates the connection as, if the URLs say.
     user: Option<Arc<str>>,
+    /// The broker last connected to, kept by the supervisor.
+    last: Arc<Mutex<Last>>,
+}
+
+/// The broker a connection last connected to.
+#[derive(Default, Clone)]
+struct Last {
+    /// Its URL, redacted: what [`Connection::url`] says while reconnecting.
+    url: String,
+    /// How many times the connection was made again.
+    reconnections: u64,
 }
 
 impl Drop for Inner {
@@ -62,7 +83,8 @@ impl Drop for Inner {
     }
 }
 
-/// Configures a [`Connection`]: connection name, reconnection delays, TLS.
+/// Configures a [`Connection`]: its brokers, connection name, reconnection
+/// delays, TLS.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), rpc_runtime::ConnectError> {
@@ -74,9 +96,27 @@ impl Drop for Inner {
 ///     .await?;
 /// # Ok(()) }
 /// ```
+///
+/// The nodes of a cluster, in the order to try them (or comma-separated in
+/// one string, as `AMQP_URL` may hold them):
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), rpc_runtime::ConnectError> {
+/// let connection = rpc_runtime::Connection::builder("amqp://app:pw@mq-1:5672/%2f")
+///     .address("amqp://app:pw@mq-2:5672/%2f")
+///     .address("amqp://app:pw@mq-3:5672/%2f")
+///     .connect()
+///     .await?;
+/// let same = rpc_runtime::Connection::connect(
+///     "amqp://app:pw@mq-1:5672/%2f,amqp://app:pw@mq-2:5672/%2f,amqp://app:pw@mq-3:5672/%2f",
+/// )
+/// .await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct ConnectionBuilder {
-    url: String,
+    urls: Vec<String>,
+    shuffle: bool,
     name: Option<String>,
     min_delay: Duration,
     max_delay: Duration,
@@ -86,8 +126,10 @@ pub struct ConnectionBuilder {
 
 impl fmt::Debug for ConnectionBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|url| redact_url(url)).collect();
         f.debug_struct("ConnectionBuilder")
-            .field("url", &redact_url(&self.url))
+            .field("urls", &urls)
+            .field("shuffle", &self.shuffle)
             .field("name", &self.name)
             .field("min_delay", &self.min_delay)
             .field("max_delay", &self.max_delay)
@@ -97,6 +139,21 @@ impl fmt::Debug for ConnectionBuilder {
 }
 
 impl ConnectionBuilder {
+    /// Adds another broker to connect to (another node of the cluster), or
+    /// several, comma-separated: tried after those given before, in order.
+    pub fn address(mut self, url: impl AsRef<str>) -> Self {
+        self.urls.extend(split_urls(url.as_ref()));
+        self
+    }
+
+    /// Whether to try the brokers in a random order rather than in the
+    /// order given (default: in order, so that the first is preferred):
+    /// shuffled, many clients with the same list spread over the nodes.
+    pub fn shuffle_addresses(mut self, shuffle: bool) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+
     /// Names the connection; RabbitMQ shows the name in its management UI and
     /// in `rabbitmqctl list_connections client_properties`.
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -137,36 +194,63 @@ impl ConnectionBuilder {
     ///
     /// Must be called within a Tokio runtime.
     pub async fn connect(self) -> Result<Connection, ConnectError> {
-        let redacted = redact_url(&self.url);
-        let invalid = |message: String| ConnectError::InvalidUrl {
-            url: redacted.clone(),
-            message: parse_error_message(&message, &self.url),
-        };
-        check_shape(&self.url).map_err(invalid)?;
-        let dialer = Dialer::new(
-            &self.url,
-            redacted.clone(),
-            self.name,
-            self.ca_certificates,
-            self.connect_timeout,
-        )
-        .map_err(invalid)?;
-        let user = dialer.user().map(Arc::from);
-        let first = dialer
-            .dial(1)
-            .await
-            .map_err(|error| dial_error(error, &redacted))?;
-        info!(url = %redacted, "connected to the broker");
+        let mut dialers = Vec::with_capacity(self.urls.len());
+        for url in &self.urls {
+            let redacted = redact_url(url);
+            let invalid = |message: String| ConnectError::InvalidUrl {
+                url: redacted.clone(),
+                message: parse_error_message(&message, url),
+            };
+            check_shape(url).map_err(invalid)?;
+            let dialer = Dialer::new(
+                url,
+                redacted.clone(),
+                self.name.clone(),
+                self.ca_certificates.clone(),
+                self.connect_timeout,
+            )
+            .map_err(invalid)?;
+            dialers.push(dialer);
+        }
+        if dialers.is_empty() {
+            return Err(ConnectError::InvalidUrl {
+                url: String::new(),
+                message: "no broker URL given".to_owned(),
+            });
+        }
+        if self.shuffle {
+            fastrand::shuffle(&mut dialers);
+        }
+        let brokers = Brokers { dialers };
+        let user = brokers.dialers[0].user().map(Arc::from);
+        let urls = brokers
+            .dialers
+            .iter()
+            .map(|dialer| dialer.url().to_owned())
+            .collect();
+        let (first, at) = brokers.dial_any(1, 0).await?;
+        info!(url = %first.url(), "connected to the broker");
         let (publisher, links) = session::watch(first.clone());
         let cancel = CancellationToken::new();
         let delays = (self.min_delay, self.max_delay);
-        tokio::spawn(supervise(dialer, first, delays, publisher, cancel.clone()));
+        let last = Arc::new(Mutex::new(Last {
+            url: first.url().to_owned(),
+            reconnections: 0,
+        }));
+        tokio::spawn(supervise(
+            brokers,
+            (first, at),
+            delays,
+            (publisher, last.clone()),
+            cancel.clone(),
+        ));
         Ok(Connection {
             inner: Arc::new(Inner {
                 links,
                 cancel,
-                url: redacted,
+                urls,
                 user,
+                last,
             }),
         })
     }
@@ -174,16 +258,20 @@ impl ConnectionBuilder {
 
 impl Connection {
     /// Connects to the broker at `url` (for example
-    /// `amqp://guest:guest@127.0.0.1:5672/%2f`) with the default settings.
-    /// See [`Connection::builder`] for the others.
-    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+    /// `amqp://guest:guest@127.0.0.1:5672/%2f`), or to the first that
+    /// answers of several, comma-separated, with the default settings. See
+    /// [`Connection::builder`] for the others.
+    pub async fn connect(url: impl AsRef<str>) -> Result<Self, ConnectError> {
         Self::builder(url).connect().await
     }
 
-    /// Starts configuring a connection to `url`.
-    pub fn builder(url: impl Into<String>) -> ConnectionBuilder {
+    /// Starts configuring a connection to `url`: a broker's AMQP URL, or
+    /// several, comma-separated (the nodes of a cluster, tried in order; see
+    /// [`ConnectionBuilder::address`]).
+    pub fn builder(url: impl AsRef<str>) -> ConnectionBuilder {
         ConnectionBuilder {
-            url: url.into(),
+            urls: split_urls(url.as_ref()),
+            shuffle: false,
             name: None,
             min_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
@@ -197,9 +285,36 @@ impl Connection {
         self.inner.links.is_up_and(Link::is_open)
     }
 
-    /// The broker's URL, with its password redacted: fit for logs.
-    pub fn url(&self) -> &str {
-        &self.inner.url
+    /// The URL of the broker connected to now (or, while reconnecting, of
+    /// the last one), with its password redacted: fit for logs.
+    pub fn url(&self) -> String {
+        match self.inner.links.current_newer_than(0) {
+            Some(link) => link.url().to_owned(),
+            None => self.last().url,
+        }
+    }
+
+    /// How many times the connection was lost and made again (to the same
+    /// broker or another): for health checks and tests.
+    ///
+    /// ```no_run
+    /// # async fn demo(connection: rpc_runtime::Connection) {
+    /// let before = connection.reconnections();
+    /// // ...
+    /// if connection.reconnections() > before {
+    ///     tracing::info!(url = %connection.url(), "reconnected meanwhile");
+    /// }
+    /// # }
+    /// ```
+    pub fn reconnections(&self) -> u64 {
+        self.last().reconnections
+    }
+
+    fn last(&self) -> Last {
+        match self.inner.last.lock() {
+            Ok(last) => last.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Closes the connection for good: clients and servers using it stop.
@@ -248,45 +363,80 @@ impl Connection {
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
-            .field("url", &self.inner.url)
+            .field("url", &self.url())
+            .field("addresses", &self.inner.urls.len())
             .field("connected", &self.is_connected())
             .finish()
     }
 }
 
-/// Keeps one live link: publishes it, waits for it to die, and replaces it,
-/// until cancelled.
+/// The brokers a connection may dial, in the order to try them.
+struct Brokers {
+    dialers: Vec<Dialer>,
+}
+
+impl Brokers {
+    /// Dials each broker once, from the one at `start` on, until one
+    /// answers; returns the link and which broker it is. With one broker,
+    /// its error; with several, every one's.
+    async fn dial_any(&self, generation: u64, start: usize) -> Result<(Link, usize), ConnectError> {
+        let count = self.dialers.len();
+        let mut errors = Vec::new();
+        for offset in 0..count {
+            let at = (start + offset) % count;
+            let dialer = &self.dialers[at];
+            match dialer.dial(generation).await {
+                Ok(link) => return Ok((link, at)),
+                Err(error) => {
+                    let error = dial_error(error, dialer.url());
+                    if count > 1 {
+                        debug!(%error, "this broker did not answer; trying the next");
+                    }
+                    errors.push(error);
+                }
+            }
+        }
+        Err(if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            ConnectError::NoBrokerAnswered { errors }
+        })
+    }
+}
+
+/// Keeps one live link: publishes it, waits for it to die, and replaces it
+/// (trying the other brokers first), until cancelled.
 async fn supervise(
-    dialer: Dialer,
-    mut link: Link,
+    brokers: Brokers,
+    (mut link, mut at): (Link, usize),
     (min_delay, max_delay): (Duration, Duration),
-    links: Publisher<Link>,
+    (links, last): (Publisher<Link>, Arc<Mutex<Last>>),
     cancel: CancellationToken,
 ) {
     loop {
         match link.until_lost(&cancel).await {
             None => break,
             Some(reason) => {
-                warn!(url = %dialer.url(), %reason, "connection to the broker lost; reconnecting");
+                warn!(url = %link.url(), %reason, "connection to the broker lost; reconnecting");
                 links.down();
             }
         }
         let mut attempt = 0u32;
-        link = loop {
+        (link, at) = loop {
             attempt += 1;
+            // The node after the one lost first: the lost one is likely down.
+            let start = at + 1;
             let dialed = tokio::select! {
                 () = cancel.cancelled() => {
                     links.closed();
                     return;
                 }
-                dialed = dialer.dial(link.generation() + 1) => {
-                    dialed.map_err(|error| dial_error(error, dialer.url()))
-                }
+                dialed = brokers.dial_any(link.generation() + 1, start) => dialed,
             };
             match dialed {
-                Ok(next) => {
-                    info!(url = %dialer.url(), attempt, "reconnected to the broker");
-                    break next;
+                Ok((next, next_at)) => {
+                    info!(url = %next.url(), attempt, "reconnected to the broker");
+                    break (next, next_at);
                 }
                 Err(error) => {
                     let delay = backoff::delay(min_delay, max_delay, attempt - 1);
@@ -304,6 +454,10 @@ async fn supervise(
                 }
             }
         };
+        if let Ok(mut last) = last.lock() {
+            link.url().clone_into(&mut last.url);
+            last.reconnections += 1;
+        }
         links.up(link.clone());
     }
     link.close().await;

@@ -1,7 +1,8 @@
 //! A TCP relay in front of the broker that can cut every connection through
 //! it at once (a connection loss that touches nothing else on the broker),
-//! or hold the traffic from its clients to the broker (a broker that stops
-//! reading, as under a resource alarm).
+//! hold the traffic from its clients to the broker (a broker that stops
+//! reading, as under a resource alarm), or hold it both ways (a broker
+//! frozen, or cut off by a network that drops packets).
 
 use crate::broker::amqp_url;
 use rpc_runtime::lapin::uri::AMQPUri;
@@ -25,6 +26,7 @@ pub struct Relay {
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
     acceptor: JoinHandle<()>,
     held: watch::Sender<bool>,
+    frozen: watch::Sender<bool>,
 }
 
 impl Relay {
@@ -37,17 +39,19 @@ impl Relay {
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accepted = links.clone();
         let (held, holding) = watch::channel(false);
+        let (frozen, freezing) = watch::channel(false);
         let acceptor = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let target = target.clone();
                 let holding = holding.clone();
+                let freezing = freezing.clone();
                 let link = tokio::spawn(async move {
                     if let Ok(broker) = TcpStream::connect(&target).await {
                         let (from_client, to_client) = client.into_split();
                         let (from_broker, to_broker) = broker.into_split();
                         tokio::select! {
-                            () = pump(from_client, to_broker, Some(holding)) => {}
-                            () = pump(from_broker, to_client, None) => {}
+                            () = pump(from_client, to_broker, vec![holding, freezing.clone()]) => {}
+                            () = pump(from_broker, to_client, vec![freezing]) => {}
                         }
                     }
                 });
@@ -60,7 +64,16 @@ impl Relay {
             links,
             acceptor,
             held,
+            frozen,
         }
+    }
+
+    /// Freezes (`true`) or thaws (`false`) every connection through the
+    /// relay: nothing passes either way, heartbeats included, as when the
+    /// broker's process is stopped (SIGSTOP); held bytes are forwarded on
+    /// thawing, in order.
+    pub fn freeze(&self, frozen: bool) {
+        self.frozen.send_replace(frozen);
     }
 
     /// Holds (`true`) or releases (`false`) what clients send to the broker;
@@ -103,12 +116,12 @@ impl Drop for Relay {
     }
 }
 
-/// Copies `from` into `to` until either ends, waiting while `holding` says
-/// so before forwarding each read.
+/// Copies `from` into `to` until either ends, waiting while any of `holds`
+/// says so before forwarding each read.
 async fn pump(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
-    mut holding: Option<watch::Receiver<bool>>,
+    mut holds: Vec<watch::Receiver<bool>>,
 ) {
     let mut buffer = vec![0; 16 * 1024];
     loop {
@@ -116,10 +129,10 @@ async fn pump(
             Ok(0) | Err(_) => return,
             Ok(read) => read,
         };
-        if let Some(holding) = holding.as_mut()
-            && holding.wait_for(|held| !held).await.is_err()
-        {
-            return;
+        for hold in &mut holds {
+            if hold.wait_for(|held| !held).await.is_err() {
+                return;
+            }
         }
         if to.write_all(&buffer[..read]).await.is_err() {
             return;
