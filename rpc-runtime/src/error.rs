@@ -38,6 +38,19 @@ pub enum RpcError {
         consumers: Option<u32>,
     },
 
+    /// The request queue exists, but the cluster node holding it is down or
+    /// unreachable (a classic queue lives on one node): the broker returned
+    /// the request, which was not delivered.
+    #[error(
+        "queue `{queue}` is on a node that is down or unreachable; the request was not \
+         delivered: retry once the node is back, or declare the queue as a quorum queue \
+         (`QueueType::Quorum`), which survives the loss of a node"
+    )]
+    QueueUnavailable {
+        /// The request queue.
+        queue: String,
+    },
+
     /// The request queue exists but no server consumes it, and the call
     /// required one (`require_server`); the request was not sent.
     #[error(
@@ -61,9 +74,18 @@ pub enum RpcError {
         queue: String,
     },
 
-    /// The broker refused the request (a negative publisher confirm, for
-    /// example a queue at its length limit with `overflow = reject-publish`).
-    #[error("the broker refused the request to `{method}` (publisher nack); it was not delivered")]
+    /// The broker refused the request (a negative publisher confirm), each
+    /// time it was sent until the call's timeout: for example a queue at its
+    /// length limit with `overflow = reject-publish`, or a quorum queue
+    /// without a majority of its nodes. (A refusal is not final at once: a
+    /// quorum queue electing a leader refuses requests for a moment, so a
+    /// refused request is sent again, on a new channel, with growing
+    /// delays.)
+    #[error(
+        "the broker refused the request to `{method}` (publisher nack) each time it was sent \
+         until the timeout; it was not delivered: check the queue's length limit \
+         (`overflow = reject-publish`) and, for a quorum queue, that most of its nodes are up"
+    )]
     Refused {
         /// The method called.
         method: &'static str,
@@ -294,6 +316,13 @@ pub enum ConnectError {
         /// What the broker reported.
         source: AmqpError,
     },
+    /// None of the brokers of the connection answered; each one's error, in
+    /// the order they were tried.
+    #[error("no broker answered: {}", list(errors))]
+    NoBrokerAnswered {
+        /// Each broker's error.
+        errors: Vec<ConnectError>,
+    },
     /// The connection was closed with [`Connection::close`](crate::Connection::close).
     #[error("the connection was closed")]
     Closed,
@@ -306,11 +335,21 @@ pub enum ServeError {
     /// The connection was closed.
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    /// The queue name is too long for AMQP (more than 255 bytes).
-    #[error("`{queue}` is not a valid queue name: AMQP queue names are at most 255 bytes")]
+    /// The queue name is too long for AMQP (more than 255 bytes), or names
+    /// the request queue as its own dead-letter queue.
+    #[error(
+        "`{queue}` is not a valid queue name here: AMQP queue names are at most 255 bytes, and \
+         a dead-letter queue is not the request queue"
+    )]
     InvalidQueueName {
         /// The queue name.
         queue: String,
+    },
+    /// The server's settings do not go together.
+    #[error("{message}")]
+    Config {
+        /// What to change.
+        message: String,
     },
     /// The broker refused to set up the request queue or its consumer, for
     /// example because a queue of that name exists with other settings.
@@ -324,4 +363,12 @@ pub enum ServeError {
         /// What the broker reported.
         source: AmqpError,
     },
+}
+
+fn list(errors: &[ConnectError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -187,6 +187,70 @@ async fn a_dropped_call_leaves_no_pending_call() {
     fixture.shutdown().await;
 }
 
+/// A queue that refuses every request: at its length limit (0) with
+/// `overflow = reject-publish`, so the broker nacks each publish.
+async fn refusing_queue(prefix: &str) -> TestQueue {
+    use rpc_runtime::lapin::{
+        options::QueueDeclareOptions,
+        types::{AMQPValue, FieldTable},
+    };
+    let queue = TestQueue::new(prefix);
+    let raw = rpc_tests::raw::Raw::open().await.expect("raw connection");
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongInt(0));
+    arguments.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    raw.channel
+        .queue_declare(
+            queue.name.as_str().into(),
+            QueueDeclareOptions::default(),
+            arguments,
+        )
+        .await
+        .expect("declare the refusing queue");
+    queue
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_broker_keeps_refusing_fails_with_refused_at_its_timeout() {
+    let queue = refusing_queue("refusing").await;
+    let connection = connect("refusing").await;
+    let timeout = Duration::from_millis(1500);
+    let client = Client::builder()
+        .timeout(timeout)
+        .build(&connection)
+        .await
+        .expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+
+    // Sent again (on new channels) while the timeout allows, then refused.
+    let result = within(PATIENCE, "a refused call", lab.echo("x".into())).await;
+    assert!(
+        matches!(result, Err(RpcError::Refused { method: "echo" })),
+        "{result:?}"
+    );
+    let one_way = within(
+        PATIENCE,
+        "a refused one-way call",
+        lab.record("y".into()).one_way(),
+    )
+    .await;
+    assert!(
+        matches!(one_way, Err(RpcError::Refused { method: "record" })),
+        "{one_way:?}"
+    );
+    assert_eq!(client.pending_calls(), 0);
+
+    // The client goes on: a call to a queue that takes requests is answered.
+    let fixture = LabFixture::start("after-refusals").await;
+    let other = LabClient::new(client.clone()).with_queue(&fixture.queue.name);
+    let answered = within(PATIENCE, "a call after refusals", other.add(1, 2)).await;
+    assert_eq!(answered.expect("answered"), 3);
+    fixture.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_way_calls_run_without_a_reply() {
     let fixture = LabFixture::start("one-way").await;

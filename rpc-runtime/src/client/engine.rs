@@ -5,7 +5,10 @@
 //! its request published on the client's current session; then it waits
 //! for the broker's verdict on the request and for the reply. Whenever the
 //! request could not be sent (the session ended first), it moves on to the
-//! next session, all within its timeout. A call that times out says whether
+//! next session; a request the broker returns while its queue exists, or
+//! refuses, is sent again after a delay that grows each time (a refused one
+//! on a new channel: see [`session`](super::session)); all within its
+//! timeout. A call that times out says whether
 //! any server was consuming its queue ([`presence`](super::presence)).
 
 use super::{
@@ -191,13 +194,12 @@ impl Engine {
         deadline: Deadline,
         returns: u32,
     ) -> AfterReturn {
-        if !matches!(
-            self.presence(session, queue, deadline.timeout).await,
-            Presence::Consumers(_)
-        ) {
-            return AfterReturn::NoQueue;
+        match self.presence(session, queue, deadline.timeout).await {
+            Presence::Consumers(_) => {}
+            Presence::NodeDown => return AfterReturn::NodeDown,
+            Presence::NoQueue | Presence::Unknown => return AfterReturn::NoQueue,
         }
-        let delay = backoff::delay(RETURNED_RETRY_MIN, RETURNED_RETRY_MAX, returns - 1);
+        let delay = backoff::delay(RESEND_MIN, RESEND_MAX, returns - 1);
         let again = Instant::now() + delay;
         if again >= deadline.at {
             tokio::time::sleep_until(deadline.at).await;
@@ -212,6 +214,21 @@ impl Engine {
         AfterReturn::SendAgain
     }
 
+    /// After the `refusals`th refusal of a request (a negative publisher
+    /// confirm): waits before it is sent again, the delay growing with each
+    /// refusal, and says whether to send it; not if it would be sent past
+    /// the deadline.
+    async fn after_refusal(&self, deadline: Deadline, refusals: u32) -> bool {
+        let delay = backoff::delay(RESEND_MIN, RESEND_MAX, refusals - 1);
+        let again = Instant::now() + delay;
+        if again >= deadline.at {
+            return false;
+        }
+        debug!(?delay, "the broker refused a request; sending it again");
+        tokio::time::sleep_until(again).await;
+        true
+    }
+
     /// For calls that require a server: fails unless one consumes `queue`.
     async fn check_server(
         &self,
@@ -224,6 +241,9 @@ impl Engine {
                 queue: queue.as_ref().to_owned(),
             }),
             Presence::NoQueue => Err(RpcError::NoSuchService {
+                queue: queue.as_ref().to_owned(),
+            }),
+            Presence::NodeDown => Err(RpcError::QueueUnavailable {
                 queue: queue.as_ref().to_owned(),
             }),
             // Unknown: the call goes ahead, and its error says what happened.
@@ -278,6 +298,9 @@ impl Engine {
             })),
             Err(Unanswered::TimedOut) => Err(Failed::TimedOut),
         };
+        // Requests the broker returned although their queue exists, and
+        // requests it refused.
+        let (mut returns, mut refusals) = (0u32, 0u32);
         let ended: Result<Vec<u8>, Failed> = 'call: {
             // The rare paths (waiting for a session, for a lost session's
             // publication, asking whether a server is there) are boxed:
@@ -296,8 +319,8 @@ impl Engine {
             {
                 break 'call Err(Failed::Rpc(error));
             }
-            // Requests the broker returned although their queue exists.
-            let mut returns = 0u32;
+            // Channels for calls opened because this call's could not send.
+            let mut reopened = 0u32;
             'sessions: loop {
                 // One attempt on `session`; leaving the block means the
                 // request was not sent, and the next session is tried.
@@ -316,7 +339,8 @@ impl Engine {
                     );
                     properties.user_id = self.config.user_id.clone();
                     properties.headers = headers.clone();
-                    let mut publication = session.requests.publish(Request {
+                    let requests = session.requests();
+                    let mut publication = requests.publish(Request {
                         queue: spec.queue.clone(),
                         body: spec.body.clone(),
                         properties,
@@ -347,8 +371,24 @@ impl Engine {
                     };
                     let outcome = match first {
                         First::Outcome(outcome) => outcome,
-                        First::Verdict(Verdict::NotSent) => break 'attempt,
+                        First::Verdict(Verdict::NotSent) => {
+                            // The channel is gone; unless the session is
+                            // too, a new channel sends it.
+                            if reopened < MAX_REOPENED && session.replace_requests(&requests).await
+                            {
+                                reopened += 1;
+                                continue 'sessions;
+                            }
+                            break 'attempt;
+                        }
                         First::Verdict(Verdict::Refused) => {
+                            // Perhaps the channel's doing, not the queue's
+                            // (see `client::session`): sent again on another.
+                            refusals += 1;
+                            session.replace_requests(&requests).await;
+                            if Box::pin(self.after_refusal(deadline, refusals)).await {
+                                continue 'sessions;
+                            }
                             break 'call Err(Failed::Rpc(RpcError::Refused { method }));
                         }
                         First::Verdict(Verdict::Taken | Verdict::Returned | Verdict::Lost) => {
@@ -362,6 +402,11 @@ impl Engine {
                         {
                             AfterReturn::SendAgain => continue 'sessions,
                             AfterReturn::NoQueue => {}
+                            AfterReturn::NodeDown => {
+                                break 'call Err(Failed::Rpc(RpcError::QueueUnavailable {
+                                    queue: spec.queue.as_ref().to_owned(),
+                                }));
+                            }
                             AfterReturn::TimedOut => break 'call Err(Failed::TimedOut),
                         }
                     }
@@ -376,8 +421,11 @@ impl Engine {
         match ended {
             Ok(reply) => Ok(reply),
             Err(Failed::Rpc(error)) => Err(error),
-            // Every way of timing out ends here, to say whether a server was
-            // consuming the queue.
+            // Refused until its deadline passed, perhaps while it was being
+            // sent once more: refused, as it was each time the broker said.
+            Err(Failed::TimedOut) if refusals > 0 => Err(RpcError::Refused { method }),
+            // Every other way of timing out ends here, to say whether a
+            // server was consuming the queue.
             Err(Failed::TimedOut) => {
                 Err(Box::pin(self.timed_out(&spec.queue, method, deadline)).await)
             }
@@ -395,6 +443,7 @@ impl Engine {
         let deadline = self.deadline_for(&spec)?;
         let headers = self.headers(&mut spec, deadline, span)?;
         let method = spec.site.method;
+        let mut tries = Tries::default();
         let ended = 'send: {
             let mut session = match self.next_session(0, deadline, method).await {
                 Ok(session) => session,
@@ -406,11 +455,12 @@ impl Engine {
             loop {
                 let sent = tokio::time::timeout_at(
                     deadline.at,
-                    self.send_on(&session, &spec, &headers, deadline),
+                    self.send_on(&session, &spec, &headers, deadline, &mut tries),
                 );
                 match sent.await {
-                    Ok(Some(result)) => return result,
-                    Ok(None) => {}
+                    Ok(Sent::Done(result)) => return result,
+                    Ok(Sent::Again) => continue,
+                    Ok(Sent::NextSession) => {}
                     Err(_) => break 'send Failed::TimedOut,
                 }
                 session = match self.next_session(session.id, deadline, method).await {
@@ -421,6 +471,7 @@ impl Engine {
         };
         Err(match ended {
             Failed::Rpc(error) => error,
+            Failed::TimedOut if tries.refusals > 0 => RpcError::Refused { method },
             Failed::TimedOut => self.timed_out(&spec.queue, method, deadline).await,
         })
     }
@@ -431,12 +482,13 @@ impl Engine {
         spec: &CallSpec,
         headers: &RequestHeaders,
         deadline: Deadline,
-    ) -> Option<Result<(), RpcError>> {
+        tries: &mut Tries,
+    ) -> Sent {
         let publisher = match session.one_way().await {
             Ok(publisher) => publisher,
             Err(error) => {
                 debug!(%error, "could not open the one-way channel");
-                return None;
+                return Sent::NextSession;
             }
         };
         // A one-way request has no caller waiting to expire with, unless the
@@ -454,14 +506,27 @@ impl Engine {
             properties,
         };
         let method = spec.site.method;
-        Some(match publisher.publish(request).await {
+        Sent::Done(match publisher.publish(request).await {
             Verdict::Taken => Ok(()),
             Verdict::Returned => Err(RpcError::NoSuchService {
                 queue: spec.queue.as_ref().to_owned(),
             }),
-            Verdict::Refused => Err(RpcError::Refused { method }),
+            Verdict::Refused => {
+                tries.refusals += 1;
+                session.replace_one_way(&publisher).await;
+                if self.after_refusal(deadline, tries.refusals).await {
+                    return Sent::Again;
+                }
+                Err(RpcError::Refused { method })
+            }
             Verdict::Lost => Err(RpcError::ConnectionLost { method }),
-            Verdict::NotSent => return None,
+            Verdict::NotSent => {
+                if tries.reopened < MAX_REOPENED && session.replace_one_way(&publisher).await {
+                    tries.reopened += 1;
+                    return Sent::Again;
+                }
+                return Sent::NextSession;
+            }
         })
     }
 }
@@ -488,19 +553,41 @@ enum First {
     Outcome(Outcome),
 }
 
+/// How a one-way request's attempt at sending ended.
+enum Sent {
+    /// For good: sent, or failed.
+    Done(Result<(), RpcError>),
+    /// Send it again on the same session.
+    Again,
+    /// Send it on the next session: this one is gone.
+    NextSession,
+}
+
+/// What a one-way request met so far.
+#[derive(Default)]
+struct Tries {
+    refusals: u32,
+    reopened: u32,
+}
+
 /// What becomes of a call whose request the broker returned.
 enum AfterReturn {
     /// Its queue exists: send it again.
     SendAgain,
     /// Its queue does not exist (or the broker could not say): no service.
     NoQueue,
+    /// Its queue's node is down.
+    NodeDown,
     /// Its deadline passed while waiting to send it again.
     TimedOut,
 }
 
 /// The first and longest delay before a returned request is sent again.
-const RETURNED_RETRY_MIN: Duration = Duration::from_millis(20);
-const RETURNED_RETRY_MAX: Duration = Duration::from_secs(1);
+const RESEND_MIN: Duration = Duration::from_millis(20);
+const RESEND_MAX: Duration = Duration::from_secs(1);
+/// How many new channels a call opens when its request could not be
+/// written (its channel was gone), before it waits for the next session.
+const MAX_REOPENED: u32 = 2;
 
 /// How a call failed, before a timeout is told apart by asking whether a
 /// server was there.

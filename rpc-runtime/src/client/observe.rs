@@ -134,7 +134,9 @@ impl Outcome {
     pub(crate) fn of(error: &RpcError) -> Self {
         match error {
             RpcError::Timeout { .. } => Outcome::Timeout,
-            RpcError::NoSuchService { .. } => Outcome::NoSuchService,
+            RpcError::NoSuchService { .. } | RpcError::QueueUnavailable { .. } => {
+                Outcome::NoSuchService
+            }
             RpcError::NoServer { .. } => Outcome::NoServer,
             RpcError::Refused { .. } => Outcome::Refused,
             RpcError::ConnectionLost { .. } => Outcome::ConnectionLost,

@@ -18,7 +18,10 @@
 //! ([`FRESH_WITH_SERVERS`], [`FRESH_WITHOUT`]), so that a burst of timeouts
 //! or of `require_server` calls asks once rather than once per call.
 
-use crate::transport::{link::Link, probe::ProbeChannel};
+use crate::transport::{
+    link::Link,
+    probe::{ProbeChannel, QueueState},
+};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
@@ -52,6 +55,8 @@ pub(crate) enum Presence {
     Consumers(u32),
     /// The queue does not exist.
     NoQueue,
+    /// The queue exists, but the node holding it is down.
+    NodeDown,
     /// The broker could not be asked (no connection, or it did not answer
     /// in time).
     Unknown,
@@ -63,7 +68,7 @@ impl Presence {
         match self {
             Presence::Consumers(count) => Some(count),
             Presence::NoQueue => Some(0),
-            Presence::Unknown => None,
+            Presence::NodeDown | Presence::Unknown => None,
         }
     }
 
@@ -128,8 +133,9 @@ impl Prober {
                 return presence;
             }
             let presence = match channel.consumers(link, queue).await {
-                Ok(Some(count)) => Presence::Consumers(count),
-                Ok(None) => Presence::NoQueue,
+                Ok(QueueState::Consumers(count)) => Presence::Consumers(count),
+                Ok(QueueState::Missing) => Presence::NoQueue,
+                Ok(QueueState::NodeDown) => Presence::NodeDown,
                 Err(error) => {
                     debug!(%error, queue = &**queue, "could not ask for a queue's consumers");
                     Presence::Unknown

@@ -1,10 +1,19 @@
-//! A client's session: one channel for calls with its reply consumer (and,
-//! once needed, one for one-way requests), and the task that hands each
-//! reply to the call waiting for it.
+//! A client's session: its reply consumer, the channel its calls publish
+//! on (and, once needed, one for one-way requests), and the task that hands
+//! each reply to the call waiting for it.
 //!
-//! When the session ends (its channel or connection lost) the calls in
-//! flight on it fail at once (`Pending::end_session`), and the next session
-//! is set up by [`session::keep`](crate::session::keep).
+//! When the session ends (its reply consumer's channel or connection lost)
+//! the calls in flight on it fail at once (`Pending::end_session`), and the
+//! next session is set up by [`session::keep`](crate::session::keep).
+//!
+//! A publishing channel is replaced, the session going on, when the broker
+//! refuses a request on it or the channel is gone ([`Session::replace_requests`],
+//! [`Session::replace_one_way`]): RabbitMQ 3.10 refuses every request a
+//! channel publishes to a quorum queue if its first one came while the queue
+//! was electing a leader (as when a client reconnects to another node right
+//! after losing its own), while a new channel's are taken. With direct
+//! reply-to requests must go out on the reply consumer's channel, which is
+//! never replaced: such a session keeps its channel until it ends.
 
 use super::{
     config::{Config, ReplyTo},
@@ -17,26 +26,33 @@ use crate::{
     session::{Ended, Generation, Publisher, Sessions},
     transport::{
         AmqpError,
-        client::{Replies, ReplyAddress, open_session},
+        client::{Replies, ReplyAddress, ReplyChannel, SessionChannels, open_session},
         link::Link,
         publish::{CallPublisher, OneWayPublisher, ReturnedTo},
     },
 };
-use std::sync::Arc;
+use std::{
+    future::Future,
+    sync::{Arc, Mutex, PoisonError},
+};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// One session: its channels and its reply address.
 pub(crate) struct Session {
     pub(crate) id: u64,
     /// The `reply_to` of its calls.
     pub(crate) reply_to: Arc<str>,
-    pub(crate) requests: CallPublisher,
+    /// Where calls publish; replaced if refused (unless `reply_channel` is
+    /// `None`: direct reply-to publishes on the reply consumer's channel).
+    requests: Replaceable<CallPublisher>,
+    /// The reply consumer's channel, when requests have another.
+    reply_channel: Option<ReplyChannel>,
     /// Opened on the first one-way call (see
     /// [`publish`](crate::transport::publish) for why one-way requests need a
     /// channel of their own).
-    one_way: OnceCell<OneWayPublisher>,
+    one_way: OnceCell<Replaceable<OneWayPublisher>>,
     /// Asks the broker whether servers consume a queue (see
     /// [`presence`](super::presence)).
     pub(crate) probe: Prober,
@@ -52,21 +68,109 @@ impl Generation for Arc<Session> {
 }
 
 impl Session {
+    /// The channel calls publish on now.
+    pub(crate) fn requests(&self) -> Arc<CallPublisher> {
+        self.requests.current()
+    }
+
+    /// Replaces `stale`, the channel for calls, with a new one, unless it
+    /// was replaced already; whether calls have a channel other than
+    /// `stale` now.
+    pub(crate) async fn replace_requests(&self, stale: &Arc<CallPublisher>) -> bool {
+        if self.reply_channel.is_none() {
+            return false;
+        }
+        let (link, confirms, returned) = (&self.link, self.confirms, self.returned.clone());
+        self.requests
+            .replace(stale, || CallPublisher::open(link, confirms, returned))
+            .await
+    }
+
     /// The channel for one-way requests, opened now if it is not yet.
-    pub(crate) async fn one_way(&self) -> Result<&OneWayPublisher, AmqpError> {
-        self.one_way
-            .get_or_try_init(|| {
-                OneWayPublisher::open(&self.link, self.confirms, self.returned.clone())
+    pub(crate) async fn one_way(&self) -> Result<Arc<OneWayPublisher>, AmqpError> {
+        let (link, confirms, returned) = (&self.link, self.confirms, self.returned.clone());
+        let one_way = self
+            .one_way
+            .get_or_try_init(|| async move {
+                Ok::<_, AmqpError>(Replaceable::new(
+                    OneWayPublisher::open(link, confirms, returned).await?,
+                ))
             })
+            .await?;
+        Ok(one_way.current())
+    }
+
+    /// Replaces `stale`, the channel for one-way requests, as
+    /// [`replace_requests`](Self::replace_requests) does.
+    pub(crate) async fn replace_one_way(&self, stale: &Arc<OneWayPublisher>) -> bool {
+        let Some(one_way) = self.one_way.get() else {
+            return false;
+        };
+        let (link, confirms, returned) = (&self.link, self.confirms, self.returned.clone());
+        one_way
+            .replace(stale, || OneWayPublisher::open(link, confirms, returned))
             .await
     }
 
     async fn close(&self) {
-        self.requests.close().await;
+        self.requests.current().close().await;
+        if let Some(replies) = &self.reply_channel {
+            replies.close().await;
+        }
         if let Some(one_way) = self.one_way.get() {
-            one_way.close().await;
+            one_way.current().close().await;
         }
         self.probe.close().await;
+    }
+}
+
+/// A publishing channel that may be replaced: its users take the current
+/// one, and the first to find it bad opens the next.
+struct Replaceable<P> {
+    current: Mutex<Arc<P>>,
+    /// Held while opening one, so that callers who found the same channel
+    /// bad open one between them.
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl<P> Replaceable<P> {
+    fn new(first: P) -> Self {
+        Self {
+            current: Mutex::new(Arc::new(first)),
+            opening: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn current(&self) -> Arc<P> {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces `stale` with one opened by `open`, unless another replaced
+    /// it first; whether the current one is another than `stale` now. The
+    /// stale channel closes once the last request on it is confirmed.
+    async fn replace<F, O>(&self, stale: &Arc<P>, open: O) -> bool
+    where
+        O: FnOnce() -> F,
+        F: Future<Output = Result<P, AmqpError>>,
+    {
+        let _opening = self.opening.lock().await;
+        if !Arc::ptr_eq(&self.current(), stale) {
+            return true;
+        }
+        match open().await {
+            Ok(next) => {
+                debug!("replaced a publishing channel");
+                *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+                true
+            }
+            Err(error) => {
+                debug!(%error, "could not open a publishing channel");
+                false
+            }
+        }
     }
 }
 
@@ -86,13 +190,18 @@ pub(crate) async fn open(
         let pending = pending.clone();
         Arc::new(move |correlation_id| pending.returned(correlation_id))
     };
-    let (requests, replies, reply_to) =
-        open_session(link, &address, config.publisher_confirms, returned.clone()).await?;
+    let SessionChannels {
+        requests,
+        replies,
+        reply_to,
+        reply_channel,
+    } = open_session(link, &address, config.publisher_confirms, returned.clone()).await?;
     pending.start_session(id);
     let session = Arc::new(Session {
         id,
         reply_to,
-        requests,
+        requests: Replaceable::new(requests),
+        reply_channel,
         one_way: OnceCell::new(),
         probe: Prober::default(),
         link: link.clone(),

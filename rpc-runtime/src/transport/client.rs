@@ -1,5 +1,6 @@
-//! A client session's channels: a channel for calls with its reply
-//! consumer, and the stream of replies.
+//! A client session's channels: its reply consumer's, the channel its
+//! requests are published on (the same one for direct reply-to, which
+//! requires it), and the stream of replies.
 
 use super::{
     AmqpError,
@@ -50,16 +51,42 @@ impl Replies {
     }
 }
 
-/// Opens a session's channel for calls (with publisher confirms if
-/// `confirms`) and its reply consumer at `address`; returns the publisher,
-/// the replies, and the `reply_to` its requests carry.
+/// A session's channels, as [`open_session`] sets them up.
+pub(crate) struct SessionChannels {
+    /// Where requests are published.
+    pub(crate) requests: CallPublisher,
+    /// The replies, as they come.
+    pub(crate) replies: Replies,
+    /// The `reply_to` requests carry.
+    pub(crate) reply_to: Arc<str>,
+    /// The reply consumer's channel, if requests have another: then
+    /// `requests` may be replaced with [`CallPublisher::open`] while the
+    /// replies keep coming here.
+    pub(crate) reply_channel: Option<ReplyChannel>,
+}
+
+/// The channel of a reply consumer that requests are not published on.
+pub(crate) struct ReplyChannel(lapin::Channel);
+
+impl ReplyChannel {
+    /// Closes the channel (and so the consumer, and its exclusive queue).
+    pub(crate) async fn close(&self) {
+        let _ = self.0.close(200, "session over".into()).await;
+    }
+}
+
+/// Opens a session's reply consumer at `address` and its channel for calls
+/// (with publisher confirms if `confirms`): one channel for both with
+/// direct reply-to, which requires it, two otherwise.
 pub(crate) async fn open_session(
     link: &Link,
     address: &ReplyAddress,
     confirms: bool,
     returned: ReturnedTo,
-) -> Result<(CallPublisher, Replies, Arc<str>), AmqpError> {
-    let channel = open_channel(link, confirms).await?;
+) -> Result<SessionChannels, AmqpError> {
+    let direct = matches!(address, ReplyAddress::DirectReplyTo);
+    // Confirms on the reply channel only if requests go out on it.
+    let channel = open_channel(link, confirms && direct).await?;
     let reply_to: ShortString = match address {
         ReplyAddress::DirectReplyTo => DIRECT_REPLY_TO.into(),
         ReplyAddress::ExclusiveQueue(name) => {
@@ -87,6 +114,17 @@ pub(crate) async fn open_session(
             FieldTable::default(),
         )
         .await?;
-    let publisher = CallPublisher::new(channel, confirms, returned);
-    Ok((publisher, Replies(consumer), Arc::from(reply_to.as_str())))
+    let (requests, reply_channel) = match address {
+        ReplyAddress::DirectReplyTo => (CallPublisher::new(channel, confirms, returned), None),
+        ReplyAddress::ExclusiveQueue(_) => (
+            CallPublisher::open(link, confirms, returned).await?,
+            Some(ReplyChannel(channel)),
+        ),
+    };
+    Ok(SessionChannels {
+        requests,
+        replies: Replies(consumer),
+        reply_to: Arc::from(reply_to.as_str()),
+        reply_channel,
+    })
 }

@@ -3,18 +3,30 @@
 use super::{AmqpError, link::Link};
 use lapin::{Channel, options::QueueDeclareOptions, types::FieldTable};
 
+/// What the broker says of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueState {
+    /// It exists, with this many consumers.
+    Consumers(u32),
+    /// It does not exist.
+    Missing,
+    /// It exists, but the node holding it is down (a classic queue in a
+    /// cluster).
+    NodeDown,
+}
+
 /// A channel to ask questions on. A passive declare of a queue that does
 /// not exist closes its channel: the next question opens another.
 #[derive(Default)]
 pub(crate) struct ProbeChannel(Option<Channel>);
 
 impl ProbeChannel {
-    /// How many consumers `queue` has; `Ok(None)` if it does not exist.
+    /// How many consumers `queue` has, or why it has none to tell.
     pub(crate) async fn consumers(
         &mut self,
         link: &Link,
         queue: &str,
-    ) -> Result<Option<u32>, AmqpError> {
+    ) -> Result<QueueState, AmqpError> {
         // Kept in place while asking (a clone is a handle): a question given
         // up half-way leaves the channel to the next one, not to a leak.
         let channel = match self.0.as_ref() {
@@ -29,12 +41,18 @@ impl ProbeChannel {
             .queue_declare(queue.into(), passive, FieldTable::default())
             .await
         {
-            Ok(declared) => Ok(Some(declared.consumer_count())),
+            Ok(declared) => Ok(QueueState::Consumers(declared.consumer_count())),
             Err(error) => {
                 let error = AmqpError::from(error);
                 match error.reply_code() {
-                    // The broker closed the channel with 404: no such queue.
-                    Some(404) => Ok(None),
+                    // The broker closed the channel with 404: no such queue,
+                    // or (in a cluster) one whose node is down: "home node
+                    // 'rabbit@n2' of durable queue 'q' in vhost '/' is down
+                    // or inaccessible".
+                    Some(404) if error.to_string().contains("down or inaccessible") => {
+                        Ok(QueueState::NodeDown)
+                    }
+                    Some(404) => Ok(QueueState::Missing),
                     _ => Err(error),
                 }
             }

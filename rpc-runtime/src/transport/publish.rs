@@ -107,6 +107,19 @@ impl CallPublisher {
         }
     }
 
+    /// Opens a channel for calls on `link`.
+    pub(crate) async fn open(
+        link: &Link,
+        confirms: bool,
+        returned: ReturnedTo,
+    ) -> Result<Self, super::AmqpError> {
+        Ok(Self::new(
+            open_channel(link, confirms).await?,
+            confirms,
+            returned,
+        ))
+    }
+
     /// Closes the channel.
     pub(crate) async fn close(&self) {
         let _ = self.channel.close(200, "session over".into()).await;
