@@ -11,6 +11,7 @@ use crate::{
 use rpc_runtime::{Client, Connection, RequestContext, Server, ServerHandle, rpc_service};
 use serde::{Deserialize, Serialize};
 use std::{
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -100,6 +101,9 @@ pub struct LabControl {
     recorded_notify: Arc<Notify>,
     /// Calls handled, all methods together.
     pub handled: Arc<AtomicUsize>,
+    /// How many times each `echo` text was run, by every server sharing
+    /// this control.
+    echoed: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 impl Default for LabControl {
@@ -112,6 +116,7 @@ impl Default for LabControl {
             recorded: Arc::default(),
             recorded_notify: Arc::default(),
             handled: Arc::default(),
+            echoed: Arc::default(),
         }
     }
 }
@@ -127,6 +132,17 @@ impl LabControl {
     /// Waits, without limit, until a `hold` call starts.
     pub async fn wait_started(&self) -> Option<u32> {
         self.started.lock().await.recv().await
+    }
+
+    /// `echo` runs beyond the first of their text: requests run again
+    /// (callers make every text unique, see [`crate::CallStream`]).
+    pub fn echo_reruns(&self) -> u64 {
+        self.echoed
+            .lock()
+            .expect("lock")
+            .values()
+            .map(|runs| u64::from(runs - 1))
+            .sum()
     }
 
     /// Lets `count` held calls finish.
@@ -162,6 +178,13 @@ pub struct LabImpl {
 impl Lab for LabImpl {
     async fn echo(&self, text: String) -> String {
         self.control.handled.fetch_add(1, Ordering::SeqCst);
+        *self
+            .control
+            .echoed
+            .lock()
+            .expect("lock")
+            .entry(text.clone())
+            .or_default() += 1;
         text
     }
 

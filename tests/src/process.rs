@@ -14,9 +14,22 @@ impl LabServerProcess {
     /// Starts `binary` (pass `env!("CARGO_BIN_EXE_lab_server")`) and waits
     /// until it consumes `queue`.
     pub async fn start(binary: &str, url: &str, queue: &str, name: &str, prefetch: u16) -> Self {
+        Self::start_with(binary, url, queue, name, &[&prefetch.to_string()]).await
+    }
+
+    /// [`start`](Self::start) with `lab_server`'s other options: `PREFETCH`,
+    /// `--quorum`, `--delivery-limit N`, `--dead-letter-queue QUEUE`.
+    pub async fn start_with(
+        binary: &str,
+        url: &str,
+        queue: &str,
+        name: &str,
+        options: &[&str],
+    ) -> Self {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(binary)
-            .args([url, queue, name, &prefetch.to_string()])
+            .args([url, queue, name])
+            .args(options)
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()

@@ -54,6 +54,8 @@ impl Session {
     pub(crate) async fn open(link: &Link, config: &Config) -> Result<Session, AmqpError> {
         let settings = QueueSettings {
             quorum: config.queue_type == super::QueueType::Quorum,
+            delivery_limit: config.delivery_limit,
+            dead_letter_queue: config.dead_letter_queue.clone(),
         };
         let (channel, requests) =
             open_session(link, &config.queue, config.prefetch, settings).await?;

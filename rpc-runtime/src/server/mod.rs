@@ -117,6 +117,8 @@ pub struct ServerBuilder {
     queue: Option<String>,
     prefetch: u16,
     queue_type: QueueType,
+    delivery_limit: Option<u32>,
+    dead_letter_queue: Option<String>,
     shutdown_grace: Duration,
     rules: Rules,
     interceptors: Vec<Interceptor>,
@@ -128,6 +130,8 @@ impl fmt::Debug for ServerBuilder {
             .field("queue", &self.queue)
             .field("prefetch", &self.prefetch)
             .field("queue_type", &self.queue_type)
+            .field("delivery_limit", &self.delivery_limit)
+            .field("dead_letter_queue", &self.dead_letter_queue)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("rules", &self.rules)
             .field("interceptors", &self.interceptors.len())
@@ -141,6 +145,8 @@ impl Default for ServerBuilder {
             queue: None,
             prefetch: DEFAULT_PREFETCH,
             queue_type: QueueType::default(),
+            delivery_limit: None,
+            dead_letter_queue: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             rules: Rules {
                 reply_to: ReplyToPolicy::default(),
@@ -169,6 +175,31 @@ impl ServerBuilder {
     /// queue).
     pub fn queue_type(mut self, queue_type: QueueType) -> Self {
         self.queue_type = queue_type;
+        self
+    }
+
+    /// How many times a request may be delivered again (its server died, or
+    /// lost its connection, before acknowledging it) before the broker sets
+    /// it aside: to [`dead_letter_queue`](Self::dead_letter_queue) if there
+    /// is one, else it is dropped. A request that kills every server that
+    /// takes it (a "poison pill") then costs `limit + 1` servers a restart,
+    /// not the whole fleet one after another. Quorum queues only
+    /// (`x-delivery-limit`); the caller of such a request gets no reply
+    /// (it times out).
+    pub fn delivery_limit(mut self, limit: u32) -> Self {
+        self.delivery_limit = Some(limit);
+        self
+    }
+
+    /// A queue the broker moves dead-lettered requests to: those past their
+    /// [`delivery_limit`](Self::delivery_limit), and those a server rejects
+    /// (faults, a `reply_to` it may not use, a passed deadline). The server
+    /// declares it (durable) and sets the request queue's
+    /// `x-dead-letter-exchange` (the default exchange) and
+    /// `x-dead-letter-routing-key` (this queue). Each dead-lettered request
+    /// keeps its properties and gains an `x-death` header saying why.
+    pub fn dead_letter_queue(mut self, queue: impl Into<String>) -> Self {
+        self.dead_letter_queue = Some(queue.into());
         self
     }
 
@@ -253,10 +284,26 @@ impl ServerBuilder {
         if queue.len() > MAX_QUEUE_NAME {
             return Err(ServeError::InvalidQueueName { queue });
         }
+        if self.delivery_limit.is_some() && self.queue_type != QueueType::Quorum {
+            return Err(ServeError::Config {
+                message: "a delivery limit needs a quorum request queue: add \
+                          `.queue_type(QueueType::Quorum)`"
+                    .to_owned(),
+            });
+        }
+        if let Some(dead_letters) = &self.dead_letter_queue
+            && (dead_letters.len() > MAX_QUEUE_NAME || *dead_letters == queue)
+        {
+            return Err(ServeError::InvalidQueueName {
+                queue: dead_letters.clone(),
+            });
+        }
         let config = Arc::new(Config {
             queue,
             prefetch: self.prefetch,
             queue_type: self.queue_type,
+            delivery_limit: self.delivery_limit,
+            dead_letter_queue: self.dead_letter_queue,
             shutdown_grace: self.shutdown_grace,
             service: S::NAME,
         });
@@ -363,6 +410,8 @@ pub(crate) struct Config {
     pub(crate) queue: String,
     pub(crate) prefetch: u16,
     pub(crate) queue_type: QueueType,
+    pub(crate) delivery_limit: Option<u32>,
+    pub(crate) dead_letter_queue: Option<String>,
     pub(crate) shutdown_grace: Duration,
     pub(crate) service: &'static str,
 }

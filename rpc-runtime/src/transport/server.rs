@@ -22,10 +22,17 @@ use std::sync::Arc;
 
 /// How a server's request queue is declared: always durable, not
 /// exclusive, not auto-deleted.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct QueueSettings {
     /// A quorum queue (`x-queue-type = quorum`) rather than a classic one.
     pub(crate) quorum: bool,
+    /// `x-delivery-limit`: after this many redeliveries, a request is
+    /// dead-lettered (quorum queues only).
+    pub(crate) delivery_limit: Option<u32>,
+    /// A queue for dead-lettered requests, declared too
+    /// (`x-dead-letter-exchange` = the default exchange,
+    /// `x-dead-letter-routing-key` = its name).
+    pub(crate) dead_letter_queue: Option<String>,
 }
 
 /// A delivered request, taken apart once.
@@ -129,10 +136,29 @@ pub(crate) async fn open_session(
             AMQPValue::LongString("quorum".into()),
         );
     }
+    if let Some(limit) = settings.delivery_limit {
+        arguments.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(limit.into()),
+        );
+    }
     let durable = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
     };
+    if let Some(dead_letters) = &settings.dead_letter_queue {
+        channel
+            .queue_declare(dead_letters.as_str().into(), durable, FieldTable::default())
+            .await?;
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(dead_letters.as_str().into()),
+        );
+    }
     channel
         .queue_declare(queue.into(), durable, arguments)
         .await?;

@@ -1,7 +1,8 @@
 //! Serves the test service `Lab` in a process of its own, for tests that kill
 //! a server or measure a client alone.
 //!
-//! usage: `lab_server AMQP_URL QUEUE NAME [PREFETCH]`
+//! usage: `lab_server AMQP_URL QUEUE NAME [PREFETCH] [--quorum]
+//! [--delivery-limit N] [--dead-letter-queue QUEUE]`
 //!
 //! Prints `serving` once consuming, and `started TAG` whenever a `hold` call
 //! starts; `hold` calls never finish (the test kills the process).
@@ -12,17 +13,29 @@ use std::io::Write;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: lab_server AMQP_URL QUEUE NAME [PREFETCH]";
+    let usage = "usage: lab_server AMQP_URL QUEUE NAME [PREFETCH] [--quorum] \
+                 [--delivery-limit N] [--dead-letter-queue QUEUE]";
     let url = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
     let queue = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
     let name = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
-    let prefetch: u16 = args.next().map(|p| p.parse()).transpose()?.unwrap_or(32);
+    let mut builder = rpc_runtime::Server::builder().queue(&queue).prefetch(32);
+    while let Some(arg) = args.next() {
+        builder = match arg.as_str() {
+            "--quorum" => builder.queue_type(rpc_runtime::QueueType::Quorum),
+            "--delivery-limit" => {
+                let limit = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
+                builder.delivery_limit(limit.parse()?)
+            }
+            "--dead-letter-queue" => {
+                builder.dead_letter_queue(args.next().ok_or_else(|| anyhow::anyhow!(usage))?)
+            }
+            prefetch => builder.prefetch(prefetch.parse()?),
+        };
+    }
 
     let connection = rpc_runtime::Connection::connect(&url).await?;
     let control = LabControl::default();
-    let server = rpc_runtime::Server::builder()
-        .queue(&queue)
-        .prefetch(prefetch)
+    let server = builder
         .serve(
             &connection,
             LabServer::new(LabImpl {

@@ -1,0 +1,169 @@
+//! A request that kills every server that takes it (a "poison pill"): with
+//! a delivery limit on a quorum request queue, the broker sets it aside in
+//! the dead-letter queue after `limit + 1` deliveries, instead of passing it
+//! on until no server is left.
+
+use futures_util::future::select_all;
+use rpc_runtime::{
+    Connection, QueueType, ServeError, Server,
+    lapin::{
+        options::BasicGetOptions,
+        types::{AMQPValue, FieldTable},
+    },
+};
+use rpc_tests::{
+    LabControl, LabImpl, LabServer, LabServerProcess, PATIENCE, TestQueue, amqp_url, connect,
+    lab_client, raw::Raw, within,
+};
+use std::{future::IntoFuture, time::Duration};
+
+const LIMIT: u32 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_kills_its_servers_is_set_aside_after_the_delivery_limit() {
+    let queue = TestQueue::new("poison");
+    let dead_letters = TestQueue::new("poison-dlq");
+    let limit = LIMIT.to_string();
+    let options = [
+        "8",
+        "--quorum",
+        "--delivery-limit",
+        &limit,
+        "--dead-letter-queue",
+        &dead_letters.name,
+    ];
+    let mut servers = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        servers.push((
+            name,
+            LabServerProcess::start_with(
+                env!("CARGO_BIN_EXE_lab_server"),
+                &amqp_url(),
+                &queue.name,
+                name,
+                &options,
+            )
+            .await,
+        ));
+    }
+
+    let connection = connect("poison-client").await;
+    let (client, lab) = lab_client(&connection, &queue).await;
+    let poison = tokio::spawn(lab.hold(666).into_future());
+
+    // Each server that takes the request dies of it (the test kills it as
+    // soon as the handler starts): the first delivery and `LIMIT` more.
+    for _ in 0..=LIMIT {
+        let (started, at, _) = within(
+            PATIENCE,
+            "a server to take the poison",
+            select_all(
+                servers
+                    .iter_mut()
+                    .map(|(_, server)| Box::pin(server.next_started())),
+            ),
+        )
+        .await;
+        assert_eq!(started, 666);
+        let (_, mut victim) = servers.remove(at);
+        victim.kill().await;
+    }
+
+    // Then the broker sets it aside, with its properties and why.
+    let raw = Raw::open().await.expect("raw connection");
+    let parked = within(PATIENCE, "the request in the dead-letter queue", async {
+        loop {
+            let got = raw
+                .channel
+                .basic_get(
+                    dead_letters.name.as_str().into(),
+                    BasicGetOptions::default(),
+                )
+                .await
+                .expect("basic.get");
+            if let Some(message) = got {
+                return message;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let properties = &parked.delivery.properties;
+    assert_eq!(
+        properties.kind().as_ref().map(|kind| kind.as_str()),
+        Some("hold")
+    );
+    assert!(properties.correlation_id().is_some());
+    let death = first_death(properties.headers().as_ref().expect("headers"));
+    assert_eq!(
+        death.inner().get("reason"),
+        Some(&AMQPValue::LongString("delivery_limit".into())),
+        "{death:?}"
+    );
+    assert_eq!(
+        death.inner().get("queue"),
+        Some(&AMQPValue::LongString(queue.name.as_str().into()))
+    );
+
+    // The last server lives on and serves the calls that follow; the
+    // poisoned call never got a reply (it ends with its timeout).
+    let [(survivor, _)] = servers.as_slice() else {
+        panic!("one server left");
+    };
+    let answered = within(PATIENCE, "a call after the poison", lab.whoami()).await;
+    assert_eq!(answered.expect("served"), *survivor);
+    assert!(!poison.is_finished(), "the poisoned call got an answer");
+    assert_eq!(client.pending_calls(), 1);
+    poison.abort();
+}
+
+/// The first entry of a dead-lettered message's `x-death` header.
+fn first_death(headers: &FieldTable) -> FieldTable {
+    match headers.inner().get("x-death") {
+        Some(AMQPValue::FieldArray(deaths)) => match deaths.as_slice().first() {
+            Some(AMQPValue::FieldTable(death)) => death.clone(),
+            other => panic!("an x-death entry, not {other:?}"),
+        },
+        other => panic!("an x-death header, not {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_limit_needs_a_quorum_queue() {
+    let queue = TestQueue::new("poison-classic");
+    let connection: Connection = connect("poison-classic").await;
+    let served = Server::builder()
+        .queue(&queue.name)
+        .delivery_limit(3)
+        .serve(
+            &connection,
+            LabServer::new(LabImpl {
+                name: "s".into(),
+                control: LabControl::default(),
+            }),
+        )
+        .await;
+    match served {
+        Err(error @ ServeError::Config { .. }) => {
+            assert!(error.to_string().contains("QueueType::Quorum"), "{error}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    // Nor is the request queue its own dead-letter queue.
+    let served = Server::builder()
+        .queue(&queue.name)
+        .queue_type(QueueType::Quorum)
+        .dead_letter_queue(&queue.name)
+        .serve(
+            &connection,
+            LabServer::new(LabImpl {
+                name: "s".into(),
+                control: LabControl::default(),
+            }),
+        )
+        .await;
+    assert!(
+        matches!(served, Err(ServeError::InvalidQueueName { .. })),
+        "{served:?}"
+    );
+}
