@@ -22,6 +22,8 @@
 //! - [`relay`]: a TCP relay that can cut or hold connections to the broker.
 //! - [`private_broker`]: a RabbitMQ node of a test's own, for destructive
 //!   tests.
+//! - [`cluster`]: a private cluster of such nodes, for tests where any node
+//!   may die ([`Cluster`]).
 //! - [`fuzzing`]: the bodies of the fuzz targets.
 //!
 //! What tests use most is re-exported here.
@@ -30,6 +32,7 @@
 //! declare uniquely named queues and delete them when done.
 
 pub mod broker;
+pub mod cluster;
 pub mod fixture;
 pub mod fuzzing;
 pub mod guards;
@@ -44,6 +47,7 @@ pub mod relay;
 pub mod streams;
 
 pub use broker::{TestQueue, amqp_url, connect, connection_builder, local_listener, unique};
+pub use cluster::Cluster;
 pub use fixture::{LabFixture, LabFixtureBuilder};
 pub use guards::{PATIENCE, within};
 pub use lab::{

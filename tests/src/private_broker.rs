@@ -50,7 +50,34 @@ pub struct PrivateBroker {
     amqp_port: u16,
     dist_port: u16,
     tls_port: Option<u16>,
+    /// `HOME`: where the Erlang cookie is (shared by a cluster's nodes).
+    home: PathBuf,
     server: Option<Child>,
+    /// Whether the node is frozen (see [`PrivateBroker::freeze`]).
+    frozen: std::sync::atomic::AtomicBool,
+}
+
+/// How [`PrivateBroker::create`] sets a node up.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NodeOptions {
+    /// An `amqps` listener with these files.
+    pub(crate) tls: Option<TlsFiles>,
+    /// A `HOME` holding the cookie to use (a cluster's, shared); by
+    /// default, one of the node's own.
+    pub(crate) home: Option<PathBuf>,
+    /// The start of the node's name (`PREFIX-ID@localhost`).
+    pub(crate) name: Option<String>,
+    /// Lines for `rabbitmq.conf`.
+    pub(crate) config: String,
+}
+
+/// Writes the Erlang cookie `value` into `home/.erlang.cookie` (mode 400,
+/// as Erlang requires).
+pub(crate) fn write_cookie(home: &Path, value: &str) {
+    std::fs::create_dir_all(home).expect("create the cookie's directory");
+    let cookie = home.join(".erlang.cookie");
+    std::fs::write(&cookie, value).expect("write the cookie");
+    set_mode(&cookie, 0o400);
 }
 
 /// A free TCP port on 127.0.0.1 (free when this returns).
@@ -69,32 +96,46 @@ impl PrivateBroker {
 
     /// Starts a private node and waits until it accepts connections.
     pub async fn start() -> Self {
-        Self::start_with(None).await
+        let mut broker = Self::create(&NodeOptions::default());
+        broker.boot().await;
+        broker
     }
 
     /// Starts a private node with an `amqps` listener using `tls`.
     pub async fn start_with_tls(tls: &TlsFiles) -> Self {
-        Self::start_with(Some(tls)).await
+        let mut broker = Self::create(&NodeOptions {
+            tls: Some(tls.clone()),
+            ..NodeOptions::default()
+        });
+        broker.boot().await;
+        broker
     }
 
-    async fn start_with(tls: Option<&TlsFiles>) -> Self {
+    /// Prepares a node's directories, cookie and configuration, without
+    /// starting it (see [`boot`](Self::boot)).
+    pub(crate) fn create(options: &NodeOptions) -> Self {
         assert!(
             Self::available(),
             "{SERVER} is missing: install the rabbitmq-server Debian package"
         );
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = std::env::temp_dir().join(format!("rpc-tests-broker-{id}"));
-        for sub in ["home", "mnesia", "log"] {
+        for sub in ["mnesia", "log"] {
             std::fs::create_dir_all(dir.join(sub)).expect("create the broker's directories");
         }
-        let cookie = dir.join("home/.erlang.cookie");
-        std::fs::write(&cookie, format!("rpctests{id}")).expect("write the cookie");
-        set_mode(&cookie, 0o400);
+        let home = match &options.home {
+            Some(home) => home.clone(),
+            None => {
+                let home = dir.join("home");
+                write_cookie(&home, &format!("rpctests{id}"));
+                home
+            }
+        };
         std::fs::write(dir.join("enabled_plugins"), "").expect("write enabled_plugins");
         std::fs::write(dir.join("env.conf"), "").expect("write env.conf");
-        let tls_port = tls.map(|_| free_port());
-        let mut config = String::new();
-        if let (Some(tls), Some(port)) = (tls, tls_port) {
+        let tls_port = options.tls.as_ref().map(|_| free_port());
+        let mut config = options.config.clone();
+        if let (Some(tls), Some(port)) = (&options.tls, tls_port) {
             config.push_str(&format!(
                 "listeners.ssl.default = 127.0.0.1:{port}\n\
                  ssl_options.cacertfile = {}\n\
@@ -108,16 +149,17 @@ impl PrivateBroker {
             ));
         }
         std::fs::write(dir.join("rabbitmq.conf"), config).expect("write rabbitmq.conf");
-        let mut broker = Self {
-            node: format!("rpctests-{}@localhost", &id[..12]),
+        let prefix = options.name.as_deref().unwrap_or("rpctests");
+        Self {
+            node: format!("{prefix}-{}@localhost", &id[..12]),
             amqp_port: free_port(),
             dist_port: free_port(),
             tls_port,
+            home,
             dir,
             server: None,
-        };
-        broker.boot().await;
-        broker
+            frozen: Default::default(),
+        }
     }
 
     /// The node's environment: everything private.
@@ -125,7 +167,7 @@ impl PrivateBroker {
         let mut command = Command::new(program);
         let dir = &self.dir;
         command
-            .env("HOME", dir.join("home"))
+            .env("HOME", &self.home)
             .env("RABBITMQ_NODENAME", &self.node)
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_NODE_PORT", self.amqp_port.to_string())
@@ -146,7 +188,7 @@ impl PrivateBroker {
 
     /// Starts the node (again) and waits until its applications run;
     /// returns when it first accepted an AMQP connection.
-    async fn boot(&mut self) -> Instant {
+    pub(crate) async fn boot(&mut self) -> Instant {
         let _ = std::fs::remove_file(self.pid_file());
         let log = std::fs::File::create(self.dir.join("log/server.out")).expect("server log");
         let server = self
@@ -246,6 +288,43 @@ impl PrivateBroker {
                 .status();
         }
         self.reap();
+    }
+
+    /// Freezes the node's VM (SIGSTOP): it answers nothing, closes nothing,
+    /// until [`thaw`](Self::thaw), as a node whose machine stalls or whose
+    /// network drops every packet.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Resumes a node frozen by [`freeze`](Self::freeze) (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+        self.frozen
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the node runs and is not frozen: it answers `rabbitmqctl`.
+    pub fn is_up(&self) -> bool {
+        self.server.is_some() && !self.frozen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(pid) = self.beam_pid() {
+            let status = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+            assert!(
+                status.is_ok_and(|status| status.success()),
+                "kill {signal} {pid}"
+            );
+        }
+    }
+
+    /// The node's Erlang name (`PREFIX-ID@localhost`).
+    pub fn node_name(&self) -> &str {
+        &self.node
     }
 
     /// Starts the node again, with its data (durable queues survive), and

@@ -27,6 +27,9 @@ pub struct Tally {
     pub not_connected: u64,
     /// Calls that failed with `Timeout`.
     pub timeouts: u64,
+    /// Calls that failed with `QueueUnavailable` (the request queue's node
+    /// is down).
+    pub queue_unavailable: u64,
     /// Calls that failed otherwise, described.
     pub other: Vec<String>,
     /// When each successful call completed.
@@ -40,6 +43,7 @@ impl Tally {
         self.connection_lost.extend(other.connection_lost);
         self.not_connected += other.not_connected;
         self.timeouts += other.timeouts;
+        self.queue_unavailable += other.queue_unavailable;
         self.other.extend(other.other);
         self.successes.extend(other.successes);
     }
@@ -51,6 +55,7 @@ impl Tally {
             + self.connection_lost.len() as u64
             + self.not_connected
             + self.timeouts
+            + self.queue_unavailable
             + self.other.len() as u64
     }
 
@@ -64,8 +69,9 @@ impl Tally {
     }
 }
 
-/// Callers making `echo` calls in a loop, each with a token of its own that
-/// the reply must carry back, until stopped.
+/// Callers making `echo` calls in a loop, each with a token of its own (no
+/// other call's, in any stream) that the reply must carry back, until
+/// stopped.
 #[derive(Debug)]
 pub struct CallStream {
     stopped: Arc<std::sync::atomic::AtomicBool>,
@@ -80,18 +86,21 @@ impl CallStream {
         let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let ok = Arc::new(AtomicUsize::new(0));
         let progress = Arc::new(Notify::new());
+        // Texts unique across streams too (see `LabControl::echo_reruns`).
+        let stream = uuid::Uuid::new_v4().simple().to_string();
         let workers = (0..workers)
             .map(|worker| {
                 let lab = lab.clone();
                 let stopped = stopped.clone();
                 let ok = ok.clone();
                 let progress = progress.clone();
+                let stream = stream[..12].to_owned();
                 tokio::spawn(async move {
                     let mut tally = Tally::default();
                     let mut call = 0u64;
                     while !stopped.load(Ordering::SeqCst) {
                         call += 1;
-                        let token = format!("{worker}.{call}");
+                        let token = format!("{stream}.{worker}.{call}");
                         match lab.echo(token.clone()).await {
                             Ok(reply) if reply == token => {
                                 tally.ok += 1;
@@ -107,6 +116,9 @@ impl CallStream {
                                 tally.not_connected += 1
                             }
                             Err(rpc_runtime::RpcError::Timeout { .. }) => tally.timeouts += 1,
+                            Err(rpc_runtime::RpcError::QueueUnavailable { .. }) => {
+                                tally.queue_unavailable += 1
+                            }
                             Err(other) => tally.other.push(other.to_string()),
                         }
                     }
@@ -120,6 +132,11 @@ impl CallStream {
             progress,
             workers,
         }
+    }
+
+    /// Calls answered so far.
+    pub fn successes(&self) -> usize {
+        self.ok.load(Ordering::SeqCst)
     }
 
     /// Waits until `count` more calls have succeeded (from now).
