@@ -329,7 +329,7 @@ impl Engine {
                         break 'attempt;
                     };
                     if !span.is_disabled() {
-                        span.record("correlation_id", call.correlation_id());
+                        span.record("correlation_id", field::display(call.correlation_id()));
                     }
                     let mut properties = RequestProperties::call(
                         method,

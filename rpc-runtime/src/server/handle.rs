@@ -115,7 +115,7 @@ pub(crate) fn handle<S: Service>(
             .await;
         method.ended(outcome);
         if !span.is_disabled() {
-            span.record("outcome", outcome.as_str());
+            span.record("outcome", field::display(outcome.as_str()));
             span.record("duration_ms", started.elapsed().as_secs_f64() * 1e3);
         }
     }
@@ -138,11 +138,12 @@ fn request_span<S: Service>(queue: &str, properties: &IncomingProperties) -> tra
         target: "rpc_runtime::server",
         "rpc.request",
         otel.kind = "server",
-        service = S::NAME,
-        method = request.method.unwrap_or_default(),
-        queue,
-        correlation_id = request.correlation_id,
-        user_id = request.user_id,
+        // Displayed: see `client::observe`.
+        service = field::display(S::NAME),
+        method = field::display(request.method.unwrap_or_default()),
+        queue = field::display(queue),
+        correlation_id = request.correlation_id.map(field::display),
+        user_id = request.user_id.map(field::display),
         trace_id = field::Empty,
         span_id = field::Empty,
         parent_id = field::Empty,
