@@ -1,24 +1,39 @@
-//! Peer A: the framework's generated client and server.
+//! Peers `framework` and `observed`: the framework's generated client and
+//! server (`observed.rs` adds what the `observed` peer installs around them).
 
-use crate::service::{BenchClient, BenchImpl, BenchServer, FIB_N, Payload};
+use crate::service::{BenchClient, BenchImpl, BenchServer, FIB_N, Generated, Payload};
 use rpc_runtime::{Client, Connection, Server, ServerHandle};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// The generated client, with the connection it lives on.
-pub(crate) struct FrameworkClient {
+/// A generated client, with the connection it lives on.
+pub(crate) struct FrameworkClient<C = BenchClient> {
     _connection: Connection,
-    client: BenchClient,
+    client: C,
 }
 
-impl FrameworkClient {
-    pub(crate) async fn connect(url: &str, queue: &str) -> Result<Self, Error> {
+impl<C: Generated> FrameworkClient<C> {
+    /// `trace_context`: whether calls carry W3C trace context (off for peer
+    /// `framework`, on, the default, for `observed`).
+    pub(crate) async fn connect(
+        url: &str,
+        queue: &str,
+        trace_context: bool,
+    ) -> Result<Self, Error> {
         let connection = Connection::connect(url).await?;
-        let client = BenchClient::new(Client::new(&connection).await?).with_queue(queue);
+        let client = Client::builder()
+            .trace_context(trace_context)
+            .build(&connection)
+            .await?;
         Ok(Self {
             _connection: connection,
-            client,
+            client: C::new(client, queue),
         })
+    }
+
+    /// The generated client.
+    pub(crate) fn generated(&self) -> &C {
+        &self.client
     }
 
     pub(crate) async fn fib(&self) -> Result<u64, Error> {
@@ -30,7 +45,8 @@ impl FrameworkClient {
     }
 }
 
-/// Serves the benchmark service on `queue`.
+/// Serves the benchmark service on `queue` (both framework peers serve the
+/// same `BenchServer`).
 pub(crate) async fn serve(url: &str, queue: &str, prefetch: u16) -> Result<ServerHandle, Error> {
     let connection = Connection::connect(url).await?;
     Ok(Server::builder()

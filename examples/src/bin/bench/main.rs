@@ -1,20 +1,35 @@
-//! The framework against hand-written lapin, side by side.
+//! Implementations of the same RPC service, side by side: the framework
+//! against hand-written lapin, or the framework with its observability on
+//! against the same framework with it off.
 //!
 //! ```text
 //! cargo run --release -p rpc-examples --bin bench -- --in-flight 1,64,256
+//! cargo run --release -p rpc-examples --bin bench -- --peers observed,framework
 //! ```
 //!
-//! Peer A is the framework's generated client and server; peer B is a
-//! hand-written raw lapin pair doing the same work over the same broker
-//! (`raw.rs`). Both servers run in child processes (so that each side's CPU
-//! time is its own), and the measurements interleave: for each round, method
-//! and number of calls in flight, A then B (B then A in odd rounds). The
-//! report gives the medians over the rounds: calls/s, p50 and p99 latency,
-//! CPU per call of the client, the server and the broker, and the ratios
-//! A/B (the median of each round's own ratio, with a 95% interval); then the
-//! resident memory of an idle client and server and the bytes per call in
-//! flight. It writes the table as Markdown and a chart of calls/s against
-//! calls in flight as SVG.
+//! The peers, chosen with `--peers` and lettered A, B, ... in that order:
+//!
+//! - `framework`: the framework's generated client and server, observability
+//!   off: no `tracing` subscriber, no metrics recorder, the client built with
+//!   `trace_context(false)`.
+//! - `observed`: the same, observability on, as in production: a `tracing`
+//!   `fmt` subscriber at INFO (writing to a sink), a Prometheus recorder,
+//!   trace context on (`observed.rs` says how its client, in the driver
+//!   process, is kept apart from the others').
+//! - `raw`: a hand-written raw lapin pair doing the same work over the same
+//!   broker (`raw.rs`).
+//!
+//! Each peer's server runs in a child process (so that each side's CPU time
+//! is its own), its client in this one, and the measurements interleave: for
+//! each round, method and number of calls in flight, every peer in turn, the
+//! first one first in round 0, the second in round 1, ... (A then B, then B
+//! then A, with two). The report gives each peer's medians over the rounds:
+//! calls/s, p50 and p99 latency, CPU per call of the client, the server and
+//! the broker; and the ratio of each peer to the baseline (the median of each
+//! round's own ratio, with a 95% interval): A/B with two peers, one table per
+//! peer against the baseline with more. Then the resident memory of an idle
+//! client and server and the bytes per call in flight. It writes the tables
+//! as Markdown and a chart of calls/s against calls in flight as SVG.
 //!
 //! Rounds are short and many by default: on a shared machine a round's
 //! ratio moves by about 13% either way whatever its length (10,000 calls or
@@ -23,19 +38,27 @@
 //!
 //! Options (defaults in parentheses): `--in-flight LIST` (1,64,256),
 //! `--calls N` per round (2500), `--rounds N` (40), `--methods LIST`
-//! (fib,echo), `--peers LIST` (framework,raw; one alone, for profiling),
-//! `--workers N` Tokio worker threads of each process (1), `--prefetch N`
-//! (32, the framework's default), `--park N` calls parked to measure memory
-//! per call in flight (10000), `--chart PATH`
+//! (fib,echo), `--peers LIST` of `framework`, `observed`, `raw`
+//! (framework,raw; one alone, for profiling: only the peers listed are
+//! started), `--baseline PEER` the peer the others' ratios are to (the last
+//! one listed), `--workers N` Tokio worker threads of each process (1),
+//! `--prefetch N` (32, the framework's default), `--park N` calls parked to
+//! measure memory per call in flight (10000), `--chart PATH`
 //! (target/bench/calls-per-second.svg), `--markdown PATH`
 //! (target/bench/results.md), `--broker-pid PID` whose CPU time to read (the
 //! machine's RabbitMQ, found in /proc), `--smoke` (a few hundred calls, one
 //! round: CI checks that the benchmark works, never its speed).
-//! `AMQP_URL` names the broker.
+//! `AMQP_URL` names the broker. With `observed`, the run ends by checking
+//! that its client and server counted every call it made in their metrics,
+//! and that no other peer has a recorder. `BENCH_OBSERVE=spans` (or
+//! `metrics`, `trace`, or a comma-separated list of them) turns on only
+//! those parts of the `observed` peer's observability, to tell their costs
+//! apart.
 
 mod admin;
 mod framework;
 mod measure;
+mod observed;
 mod raw;
 mod report;
 mod service;
@@ -44,7 +67,7 @@ use measure::{Broker, context_switches, cpu_time, histogram, rss_kib};
 use report::{Point, Report};
 use std::{
     process::Stdio,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 use tokio::{
@@ -57,26 +80,40 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 /// Which implementation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Peer {
-    /// A: the framework.
+    /// The framework, its observability off: no subscriber, no recorder,
+    /// no trace context.
     Framework,
-    /// B: hand-written lapin.
+    /// The framework, its observability on (`observed.rs`).
+    Observed,
+    /// Hand-written lapin.
     Raw,
 }
 
 impl Peer {
-    fn name(self) -> &'static str {
+    const ALL: [Peer; 3] = [Peer::Framework, Peer::Observed, Peer::Raw];
+
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Peer::Framework => "framework",
+            Peer::Observed => "observed",
             Peer::Raw => "raw",
         }
     }
 
-    fn parse(name: &str) -> Result<Self, Error> {
-        match name {
-            "framework" => Ok(Peer::Framework),
-            "raw" => Ok(Peer::Raw),
-            other => Err(format!("unknown peer `{other}`: framework or raw").into()),
+    /// How the report names it.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Peer::Framework => "framework",
+            Peer::Observed => "observed framework",
+            Peer::Raw => "raw lapin",
         }
+    }
+
+    fn parse(name: &str) -> Result<Self, Error> {
+        Self::ALL
+            .into_iter()
+            .find(|peer| peer.name() == name)
+            .ok_or_else(|| format!("unknown peer `{name}`: framework, observed or raw").into())
     }
 }
 
@@ -111,6 +148,7 @@ struct Options {
     rounds: usize,
     methods: Vec<Method>,
     peers: Vec<Peer>,
+    baseline: Option<Peer>,
     workers: usize,
     prefetch: u16,
     park: usize,
@@ -134,6 +172,7 @@ fn parse_options() -> Result<Options, Error> {
         rounds: 40,
         methods: vec![Method::Fib, Method::Echo],
         peers: vec![Peer::Framework, Peer::Raw],
+        baseline: None,
         workers: 1,
         prefetch: rpc_runtime::DEFAULT_PREFETCH,
         park: 10_000,
@@ -166,6 +205,7 @@ fn parse_options() -> Result<Options, Error> {
                     .map(|name| Peer::parse(name.trim()))
                     .collect::<Result<_, _>>()?;
             }
+            "--baseline" => options.baseline = Some(Peer::parse(value()?.trim())?),
             "--workers" => options.workers = value()?.parse()?,
             "--prefetch" => options.prefetch = value()?.parse()?,
             "--park" => options.park = value()?.parse()?,
@@ -193,7 +233,30 @@ fn parse_options() -> Result<Options, Error> {
             }
         }
     }
+    if options.peers.is_empty() {
+        return Err("--peers needs at least one peer".into());
+    }
+    for (i, peer) in options.peers.iter().enumerate() {
+        if options.peers[..i].contains(peer) {
+            return Err(format!("peer `{}` is listed twice", peer.name()).into());
+        }
+    }
+    if let Some(baseline) = options.baseline
+        && !options.peers.contains(&baseline)
+    {
+        return Err(format!("the baseline `{}` is not among --peers", baseline.name()).into());
+    }
     Ok(options)
+}
+
+impl Options {
+    /// The peer the others' ratios are to: `--baseline`, or the last one
+    /// listed (B of the default `framework,raw`).
+    fn baseline(&self) -> Peer {
+        self.baseline
+            .or(self.peers.last().copied())
+            .unwrap_or(Peer::Raw)
+    }
 }
 
 fn main() -> Result<(), Error> {
@@ -212,7 +275,7 @@ fn main() -> Result<(), Error> {
             match role {
                 Role::Drive => drive(options).await,
                 Role::Serve { peer, queue } => serve(peer, &queue, options.prefetch).await,
-                Role::Footprint { peer } => footprint(peer, options.park).await,
+                Role::Footprint { peer } => footprint(peer, options.park, options.workers).await,
             }
         })
         .await?
@@ -220,12 +283,18 @@ fn main() -> Result<(), Error> {
 }
 
 /// A server child: serves until its stdin closes; answers `usage` with its
-/// CPU time and resident memory.
+/// CPU time and resident memory, `metrics` with the requests its recorder
+/// counted (`-` without one).
 async fn serve(peer: Peer, queue: &str, prefetch: u16) -> Result<(), Error> {
     let url = rpc_examples::amqp_url();
+    // Before the server starts: it registers its metrics handles then.
+    let metrics = match peer {
+        Peer::Observed => Some(observed::install_globally()?),
+        Peer::Framework | Peer::Raw => None,
+    };
     // The raw server runs until the process exits.
     let server = match peer {
-        Peer::Framework => Some(framework::serve(&url, queue, prefetch).await?),
+        Peer::Framework | Peer::Observed => Some(framework::serve(&url, queue, prefetch).await?),
         Peer::Raw => {
             raw::serve(&url, queue, prefetch).await?;
             None
@@ -234,13 +303,20 @@ async fn serve(peer: Peer, queue: &str, prefetch: u16) -> Result<(), Error> {
     println!("ready");
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
-        if line == "usage" {
-            println!(
+        match line.as_str() {
+            "usage" => println!(
                 "usage {} {} {}",
                 cpu_time().as_micros(),
                 rss_kib("self"),
                 context_switches("self")
-            );
+            ),
+            "metrics" => println!(
+                "metrics {}",
+                metrics.as_ref().map_or("-".to_owned(), |handle| {
+                    observed::count(&handle.render(), "rpc_server_requests_total").to_string()
+                })
+            ),
+            _ => {}
         }
     }
     if let Some(server) = server {
@@ -252,39 +328,45 @@ async fn serve(peer: Peer, queue: &str, prefetch: u16) -> Result<(), Error> {
 /// A footprint child: the resident memory of an idle client (connected,
 /// ready to call), then the bytes each call in flight adds, with `park` calls
 /// waiting on a queue that nobody consumes.
-async fn footprint(peer: Peer, park: usize) -> Result<(), Error> {
+async fn footprint(peer: Peer, park: usize, workers: usize) -> Result<(), Error> {
     let url = rpc_examples::amqp_url();
     let admin = admin::Admin::connect(&url).await?;
     let parking = admin.declare_parking().await?;
-    let (idle, bytes_per_call) = match PeerClient::connect(peer, &url, &parking).await? {
+    let here = tokio::runtime::Handle::current();
+    let (idle, bytes_per_call) = match PeerClient::connect(peer, &url, &parking, workers).await? {
         PeerClient::Framework(client, payload) => {
-            park_calls(client, payload, &admin, &parking, park).await?
+            let client: Arc<framework::FrameworkClient> = client.into();
+            park_calls(client, Arc::new(payload), &here, &admin, &parking, park).await?
+        }
+        PeerClient::Observed(client) => {
+            let (handle, payload) = (client.handle().clone(), client.payload().clone());
+            park_calls(client.client(), payload, &handle, &admin, &parking, park).await?
         }
         PeerClient::Raw(client, payload) => {
-            park_calls(client, payload, &admin, &parking, park).await?
+            let client: Arc<raw::RawClient> = client.into();
+            park_calls(client, Arc::new(payload), &here, &admin, &parking, park).await?
         }
     };
     println!("footprint {idle} {bytes_per_call}");
     Ok(())
 }
 
-/// Parks `park` echo calls on `parking`; returns the resident KiB before
-/// and the resident bytes each parked call added.
+/// Parks `park` echo calls on `parking`, as tasks on `runtime`; returns the
+/// resident KiB before and the resident bytes each parked call added.
 async fn park_calls<C: PeerCalls>(
-    client: Box<C>,
-    payload: service::Payload,
+    client: Arc<C>,
+    payload: Arc<service::Payload>,
+    runtime: &tokio::runtime::Handle,
     admin: &admin::Admin,
     parking: &str,
     park: usize,
 ) -> Result<(u64, u64), Error> {
-    let client = std::sync::Arc::<C>::from(client);
-    let payload = std::sync::Arc::new(payload);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let idle = rss_kib("self");
     let parked: Vec<_> = (0..park)
         .map(|_| {
             let (client, payload) = (client.clone(), payload.clone());
-            tokio::spawn(async move { client.call(Method::Echo, &payload).await })
+            runtime.spawn(async move { client.call(Method::Echo, &payload).await })
         })
         .collect();
     admin.wait_for_messages(parking, park).await?;
@@ -328,16 +410,40 @@ impl ServerProcess {
         }
     }
 
-    /// (CPU time, resident KiB, context switches) of the server process.
-    async fn usage(&mut self) -> Result<(Duration, u64, u64), Error> {
-        self.stdin.write_all(b"usage\n").await?;
+    /// Sends `command`; returns the fields of the answer.
+    async fn ask(&mut self, command: &str) -> Result<Vec<String>, Error> {
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await?;
         self.stdin.flush().await?;
         let line = self.lines.next_line().await?.ok_or("the server exited")?;
-        let mut fields = line.split_whitespace().skip(1);
-        let cpu: u64 = fields.next().ok_or("usage: cpu")?.parse()?;
-        let rss: u64 = fields.next().ok_or("usage: rss")?.parse()?;
-        let switches: u64 = fields.next().ok_or("usage: switches")?.parse()?;
-        Ok((Duration::from_micros(cpu), rss, switches))
+        Ok(line.split_whitespace().skip(1).map(str::to_owned).collect())
+    }
+
+    /// (CPU time, resident KiB, context switches) of the server process.
+    async fn usage(&mut self) -> Result<(Duration, u64, u64), Error> {
+        let fields = self.ask("usage").await?;
+        let field = |i: usize, name: &str| -> Result<u64, Error> {
+            Ok(fields
+                .get(i)
+                .ok_or_else(|| format!("usage: {name}"))?
+                .parse()?)
+        };
+        Ok((
+            Duration::from_micros(field(0, "cpu")?),
+            field(1, "rss")?,
+            field(2, "switches")?,
+        ))
+    }
+
+    /// The requests the server's recorder counted; `None` without one.
+    async fn recorded(&mut self) -> Result<Option<u64>, Error> {
+        let fields = self.ask("metrics").await?;
+        match fields.first().map(String::as_str) {
+            Some("-") => Ok(None),
+            Some(count) => Ok(Some(count.parse()?)),
+            None => Err("metrics: no count".into()),
+        }
     }
 
     async fn stop(mut self) -> Result<(), Error> {
@@ -371,17 +477,22 @@ async fn measure_footprint(peer: Peer, options: &Options) -> Result<(u64, u64), 
 /// One peer's client.
 enum PeerClient {
     Framework(Box<framework::FrameworkClient>, service::Payload),
+    /// On a runtime of its own, with its payload.
+    Observed(Box<observed::ObservedClient>),
     Raw(Box<raw::RawClient>, service::Payload),
 }
 
 impl PeerClient {
-    async fn connect(peer: Peer, url: &str, queue: &str) -> Result<Self, Error> {
+    async fn connect(peer: Peer, url: &str, queue: &str, workers: usize) -> Result<Self, Error> {
         let payload = service::Payload::sample(7);
         Ok(match peer {
             Peer::Framework => PeerClient::Framework(
-                Box::new(framework::FrameworkClient::connect(url, queue).await?),
+                Box::new(framework::FrameworkClient::connect(url, queue, false).await?),
                 payload,
             ),
+            Peer::Observed => PeerClient::Observed(Box::new(
+                observed::ObservedClient::connect(url, queue, workers).await?,
+            )),
             Peer::Raw => PeerClient::Raw(
                 Box::new(raw::RawClient::connect(url, queue).await?),
                 payload,
@@ -402,6 +513,8 @@ impl PeerClient {
             PeerClient::Framework(client, payload) => {
                 run_calls(&**client, payload, method, in_flight, calls).await
             }
+            // In a task on its own runtime, whose thread has its subscriber.
+            PeerClient::Observed(client) => client.run(method, in_flight, calls).await,
             PeerClient::Raw(client, payload) => {
                 run_calls(&**client, payload, method, in_flight, calls).await
             }
@@ -418,9 +531,9 @@ trait PeerCalls: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-// Both peers get the payload by value, as callers building it for each call
+// Every peer gets the payload by value, as callers building it for each call
 // would give it.
-impl PeerCalls for framework::FrameworkClient {
+impl<C: service::Generated> PeerCalls for framework::FrameworkClient<C> {
     async fn call(&self, method: Method, payload: &service::Payload) -> Result<(), Error> {
         match method {
             Method::Fib => self.fib().await.map(drop),
@@ -473,50 +586,69 @@ async fn run_calls<C: PeerCalls>(
     Ok(latencies.into_inner().expect("lock"))
 }
 
+/// One peer under test: its server child and its client.
+struct Contender {
+    peer: Peer,
+    queue: String,
+    server: ServerProcess,
+    client: PeerClient,
+    /// Calls made, warm-ups included.
+    calls: u64,
+}
+
 async fn drive(options: Options) -> Result<(), Error> {
     let url = rpc_examples::amqp_url();
     let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let queues = [
-        format!("bench.framework.{}", &run_id[..8]),
-        format!("bench.raw.{}", &run_id[..8]),
-    ];
     let broker = match options.broker_pid {
         Some(pid) => Broker::with_pid(pid),
         None => Broker::find(),
     };
-    let mut framework_server = ServerProcess::start(Peer::Framework, &queues[0], &options).await?;
-    let mut raw_server = ServerProcess::start(Peer::Raw, &queues[1], &options).await?;
-    let framework_client = PeerClient::connect(Peer::Framework, &url, &queues[0]).await?;
-    let raw_client = PeerClient::connect(Peer::Raw, &url, &queues[1]).await?;
+    // Only the peers measured: a peer's client alone changes the driver
+    // process (the observed one registers its subscriber there).
+    let mut contenders = Vec::new();
+    for &peer in &options.peers {
+        let queue = format!("bench.{}.{}", peer.name(), &run_id[..8]);
+        let server = ServerProcess::start(peer, &queue, &options).await?;
+        contenders.push((peer, queue, server));
+    }
+    let mut contenders: Vec<Contender> = {
+        let mut connected = Vec::new();
+        for (peer, queue, server) in contenders {
+            let client = PeerClient::connect(peer, &url, &queue, options.workers).await?;
+            connected.push(Contender {
+                peer,
+                queue,
+                server,
+                client,
+                calls: 0,
+            });
+        }
+        connected
+    };
     let mut report = Report::new(&options, broker.as_ref().map(Broker::pid));
 
     // Memory first, in fresh processes.
-    report.idle_server_kib = [
-        framework_server.usage().await?.1,
-        raw_server.usage().await?.1,
-    ];
-    report.footprint = [
-        measure_footprint(Peer::Framework, &options).await?,
-        measure_footprint(Peer::Raw, &options).await?,
-    ];
+    for contender in &mut contenders {
+        let idle_server = contender.server.usage().await?.1;
+        let footprint = measure_footprint(contender.peer, &options).await?;
+        report.set_memory(contender.peer, idle_server, footprint);
+    }
 
     let warm_up = (options.calls / 10).clamp(50, 1000);
     for round in 0..options.rounds {
         for &method in &options.methods {
             for &in_flight in &options.in_flight {
-                let order = if round % 2 == 0 {
-                    [Peer::Framework, Peer::Raw]
-                } else {
-                    [Peer::Raw, Peer::Framework]
-                };
-                for peer in order
-                    .into_iter()
-                    .filter(|peer| options.peers.contains(peer))
-                {
-                    let (client, server) = match peer {
-                        Peer::Framework => (&framework_client, &mut framework_server),
-                        Peer::Raw => (&raw_client, &mut raw_server),
-                    };
+                // Each peer first in turn: A then B, then B then A.
+                let mut order: Vec<usize> = (0..contenders.len()).collect();
+                order.rotate_left(round % contenders.len());
+                for index in order {
+                    let Contender {
+                        peer,
+                        server,
+                        client,
+                        calls,
+                        ..
+                    } = &mut contenders[index];
                     client.run(method, in_flight, warm_up).await?;
                     let (server_cpu, _, server_switches) = server.usage().await?;
                     let client_cpu = cpu_time();
@@ -534,6 +666,7 @@ async fn drive(options: Options) -> Result<(), Error> {
                         .as_ref()
                         .zip(broker_cpu)
                         .map(|(broker, before)| broker.cpu_time().saturating_sub(before));
+                    *calls += (warm_up + options.calls) as u64;
                     let point = Point::new(
                         options.calls,
                         elapsed,
@@ -546,18 +679,62 @@ async fn drive(options: Options) -> Result<(), Error> {
                         peer.name(),
                         method.name()
                     );
-                    report.add(peer, method, in_flight, point);
+                    report.add(*peer, method, in_flight, point);
                 }
             }
         }
     }
 
-    framework_server.stop().await?;
-    raw_server.stop().await?;
+    // The last requests' counts settle after their replies.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    check_metrics(&mut contenders).await?;
+    let mut queues = Vec::new();
+    for contender in contenders {
+        contender.server.stop().await?;
+        queues.push(contender.queue);
+    }
     admin::Admin::connect(&url).await?.delete(&queues).await?;
     let markdown = report.markdown();
     println!("{markdown}");
     report.write(&options.markdown, &markdown, &options.chart)?;
     eprintln!("wrote {} and {}", options.markdown, options.chart);
+    Ok(())
+}
+
+/// Checks that the observed peer's client and server recorded every call it
+/// made, that its client's recorder holds nothing of the other peers', and
+/// that the other framework server has no recorder.
+async fn check_metrics(contenders: &mut [Contender]) -> Result<(), Error> {
+    if !observed::part("metrics") {
+        return Ok(());
+    }
+    for contender in contenders {
+        let server = contender.server.recorded().await?;
+        match (&contender.client, server) {
+            (PeerClient::Observed(client), Some(server)) => {
+                let (client, others) = client.recorded();
+                eprintln!(
+                    "metrics: observed client counted {client} calls, its server {server} \
+                     requests, of {} made",
+                    contender.calls
+                );
+                if client != contender.calls || server < contender.calls || others {
+                    return Err(format!(
+                        "the observed peer's metrics are off: client {client}, server {server}, \
+                         {} calls made; other services' metrics in its recorder: {others}",
+                        contender.calls
+                    )
+                    .into());
+                }
+            }
+            (PeerClient::Observed(_), None) => {
+                return Err("the observed server has no recorder".into());
+            }
+            (_, Some(_)) => {
+                return Err(format!("the {} server has a recorder", contender.peer.name()).into());
+            }
+            (_, None) => {}
+        }
+    }
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! The benchmark's report: medians over the rounds, ratios A/B, a Markdown
-//! table and an SVG chart.
+//! The benchmark's report: medians over the rounds, ratios of each peer to
+//! the baseline (A/B with the default two peers), a Markdown table and an SVG
+//! chart.
 //!
 //! Each ratio A/B is the median of the rounds' own ratios: a round measures A
 //! and B back to back, so what the machine does to both in that stretch
@@ -91,11 +92,9 @@ pub(crate) struct Report {
     options: Options,
     broker_pid: Option<u32>,
     points: BTreeMap<(Key, &'static str), Vec<Point>>,
-    /// Resident KiB of the idle framework and raw servers.
-    pub(crate) idle_server_kib: [u64; 2],
-    /// (idle resident KiB, bytes per call in flight) of the framework and raw
-    /// clients.
-    pub(crate) footprint: [(u64, u64); 2],
+    /// Per peer: the resident KiB of its idle server, and (idle resident
+    /// KiB, bytes per call in flight) of its client.
+    memory: BTreeMap<&'static str, (u64, (u64, u64))>,
 }
 
 /// The medians of a series of points.
@@ -109,6 +108,13 @@ struct Medians {
     broker_cpu_us: Option<f64>,
     client_switches: f64,
     server_switches: f64,
+}
+
+impl Medians {
+    fn broker(&self) -> String {
+        self.broker_cpu_us
+            .map_or("-".to_owned(), |us| format!("{us:.1}"))
+    }
 }
 
 fn medians(points: &[Point]) -> Medians {
@@ -135,8 +141,7 @@ impl Report {
             options: options.clone(),
             broker_pid,
             points: BTreeMap::new(),
-            idle_server_kib: [0; 2],
-            footprint: [(0, 0); 2],
+            memory: BTreeMap::new(),
         }
     }
 
@@ -147,17 +152,43 @@ impl Report {
             .push(point);
     }
 
-    /// The median over the rounds of A's `metric` over B's in the same
-    /// round, and a 95% interval for that median.
-    fn ratio(&self, method: Method, in_flight: usize, metric: fn(&Point) -> f64) -> Ratio {
-        let points = |peer: Peer| {
-            self.points
-                .get(&((method.name(), in_flight), peer.name()))
-                .map_or(&[][..], Vec::as_slice)
-        };
-        let mut ratios: Vec<f64> = points(Peer::Framework)
+    /// Records `peer`'s idle server's resident KiB and its client's
+    /// (idle resident KiB, bytes per call in flight).
+    pub(crate) fn set_memory(&mut self, peer: Peer, idle_server_kib: u64, footprint: (u64, u64)) {
+        self.memory
+            .insert(peer.name(), (idle_server_kib, footprint));
+    }
+
+    /// `peer`'s letter: A for the first peer listed, B for the second, ...
+    fn letter(&self, peer: Peer) -> char {
+        let index = self
+            .options
+            .peers
             .iter()
-            .zip(points(Peer::Raw))
+            .position(|&listed| listed == peer)
+            .unwrap_or(0);
+        char::from(b'A' + (index % 26) as u8)
+    }
+
+    fn points(&self, method: Method, in_flight: usize, peer: Peer) -> &[Point] {
+        self.points
+            .get(&((method.name(), in_flight), peer.name()))
+            .map_or(&[][..], Vec::as_slice)
+    }
+
+    /// The median over the rounds of `peer`'s `metric` over `baseline`'s in
+    /// the same round, and a 95% interval for that median.
+    fn ratio(
+        &self,
+        (peer, baseline): (Peer, Peer),
+        method: Method,
+        in_flight: usize,
+        metric: fn(&Point) -> f64,
+    ) -> Ratio {
+        let mut ratios: Vec<f64> = self
+            .points(method, in_flight, peer)
+            .iter()
+            .zip(self.points(method, in_flight, baseline))
             .map(|(a, b)| metric(a) / metric(b))
             .collect();
         Ratio {
@@ -172,16 +203,42 @@ impl Report {
             .map(|points| medians(points))
     }
 
-    /// The results as Markdown.
+    /// The results as Markdown: with two peers A and B, one table of both
+    /// and A/B; with more, one such table per peer against the baseline;
+    /// with one, its medians.
     pub(crate) fn markdown(&self) -> String {
         let options = &self.options;
+        let baseline = options.baseline();
+        let others: Vec<Peer> = options
+            .peers
+            .iter()
+            .copied()
+            .filter(|&peer| peer != baseline)
+            .collect();
+        let legend = options
+            .peers
+            .iter()
+            .map(|&peer| format!("{}: {}", self.letter(peer), peer.label()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let ratios = others
+            .iter()
+            .map(|&peer| format!("{}/{}", self.letter(peer), self.letter(baseline)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut out = String::new();
         out.push_str(&format!(
-            "Medians of {} interleaved rounds of {} calls; A/B: the median of the rounds' own \
-             ratios, with a 95% interval for it; prefetch {}; {} Tokio worker(s) per process; \
-             broker CPU {}.\n\n",
+            "Medians of {} interleaved rounds of {} calls; {legend}; {}prefetch {}; {} Tokio \
+             worker(s) per process; broker CPU {}.\n\n",
             options.rounds,
             options.calls,
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{ratios}: the median of the rounds' own ratios, with a 95% interval for it; "
+                )
+            },
             options.prefetch,
             options.workers,
             match self.broker_pid {
@@ -189,27 +246,74 @@ impl Report {
                 None => "not measured (broker not found on this machine)".to_owned(),
             }
         ));
-        out.push_str(
-            "| method | in flight | calls/s A | calls/s B | A/B | p50 A (us) | p50 B (us) | A/B | \
-             p99 A (us) | p99 B (us) | client CPU/call A (us) | B | server CPU/call A (us) | B | \
-             client+server CPU A/B | broker CPU/call A (us) | B | switches/call A | B |\n",
+        if others.is_empty() {
+            out.push_str(&self.single_table(baseline));
+        }
+        for (i, &peer) in others.iter().enumerate() {
+            if others.len() > 1 {
+                out.push_str(&format!(
+                    "{}{} ({}) against {} ({}):\n\n",
+                    if i > 0 { "\n" } else { "" },
+                    self.letter(peer),
+                    peer.label(),
+                    self.letter(baseline),
+                    baseline.label()
+                ));
+            }
+            out.push_str(&self.pair_table(peer, baseline));
+        }
+        out.push_str("\n| memory |");
+        for &peer in &options.peers {
+            out.push_str(&format!(" {} ({}) |", self.letter(peer), peer.label()));
+        }
+        out.push_str("\n|---|");
+        out.push_str(&"---:|".repeat(options.peers.len()));
+        out.push('\n');
+        let row = |name: String, cell: &dyn Fn(u64, (u64, u64)) -> String| {
+            let mut row = format!("| {name} |");
+            for peer in &options.peers {
+                let (server, client) = self.memory.get(peer.name()).copied().unwrap_or_default();
+                row.push_str(&format!(" {} |", cell(server, client)));
+            }
+            row.push('\n');
+            row
+        };
+        out.push_str(&row("idle client, resident".to_owned(), &|_, (idle, _)| {
+            format!("{idle} KiB")
+        }));
+        out.push_str(&row("idle server, resident".to_owned(), &|server, _| {
+            format!("{server} KiB")
+        }));
+        out.push_str(&row(
+            format!("per call in flight ({} parked)", options.park),
+            &|_, (_, bytes)| format!("{bytes} bytes"),
+        ));
+        out
+    }
+
+    /// Peer `a` against `b`: both peers' medians, and the ratios a/b.
+    fn pair_table(&self, a_peer: Peer, b_peer: Peer) -> String {
+        let (a, b) = (self.letter(a_peer), self.letter(b_peer));
+        let mut out = format!(
+            "| method | in flight | calls/s {a} | calls/s {b} | {a}/{b} | p50 {a} (us) | p50 {b} (us) | \
+             {a}/{b} | p99 {a} (us) | p99 {b} (us) | client CPU/call {a} (us) | {b} | server \
+             CPU/call {a} (us) | {b} | client+server CPU {a}/{b} | broker CPU/call {a} (us) | {b} | \
+             switches/call {a} | {b} |\n"
         );
         out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let options = &self.options;
+        let pair = (a_peer, b_peer);
         for &method in &options.methods {
             for &in_flight in &options.in_flight {
                 let (Some(a), Some(b)) = (
-                    self.medians(method, in_flight, Peer::Framework),
-                    self.medians(method, in_flight, Peer::Raw),
+                    self.medians(method, in_flight, a_peer),
+                    self.medians(method, in_flight, b_peer),
                 ) else {
                     continue;
                 };
-                let broker = |m: &Medians| {
-                    m.broker_cpu_us
-                        .map_or("-".to_owned(), |us| format!("{us:.1}"))
-                };
-                let throughput = self.ratio(method, in_flight, |point| point.calls_per_s);
-                let p50 = self.ratio(method, in_flight, |point| point.p50_us);
-                let cpu = self.ratio(method, in_flight, |point| {
+                let throughput = self.ratio(pair, method, in_flight, |point| point.calls_per_s);
+                let p50 = self.ratio(pair, method, in_flight, |point| point.p50_us);
+                let cpu = self.ratio(pair, method, in_flight, |point| {
                     point.client_cpu_us + point.server_cpu_us
                 });
                 out.push_str(&format!(
@@ -225,27 +329,41 @@ impl Report {
                     b.client_cpu_us,
                     a.server_cpu_us,
                     b.server_cpu_us,
-                    broker(&a),
-                    broker(&b),
+                    a.broker(),
+                    b.broker(),
                     a.client_switches + a.server_switches,
                     b.client_switches + b.server_switches,
                 ));
             }
         }
-        let [(idle_a, bytes_a), (idle_b, bytes_b)] = self.footprint;
-        out.push_str(&format!(
-            "\n| memory | A (framework) | B (raw lapin) |\n|---|---:|---:|\n\
-             | idle client, resident | {} KiB | {} KiB |\n\
-             | idle server, resident | {} KiB | {} KiB |\n\
-             | per call in flight ({} parked) | {} bytes | {} bytes |\n",
-            idle_a,
-            idle_b,
-            self.idle_server_kib[0],
-            self.idle_server_kib[1],
-            options.park,
-            bytes_a,
-            bytes_b,
-        ));
+        out
+    }
+
+    /// One peer's medians.
+    fn single_table(&self, peer: Peer) -> String {
+        let mut out =
+            "| method | in flight | calls/s | p50 (us) | p99 (us) | client CPU/call (us) | \
+                       server CPU/call (us) | broker CPU/call (us) | switches/call |\n\
+                       |---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+                .to_owned();
+        for &method in &self.options.methods {
+            for &in_flight in &self.options.in_flight {
+                let Some(m) = self.medians(method, in_flight, peer) else {
+                    continue;
+                };
+                out.push_str(&format!(
+                    "| {} | {in_flight} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {} | {:.1} |\n",
+                    method.name(),
+                    m.calls_per_s,
+                    m.p50_us,
+                    m.p99_us,
+                    m.client_cpu_us,
+                    m.server_cpu_us,
+                    m.broker(),
+                    m.client_switches + m.server_switches,
+                ));
+            }
+        }
         out
     }
 
@@ -271,7 +389,7 @@ impl Report {
         let mut series = Vec::new();
         let mut top = 0f64;
         for &method in &options.methods {
-            for peer in [Peer::Framework, Peer::Raw] {
+            for &peer in &options.peers {
                 let line: Vec<(u32, f64)> = options
                     .in_flight
                     .iter()
@@ -290,7 +408,15 @@ impl Report {
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                "Calls/s against calls in flight (A: framework, B: raw lapin)",
+                format!(
+                    "Calls/s against calls in flight ({})",
+                    options
+                        .peers
+                        .iter()
+                        .map(|&peer| format!("{}: {}", self.letter(peer), peer.label()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 ("sans-serif", 22),
             )
             .margin(20)
@@ -302,23 +428,19 @@ impl Report {
             .x_desc("calls in flight (log scale)")
             .y_desc("calls/s (median)")
             .draw()?;
-        let colors = [BLUE, RED, GREEN, MAGENTA];
+        let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+        let baseline = options.baseline();
         for (i, (method, peer, line)) in series.into_iter().enumerate() {
             let color = colors[i % colors.len()];
-            let style = if peer == Peer::Framework {
+            // The first peer bold, the baseline thin, any other between.
+            let style = if Some(&peer) == options.peers.first() {
                 color.stroke_width(3)
-            } else {
+            } else if peer == baseline {
                 color.stroke_width(1)
+            } else {
+                color.stroke_width(2)
             };
-            let label = format!(
-                "{} {}",
-                if peer == Peer::Framework {
-                    "A framework"
-                } else {
-                    "B raw lapin"
-                },
-                method.name()
-            );
+            let label = format!("{} {} {}", self.letter(peer), peer.label(), method.name());
             chart
                 .draw_series(LineSeries::new(line.clone(), style))?
                 .label(label)

@@ -1,8 +1,8 @@
-//! What both peers serve: `fib(n)` and `echo(payload)` with a ~100-byte
+//! What every peer serves: `fib(n)` and `echo(payload)` with a ~100-byte
 //! struct, over the same wire format.
 
 use rpc_examples::{FibError, fib};
-use rpc_runtime::rpc_service;
+use rpc_runtime::{Call, Client, Fallible, Plain};
 use serde::{Deserialize, Serialize};
 
 /// A record of about 100 bytes once encoded.
@@ -27,28 +27,81 @@ impl Payload {
     }
 }
 
-/// The benchmark service, as the framework serves it.
-#[rpc_service(queue = "bench")]
-pub(crate) trait Bench {
-    /// The n-th Fibonacci number.
-    async fn fib(&self, n: u32) -> Result<u64, FibError>;
-    /// Returns its argument.
-    async fn echo(&self, payload: Payload) -> Payload;
+/// The benchmark service, once per generated client: the framework keeps
+/// each client method's metrics handles in a `static` of the generated code,
+/// registered at its first call, so the `observed` peer (whose handles go to
+/// its own recorder) needs a client of its own, generated from a trait of its
+/// own with the same methods and implementation. Both framework peers serve
+/// `BenchServer`, so that their servers run the same code.
+macro_rules! bench_service {
+    ($(#[$attr:meta])* $module:ident: $service:ident, $client:ident $(, $server:ident)?) => {
+        // Expanded here, the generated code's unused items (`DEFAULT_QUEUE`,
+        // `get_ref`, `ObservedBenchServer`, ...) would be warned about.
+        #[allow(dead_code)]
+        mod $module {
+            use super::{BenchImpl, FibError, Generated, Payload, fib};
+            use rpc_runtime::{Call, Client, Fallible, Plain};
+
+            $(#[$attr])*
+            #[rpc_runtime::rpc_service(queue = "bench")]
+            pub(crate) trait $service {
+                /// The n-th Fibonacci number.
+                async fn fib(&self, n: u32) -> Result<u64, FibError>;
+                /// Returns its argument.
+                async fn echo(&self, payload: Payload) -> Payload;
+            }
+
+            impl $service for BenchImpl {
+                async fn fib(&self, n: u32) -> Result<u64, FibError> {
+                    fib(n)
+                }
+
+                async fn echo(&self, payload: Payload) -> Payload {
+                    payload
+                }
+            }
+
+            impl Generated for $client {
+                fn new(client: Client, queue: &str) -> Self {
+                    $client::new(client).with_queue(queue)
+                }
+
+                fn fib(&self, n: u32) -> Call<Fallible<u64, FibError>> {
+                    $client::fib(self, n)
+                }
+
+                fn echo(&self, payload: Payload) -> Call<Plain<Payload>> {
+                    $client::echo(self, payload)
+                }
+            }
+        }
+
+        pub(crate) use $module::{$client $(, $server)?};
+    };
 }
 
-/// The framework's implementation.
+/// A generated client of the benchmark service, whichever trait it was
+/// generated from.
+pub(crate) trait Generated: Send + Sync + 'static {
+    fn new(client: Client, queue: &str) -> Self;
+    fn fib(&self, n: u32) -> Call<Fallible<u64, FibError>>;
+    fn echo(&self, payload: Payload) -> Call<Plain<Payload>>;
+}
+
+/// The framework's implementation, of both traits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BenchImpl;
 
-impl Bench for BenchImpl {
-    async fn fib(&self, n: u32) -> Result<u64, FibError> {
-        fib(n)
-    }
+bench_service!(
+    /// The benchmark service, as peer `framework` calls it and both
+    /// framework peers serve it.
+    plain: Bench, BenchClient, BenchServer
+);
 
-    async fn echo(&self, payload: Payload) -> Payload {
-        payload
-    }
-}
+bench_service!(
+    /// The same service, as peer `observed` calls it.
+    observed: ObservedBench, ObservedBenchClient
+);
 
 /// The argument of the `fib` calls: small, so that the framework and the
 /// broker dominate.
