@@ -7,6 +7,8 @@
 set -euo pipefail
 
 url="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+# Of several, comma-separated (a cluster's nodes): the first.
+url="${url%%,amqp*}"
 authority="${url#*://}"
 authority="${authority%%/*}"
 authority="${authority##*@}"

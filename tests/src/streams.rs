@@ -34,6 +34,8 @@ pub struct Tally {
     pub other: Vec<String>,
     /// When each successful call completed.
     pub successes: Vec<std::time::Instant>,
+    /// The longest call, however it ended.
+    pub longest: Duration,
 }
 
 impl Tally {
@@ -46,6 +48,7 @@ impl Tally {
         self.queue_unavailable += other.queue_unavailable;
         self.other.extend(other.other);
         self.successes.extend(other.successes);
+        self.longest = self.longest.max(other.longest);
     }
 
     /// Calls made in all.
@@ -101,7 +104,10 @@ impl CallStream {
                     while !stopped.load(Ordering::SeqCst) {
                         call += 1;
                         let token = format!("{stream}.{worker}.{call}");
-                        match lab.echo(token.clone()).await {
+                        let started = std::time::Instant::now();
+                        let result = lab.echo(token.clone()).await;
+                        tally.longest = tally.longest.max(started.elapsed());
+                        match result {
                             Ok(reply) if reply == token => {
                                 tally.ok += 1;
                                 tally.successes.push(std::time::Instant::now());

@@ -188,11 +188,16 @@ impl Report {
             .sum();
         println!(
             "CLUSTER {}: {calls} calls, {ok} ok, {} ConnectionLost (latest {:?} after the loss), \
-             {others} other errors, every client answered again within {:?}, rejoined in {:?}, \
-             {} requests run again ({} servers lost their node)",
+             {others} other errors, the longest call {:?}, every client answered again within \
+             {:?}, rejoined in {:?}, {} requests run again ({} servers lost their node)",
             self.name,
             lost.len(),
             lost.iter().max().copied().unwrap_or_default(),
+            self.tallies
+                .iter()
+                .map(|(_, tally)| tally.longest)
+                .max()
+                .unwrap_or_default(),
             self.recovered.iter().max().copied().unwrap_or_default(),
             self.rejoined,
             self.reruns,
@@ -445,6 +450,78 @@ async fn a_quorum_request_queue_survives_the_loss_of_any_node() {
     )
     .await;
     report.check(Fault::Kill);
+    reply_to_a_dead_requester(&mut cluster, &queue).await;
+}
+
+/// A server replies to a direct reply-to address whose node has died: its
+/// caller is gone (it failed with `ConnectionLost`), and callers elsewhere
+/// go on being answered, before and after the node is back. RabbitMQ before
+/// 3.10.12 (Debian's 3.10.8 here) closes the server's connection for that
+/// reply, again each time the server runs the redelivered request, until
+/// the requester's node is back: the test prints how often.
+async fn reply_to_a_dead_requester(cluster: &mut Cluster, queue: &str) {
+    let (requester_node, server_node, observer_node) = (0, 1, 2);
+    let control = LabControl::default();
+    let (connection, server) = serve(cluster, server_node, queue, &control).await;
+    let requester = client(cluster, requester_node, queue, ReplyTo::DirectReplyTo).await;
+    let observer = client(cluster, observer_node, queue, ReplyTo::DirectReplyTo).await;
+    assert!(observer.echo(unique("before")).await.is_ok());
+
+    let held = tokio::spawn(async move { requester.hold(1).await });
+    control.next_started().await;
+    let probe = cluster.node(requester_node).probe().await;
+    cluster.node_mut(requester_node).kill();
+    probe.ended().await;
+    let failed = within(PATIENCE, "the held call to fail", held)
+        .await
+        .expect("the caller's task");
+    assert!(
+        matches!(failed, Err(rpc_runtime::RpcError::ConnectionLost { .. })),
+        "the caller whose node died: {failed:?}"
+    );
+    // The reply goes to the dead address; the observer's request comes
+    // after it on the server's channel, so once the observer is answered,
+    // the broker has dealt with the dead reply.
+    control.release(1);
+    let answered = within(
+        Duration::from_secs(60),
+        "a call after the dead reply",
+        observer.echo(unique("after")),
+    )
+    .await;
+    assert!(
+        answered.is_ok(),
+        "a call after the dead reply: {answered:?}"
+    );
+    let closed = connection.reconnections() > 0;
+    // Closed, its connection lost the request before acknowledging it: the
+    // server runs it again, replies to the same dead address, and loses its
+    // connection again, until the requester's node is back.
+    control.release(1_000_000);
+    let back_at = cluster.node_mut(requester_node).restart().await;
+    let answered = within(
+        Duration::from_secs(60),
+        "a call once the requester's node is back",
+        observer.echo(unique("back")),
+    )
+    .await;
+    assert!(
+        answered.is_ok(),
+        "a call once the node is back: {answered:?}"
+    );
+    println!(
+        "CLUSTER a reply to a direct reply-to address on a dead node: the server's connection \
+         was {}; {} reconnections in all; a call answered {:?} after the node was back",
+        if closed {
+            "closed by the broker"
+        } else {
+            "kept"
+        },
+        connection.reconnections(),
+        Instant::now().saturating_duration_since(back_at),
+    );
+    within(PATIENCE, "a server to shut down", server.shutdown()).await;
+    connection.close().await;
 }
 
 /// A classic request queue lives on one node. While that node is down, calls

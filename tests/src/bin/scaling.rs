@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo build --release -p rpc-tests --bins
-//! target/release/scaling            # the full run, about 13 minutes
+//! target/release/scaling            # the full run, about 10 minutes
 //! target/release/scaling --smoke    # checks that it works, about 30 s
 //! ```
 //!
