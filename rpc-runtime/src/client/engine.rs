@@ -33,6 +33,7 @@ use crate::{
     trace::{self, SpanId, TraceId},
     transport::publish::{Request, Verdict},
 };
+use futures_util::FutureExt;
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
@@ -348,7 +349,7 @@ impl Engine {
                     // The confirmation first: the reply, should it come
                     // sooner, waits in the table. A returned request
                     // (perhaps this one) was routed by its correlation id; a
-                    // lost channel ends the session, and its calls: only
+                    // lost connection ends the session, and its calls: only
                     // what surely concerns this call is news here. Unless
                     // the deadline passes meanwhile: the channel's task then
                     // finishes the publication.
@@ -391,9 +392,22 @@ impl Engine {
                             }
                             break 'call Err(Failed::Rpc(RpcError::Refused { method }));
                         }
-                        First::Verdict(Verdict::Taken | Verdict::Returned | Verdict::Lost) => {
-                            call.outcome().await
+                        First::Verdict(Verdict::Lost) => {
+                            // The request was written, and then its channel
+                            // failed: it may or may not have reached the
+                            // queue. With the reply consumer on that channel
+                            // the session ends too; with a channel of its own
+                            // nothing else would end the wait, which must not
+                            // last until the timeout for a reply that may
+                            // never come: a new channel for the next calls,
+                            // and this one fails as in flight on a lost
+                            // connection, unless its reply is already here.
+                            session.replace_requests(&requests).await;
+                            call.outcome()
+                                .now_or_never()
+                                .unwrap_or(Err(Unanswered::SessionEnded))
                         }
+                        First::Verdict(Verdict::Taken | Verdict::Returned) => call.outcome().await,
                     };
                     if outcome == Err(Unanswered::Returned) {
                         returns += 1;
