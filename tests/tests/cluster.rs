@@ -527,9 +527,11 @@ async fn reply_to_a_dead_requester(cluster: &mut Cluster, queue: &str) {
 /// resumed. Ignored: it fails about one run in two. After the resume, the
 /// four callers of one client on a node that was *not* frozen sometimes
 /// wait with no error and no log for as long as their timeout, while the
-/// other clients are answered; the other scenarios never do. Not yet
-/// explained (requests whose publisher confirms never come after the
-/// leader changed, or replies lost, on RabbitMQ 3.10.8): docs/SCALING.md.
+/// other clients are answered; the other scenarios never do. Their
+/// requests are never confirmed (caught once: 4 `messages_unconfirmed` on
+/// that client's publishing channel, none ready in the queue; RabbitMQ
+/// 3.10.8): docs/SCALING.md. To pass, the client must send a request again
+/// when its confirm is overdue.
 /// Run it with `cargo test -p rpc-tests --test cluster -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a client on another node sometimes waits for its timeout after the resume"]
