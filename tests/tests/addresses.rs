@@ -83,6 +83,18 @@ async fn client_through(nodes: &[&Relay], queue: &TestQueue) -> (Connection, Cli
     (connection, client, lab)
 }
 
+/// A call after the loss is answered, through `relay`.
+async fn answered_through(lab: &LabClient, connection: &Connection, relay: &Relay, text: &str) {
+    let echoed = within(PATIENCE, "a call after the loss", lab.echo(text.into())).await;
+    assert_eq!(echoed.expect("answered through the second address"), text);
+    let port = |url: &str| url.rsplit_once(':').map(|(_, port)| port.to_owned());
+    assert_eq!(
+        port(&connection.url()),
+        port(&relay.url()),
+        "now connected through the second address"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_losing_its_broker_a_connection_moves_to_the_next_address() {
     let queue = TestQueue::new("addresses-killed");
@@ -128,23 +140,7 @@ async fn after_losing_its_broker_a_connection_moves_to_the_next_address() {
     assert_eq!(client.pending_calls(), 0);
     control.release(4);
 
-    let echoed = within(PATIENCE, "a call after the loss", lab.echo("moved".into())).await;
-    assert_eq!(
-        echoed.expect("answered through the second address"),
-        "moved"
-    );
-    let second_port = second
-        .url()
-        .rsplit_once(':')
-        .map(|(_, port)| port.to_owned());
-    assert_eq!(
-        connection
-            .url()
-            .rsplit_once(':')
-            .map(|(_, port)| port.to_owned()),
-        second_port,
-        "now connected through the second address"
-    );
+    answered_through(&lab, &connection, &second, "moved").await;
     server.shutdown().await;
 }
 
@@ -183,22 +179,7 @@ async fn a_broker_that_stops_answering_is_left_after_two_heartbeats() {
         "expected ConnectionLost, got {failed:?}"
     );
     control.release(1);
-    let echoed = within(PATIENCE, "a call after the loss", lab.echo("thawed".into())).await;
-    assert_eq!(
-        echoed.expect("answered through the second address"),
-        "thawed"
-    );
-    let second_port = second
-        .url()
-        .rsplit_once(':')
-        .map(|(_, port)| port.to_owned());
-    assert_eq!(
-        connection
-            .url()
-            .rsplit_once(':')
-            .map(|(_, port)| port.to_owned()),
-        second_port
-    );
+    answered_through(&lab, &connection, &second, "thawed").await;
     assert_eq!(client.pending_calls(), 0);
     server.shutdown().await;
 }

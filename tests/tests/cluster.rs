@@ -110,17 +110,19 @@ impl Layout {
     }
 }
 
-/// A server on `node` (preferring it; every node in its list).
+/// A server of a `queue_type` queue on `node` (preferring it; every node
+/// in its list).
 async fn serve(
     cluster: &Cluster,
     node: usize,
     queue: &str,
+    queue_type: QueueType,
     control: &LabControl,
 ) -> (Connection, ServerHandle) {
     let connection = connect_from(cluster, node, "server").await;
     let server = Server::builder()
         .queue(queue)
-        .queue_type(QueueType::Quorum)
+        .queue_type(queue_type)
         .prefetch(PREFETCH)
         .serve(
             &connection,
@@ -130,7 +132,7 @@ async fn serve(
             }),
         )
         .await
-        .expect("serve the quorum queue");
+        .expect("serve the queue");
     (connection, server)
 }
 
@@ -144,11 +146,18 @@ async fn connect_from(cluster: &Cluster, node: usize, role: &str) -> Connection 
         .expect("connect to the cluster")
 }
 
-/// A client on `node` calling `queue`.
-async fn client(cluster: &Cluster, node: usize, queue: &str, reply_to: ReplyTo) -> LabClient {
+/// A client on `node` calling `queue`, its calls timing out after
+/// `timeout`.
+async fn client(
+    cluster: &Cluster,
+    node: usize,
+    queue: &str,
+    reply_to: ReplyTo,
+    timeout: Duration,
+) -> LabClient {
     let connection = connect_from(cluster, node, "client").await;
     let client = Client::builder()
-        .timeout(CALL_TIMEOUT)
+        .timeout(timeout)
         .reply_to(reply_to)
         .build(&connection)
         .await
@@ -292,11 +301,14 @@ async fn scenario(
     let control = LabControl::default();
     let mut servers = Vec::new();
     for node in &layout.servers {
-        servers.push((*node, serve(cluster, *node, queue, &control).await));
+        servers.push((
+            *node,
+            serve(cluster, *node, queue, QueueType::Quorum, &control).await,
+        ));
     }
     let mut streams = Vec::new();
     for node in &layout.clients {
-        let lab = client(cluster, *node, queue, reply_to).await;
+        let lab = client(cluster, *node, queue, reply_to, CALL_TIMEOUT).await;
         streams.push((*node, lab.clone(), CallStream::start(&lab, CALLERS)));
     }
     steady(&streams).await;
@@ -416,7 +428,14 @@ async fn a_quorum_request_queue_survives_the_loss_of_any_node() {
     let mut cluster = Cluster::start(3).await;
     let queue = unique("cluster-quorum");
     // Declared from node 1 first: the queue's members are on every node.
-    let (connection, server) = serve(&cluster, 0, &queue, &LabControl::default()).await;
+    let (connection, server) = serve(
+        &cluster,
+        0,
+        &queue,
+        QueueType::Quorum,
+        &LabControl::default(),
+    )
+    .await;
     server.shutdown().await;
     connection.close().await;
     cluster.wait_all_members_online(&queue).await;
@@ -461,9 +480,24 @@ async fn a_quorum_request_queue_survives_the_loss_of_any_node() {
 async fn reply_to_a_dead_requester(cluster: &mut Cluster, queue: &str) {
     let (requester_node, server_node, observer_node) = (0, 1, 2);
     let control = LabControl::default();
-    let (connection, server) = serve(cluster, server_node, queue, &control).await;
-    let requester = client(cluster, requester_node, queue, ReplyTo::DirectReplyTo).await;
-    let observer = client(cluster, observer_node, queue, ReplyTo::DirectReplyTo).await;
+    let (connection, server) =
+        serve(cluster, server_node, queue, QueueType::Quorum, &control).await;
+    let requester = client(
+        cluster,
+        requester_node,
+        queue,
+        ReplyTo::DirectReplyTo,
+        CALL_TIMEOUT,
+    )
+    .await;
+    let observer = client(
+        cluster,
+        observer_node,
+        queue,
+        ReplyTo::DirectReplyTo,
+        CALL_TIMEOUT,
+    )
+    .await;
     assert!(observer.echo(unique("before")).await.is_ok());
 
     let held = tokio::spawn(async move { requester.hold(1).await });
@@ -540,7 +574,14 @@ async fn a_quorum_request_queue_survives_its_leaders_node_frozen() {
     log_if_asked();
     let mut cluster = Cluster::start(3).await;
     let queue = unique("cluster-frozen");
-    let (connection, server) = serve(&cluster, 0, &queue, &LabControl::default()).await;
+    let (connection, server) = serve(
+        &cluster,
+        0,
+        &queue,
+        QueueType::Quorum,
+        &LabControl::default(),
+    )
+    .await;
     server.shutdown().await;
     connection.close().await;
     cluster.wait_all_members_online(&queue).await;
@@ -573,30 +614,11 @@ async fn a_classic_request_queue_is_unavailable_while_its_node_is_down() {
     // consumes it too, across the cluster.
     let mut servers = Vec::new();
     for node in [0, 1] {
-        let connection = connect_from(&cluster, node, "server").await;
-        let server = Server::builder()
-            .queue(&queue)
-            .prefetch(PREFETCH)
-            .serve(
-                &connection,
-                LabServer::new(LabImpl {
-                    name: format!("server@{node}"),
-                    control: control.clone(),
-                }),
-            )
-            .await
-            .expect("serve the classic queue");
-        servers.push((connection, server));
+        servers.push(serve(&cluster, node, &queue, QueueType::Classic, &control).await);
     }
     let mut streams = Vec::new();
     for node in [1, 2] {
-        let connection = connect_from(&cluster, node, "client").await;
-        let client = Client::builder()
-            .timeout(CLASSIC_TIMEOUT)
-            .build(&connection)
-            .await
-            .expect("client");
-        let lab = LabClient::new(client).with_queue(&queue);
+        let lab = client(&cluster, node, &queue, ReplyTo::default(), CLASSIC_TIMEOUT).await;
         streams.push((node, lab.clone(), CallStream::start(&lab, CALLERS)));
     }
     steady(&streams).await;

@@ -128,6 +128,14 @@ fn first_death(headers: &FieldTable) -> FieldTable {
     }
 }
 
+/// A `Lab` service nobody will call.
+fn idle_lab() -> LabServer<LabImpl> {
+    LabServer::new(LabImpl {
+        name: "s".into(),
+        control: LabControl::default(),
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_limit_needs_a_quorum_queue() {
     let queue = TestQueue::new("poison-classic");
@@ -135,13 +143,7 @@ async fn a_delivery_limit_needs_a_quorum_queue() {
     let served = Server::builder()
         .queue(&queue.name)
         .delivery_limit(3)
-        .serve(
-            &connection,
-            LabServer::new(LabImpl {
-                name: "s".into(),
-                control: LabControl::default(),
-            }),
-        )
+        .serve(&connection, idle_lab())
         .await;
     match served {
         Err(error @ ServeError::Config { .. }) => {
@@ -154,13 +156,7 @@ async fn a_delivery_limit_needs_a_quorum_queue() {
         .queue(&queue.name)
         .queue_type(QueueType::Quorum)
         .dead_letter_queue(&queue.name)
-        .serve(
-            &connection,
-            LabServer::new(LabImpl {
-                name: "s".into(),
-                control: LabControl::default(),
-            }),
-        )
+        .serve(&connection, idle_lab())
         .await;
     assert!(
         matches!(served, Err(ServeError::InvalidQueueName { .. })),
