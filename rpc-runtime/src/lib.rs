@@ -102,7 +102,7 @@ mod transport;
 pub use client::{
     Client, ClientBuilder,
     call::{Call, CallFuture, Fallible, Plain, Returns},
-    config::{DEFAULT_TIMEOUT, ReplyTo},
+    config::{DEFAULT_CONFIRM_PATIENCE, DEFAULT_TIMEOUT, ReplyTo},
     intercept::{InterceptError, OutgoingCall},
 };
 pub use connection::{Connection, ConnectionBuilder};

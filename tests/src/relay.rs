@@ -2,13 +2,18 @@
 //! it at once (a connection loss that touches nothing else on the broker),
 //! hold the traffic from its clients to the broker (a broker that stops
 //! reading, as under a resource alarm), or hold it both ways (a broker
-//! frozen, or cut off by a network that drops packets).
+//! frozen, or cut off by a network that drops packets), or drop the
+//! broker's publisher confirms (a broker that takes requests and never
+//! says so).
 
 use crate::broker::amqp_url;
 use rpc_runtime::lapin::uri::AMQPUri;
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 use tokio::{
@@ -27,6 +32,30 @@ pub struct Relay {
     acceptor: JoinHandle<()>,
     held: watch::Sender<bool>,
     frozen: watch::Sender<bool>,
+    confirms: Arc<ConfirmDrops>,
+}
+
+/// How many of the broker's `basic.ack` frames to drop, and how many were.
+#[derive(Debug, Default)]
+struct ConfirmDrops {
+    to_drop: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+impl ConfirmDrops {
+    /// Whether to drop the next `basic.ack`; counts it if so.
+    fn take_one(&self) -> bool {
+        let taken = self
+            .to_drop
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if taken {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+        taken
+    }
 }
 
 impl Relay {
@@ -40,18 +69,21 @@ impl Relay {
         let accepted = links.clone();
         let (held, holding) = watch::channel(false);
         let (frozen, freezing) = watch::channel(false);
+        let confirms = Arc::new(ConfirmDrops::default());
+        let dropping = confirms.clone();
         let acceptor = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let target = target.clone();
                 let holding = holding.clone();
                 let freezing = freezing.clone();
+                let dropping = dropping.clone();
                 let link = tokio::spawn(async move {
                     if let Ok(broker) = TcpStream::connect(&target).await {
                         let (from_client, to_client) = client.into_split();
                         let (from_broker, to_broker) = broker.into_split();
                         tokio::select! {
                             () = pump(from_client, to_broker, vec![holding, freezing.clone()]) => {}
-                            () = pump(from_broker, to_client, vec![freezing]) => {}
+                            () = pump_frames(from_broker, to_client, freezing, dropping) => {}
                         }
                     }
                 });
@@ -65,7 +97,20 @@ impl Relay {
             acceptor,
             held,
             frozen,
+            confirms,
         }
+    }
+
+    /// Drops the broker's next `count` publisher confirms (`basic.ack`
+    /// frames) to any client through the relay: requests it took, and never
+    /// said so.
+    pub fn drop_confirms(&self, count: usize) {
+        self.confirms.to_drop.store(count, Ordering::SeqCst);
+    }
+
+    /// How many publisher confirms the relay has dropped.
+    pub fn dropped_confirms(&self) -> usize {
+        self.confirms.dropped.load(Ordering::SeqCst)
     }
 
     /// Freezes (`true`) or thaws (`false`) every connection through the
@@ -135,6 +180,52 @@ async fn pump(
             }
         }
         if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Copies the broker's frames from `from` into `to` until either ends,
+/// waiting while `frozen` says so, and leaving out the `basic.ack` frames
+/// `confirms` says to drop.
+async fn pump_frames(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut frozen: watch::Receiver<bool>,
+    confirms: Arc<ConfirmDrops>,
+) {
+    // An AMQP frame: type (1 byte), channel (2), payload size (4), the
+    // payload, and a frame-end byte. A method frame's payload starts with
+    // its class and method ids: `basic.ack` is 60, 80.
+    const HEADER: usize = 7;
+    let mut pending = Vec::new();
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        pending.extend_from_slice(&buffer[..read]);
+        let mut out = Vec::with_capacity(pending.len());
+        let mut start = 0;
+        while pending.len() - start >= HEADER {
+            let frame = &pending[start..];
+            let size = u32::from_be_bytes([frame[3], frame[4], frame[5], frame[6]]) as usize;
+            let length = HEADER + size + 1;
+            if frame.len() < length {
+                break;
+            }
+            let is_ack = frame[0] == 1 && size >= 4 && frame[7..11] == [0, 60, 0, 80];
+            if !(is_ack && confirms.take_one()) {
+                out.extend_from_slice(&frame[..length]);
+            }
+            start += length;
+        }
+        pending.drain(..start);
+        if frozen.wait_for(|frozen| !frozen).await.is_err() {
+            return;
+        }
+        if to.write_all(&out).await.is_err() {
             return;
         }
     }

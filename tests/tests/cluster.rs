@@ -30,7 +30,9 @@
 //! visible with `--nocapture`) are recorded in docs/SCALING.md.
 
 use futures_util::future::join_all;
-use rpc_runtime::{Client, Connection, QueueType, ReplyTo, Server, ServerHandle};
+use rpc_runtime::{
+    Client, Connection, DEFAULT_CONFIRM_PATIENCE, QueueType, ReplyTo, Server, ServerHandle,
+};
 use rpc_tests::{
     CallStream, Cluster, LabClient, LabControl, LabImpl, LabServer, PATIENCE, Tally, unique, within,
 };
@@ -250,7 +252,9 @@ impl Report {
             }
         }
         let bound = match fault {
-            Fault::Freeze => FREEZE + RECOVERY_BOUND,
+            // Requests the broker lost while the node was frozen are sent
+            // again once their confirm is overdue.
+            Fault::Freeze => FREEZE.max(DEFAULT_CONFIRM_PATIENCE) + RECOVERY_BOUND,
             Fault::Kill | Fault::Stop => RECOVERY_BOUND,
         };
         for recovered in &self.recovered {
@@ -568,7 +572,6 @@ async fn reply_to_a_dead_requester(cluster: &mut Cluster, queue: &str) {
 /// when its confirm is overdue.
 /// Run it with `cargo test -p rpc-tests --test cluster -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a client on another node sometimes waits for its timeout after the resume"]
 async fn a_quorum_request_queue_survives_its_leaders_node_frozen() {
     let _one = ONE_CLUSTER.lock().await;
     log_if_asked();

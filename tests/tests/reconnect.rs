@@ -99,6 +99,73 @@ async fn a_call_whose_request_the_broker_does_not_confirm_times_out() {
     server.shutdown().await;
 }
 
+/// A broker that takes a request and never confirms it (RabbitMQ 3.10.8
+/// did so after a quorum queue's leader node was frozen: docs/SCALING.md):
+/// once the confirm patience runs out the request is sent again on a new
+/// channel, and the call is answered long before its timeout. The first
+/// request was taken, so it runs too: a request sent again is a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_broker_never_confirms_is_sent_again() {
+    let queue = TestQueue::new("never-confirmed");
+    let control = LabControl::default();
+    let server = serve_lab(
+        &connect("never-confirmed-server").await,
+        &queue,
+        "s1",
+        &control,
+        8,
+    )
+    .await;
+    let relay = Relay::start().await;
+    let connection = relay.connect().await;
+    let client = Client::builder()
+        .timeout(LONG)
+        .confirm_patience(Duration::from_millis(300))
+        .build(&connection)
+        .await
+        .expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+    assert_eq!(lab.add(1, 2).await.expect("through the relay"), 3);
+
+    // The server holds each run until released, so that no reply tells
+    // the client that the first request was taken.
+    relay.drop_confirms(1);
+    let call = tokio::spawn(lab.hold(7).into_future());
+    assert_eq!(control.next_started().await, 7, "the first request runs");
+    assert_eq!(
+        within(PATIENCE, "the request sent again", control.next_started()).await,
+        7,
+        "sent again once its confirm was overdue"
+    );
+    assert_eq!(relay.dropped_confirms(), 1);
+    control.release(2);
+    let (name, _) = within(PATIENCE, "the call", call)
+        .await
+        .expect("task")
+        .expect("answered");
+    assert_eq!(name, "s1");
+    assert_eq!(client.pending_calls(), 0);
+
+    // One-way requests too: sent again, and both recorded.
+    relay.drop_confirms(1);
+    let sent = within(
+        PATIENCE,
+        "a one-way call never confirmed",
+        lab.record("twice".into()).one_way(),
+    )
+    .await;
+    sent.expect("sent again and confirmed");
+    assert_eq!(relay.dropped_confirms(), 2);
+    assert_eq!(
+        within(PATIENCE, "both records", control.wait_recorded(2)).await,
+        vec!["twice".to_owned(), "twice".to_owned()]
+    );
+
+    // The client goes on, on its new channels.
+    assert_eq!(lab.add(2, 3).await.expect("after"), 5);
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_flight_on_a_lost_server_is_redelivered_and_answered() {
     let queue = TestQueue::new("server-loss");

@@ -8,6 +8,14 @@ use std::{fmt, sync::Arc, time::Duration};
 /// The timeout of a call when neither the client nor the call sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a call waits for the broker to confirm its request before it
+/// sends the request again, when the client does not say
+/// ([`ClientBuilder::confirm_patience`](crate::ClientBuilder::confirm_patience)):
+/// longer than a frozen node's connections live with the default heartbeat
+/// (two 10 s heartbeats), so that only requests the broker lost are sent
+/// again, not those it holds while frozen.
+pub const DEFAULT_CONFIRM_PATIENCE: Duration = Duration::from_secs(25);
+
 /// Where servers send the replies to a client's requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -31,6 +39,9 @@ pub(crate) struct Config {
     pub(crate) timeout: Duration,
     pub(crate) reply_to: ReplyTo,
     pub(crate) publisher_confirms: bool,
+    /// How long a request may wait for its confirmation before it is sent
+    /// again on a new channel.
+    pub(crate) confirm_patience: Duration,
     pub(crate) max_request_size: usize,
     pub(crate) require_server: bool,
     /// Headers every call carries (a call's own come first).

@@ -346,6 +346,10 @@ impl Engine {
                         body: spec.body.clone(),
                         properties,
                     });
+                    // Armed only if it ends before the deadline: past that,
+                    // the call times out in the table anyway.
+                    let overdue_at = Instant::now() + self.config.confirm_patience;
+                    let patient = self.config.publisher_confirms && overdue_at < deadline.at;
                     // The confirmation first: the reply, should it come
                     // sooner, waits in the table. A returned request
                     // (perhaps this one) was routed by its correlation id; a
@@ -369,6 +373,7 @@ impl Engine {
                             }
                             outcome => First::Outcome(outcome),
                         },
+                        () = tokio::time::sleep_until(overdue_at), if patient => First::Overdue,
                     };
                     let outcome = match first {
                         First::Outcome(outcome) => outcome,
@@ -391,6 +396,20 @@ impl Engine {
                                 continue 'sessions;
                             }
                             break 'call Err(Failed::Rpc(RpcError::Refused { method }));
+                        }
+                        First::Overdue => {
+                            // Neither confirmed nor refused: lost by the
+                            // broker, or held by a frozen node for longer
+                            // than its connections may live. Sent again, as
+                            // a new request, on a new channel (its stale one
+                            // may hold more such requests; it stays open for
+                            // the confirmations that may still come).
+                            debug!(
+                                patience = ?self.config.confirm_patience,
+                                "the broker has not confirmed a request; sending it again"
+                            );
+                            session.replace_requests(&requests).await;
+                            continue 'sessions;
                         }
                         First::Verdict(Verdict::Lost) => {
                             // The request was written, and then its channel
@@ -520,7 +539,26 @@ impl Engine {
             properties,
         };
         let method = spec.site.method;
-        Sent::Done(match publisher.publish(request).await {
+        // As for calls (see `call`): a request the broker neither confirms
+        // nor refuses is sent again on a new channel; the stale one's task
+        // waits for it no longer than the session.
+        let patience = self.config.confirm_patience;
+        let verdict = if self.config.publisher_confirms {
+            match tokio::time::timeout(patience, publisher.publish(request)).await {
+                Ok(verdict) => verdict,
+                Err(_) => {
+                    debug!(
+                        ?patience,
+                        "the broker has not confirmed a one-way request; sending it again"
+                    );
+                    session.replace_one_way(&publisher).await;
+                    return Sent::Again;
+                }
+            }
+        } else {
+            publisher.publish(request).await
+        };
+        Sent::Done(match verdict {
             Verdict::Taken => Ok(()),
             Verdict::Returned => Err(RpcError::NoSuchService {
                 queue: spec.queue.as_ref().to_owned(),
@@ -561,10 +599,12 @@ impl Deadline {
     }
 }
 
-/// What came first of a request's verdict and its call's outcome.
+/// What came first of a request's verdict, its call's outcome, and its
+/// confirmation's patience running out.
 enum First {
     Verdict(Verdict),
     Outcome(Outcome),
+    Overdue,
 }
 
 /// How a one-way request's attempt at sending ended.

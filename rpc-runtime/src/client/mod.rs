@@ -29,7 +29,7 @@ pub(crate) mod presence;
 pub(crate) mod session;
 
 use self::{
-    config::{Config, DEFAULT_TIMEOUT, ReplyTo},
+    config::{Config, DEFAULT_CONFIRM_PATIENCE, DEFAULT_TIMEOUT, ReplyTo},
     engine::Engine,
     intercept::{ClientInterceptor, InterceptError, OutgoingCall},
     pending::{Pending, sweep_deadlines},
@@ -61,6 +61,7 @@ pub struct ClientBuilder {
     timeout: Duration,
     reply_to: ReplyTo,
     publisher_confirms: bool,
+    confirm_patience: Duration,
     max_request_size: usize,
     require_server: bool,
     metadata: Metadata,
@@ -75,6 +76,7 @@ impl fmt::Debug for ClientBuilder {
             .field("timeout", &self.timeout)
             .field("reply_to", &self.reply_to)
             .field("publisher_confirms", &self.publisher_confirms)
+            .field("confirm_patience", &self.confirm_patience)
             .field("max_request_size", &self.max_request_size)
             .field("require_server", &self.require_server)
             .field("metadata", &self.metadata)
@@ -91,6 +93,7 @@ impl Default for ClientBuilder {
             timeout: DEFAULT_TIMEOUT,
             reply_to: ReplyTo::default(),
             publisher_confirms: true,
+            confirm_patience: DEFAULT_CONFIRM_PATIENCE,
             max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             require_server: false,
             metadata: Metadata::new(),
@@ -126,6 +129,36 @@ impl ClientBuilder {
     /// fails with [`RpcError::Refused`](crate::RpcError::Refused). Without them, such calls time out.
     pub fn publisher_confirms(mut self, enabled: bool) -> Self {
         self.publisher_confirms = enabled;
+        self
+    }
+
+    /// How long a request waits for the broker's confirmation before the
+    /// client sends it again on a new channel (default:
+    /// [`DEFAULT_CONFIRM_PATIENCE`], 25 s), within the call's timeout.
+    ///
+    /// A broker normally confirms within milliseconds, and within seconds
+    /// while a quorum queue elects a new leader. But RabbitMQ 3.10 has been
+    /// seen, after a quorum queue's leader node was frozen and resumed, to
+    /// never confirm nor deliver a few requests of a channel on another node:
+    /// without this, their callers would wait for their timeout. A request
+    /// sent again is a new request: if the first one was only late, not lost,
+    /// both run (as when a server dies before acknowledging). Keep it above
+    /// two heartbeats, how long a frozen node's connections live and hold
+    /// their requests unconfirmed. No effect without publisher confirms.
+    ///
+    /// ```no_run
+    /// # async fn demo(connection: &rpc_runtime::Connection) -> Result<(), rpc_runtime::ConnectError> {
+    /// use std::time::Duration;
+    /// use rpc_runtime::Client;
+    /// // Connections with a 5 s heartbeat: a frozen node is dropped in 10 s.
+    /// let client = Client::builder()
+    ///     .confirm_patience(Duration::from_secs(15))
+    ///     .build(connection)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn confirm_patience(mut self, patience: Duration) -> Self {
+        self.confirm_patience = patience;
         self
     }
 
@@ -224,6 +257,7 @@ impl ClientBuilder {
             timeout: self.timeout,
             reply_to: self.reply_to,
             publisher_confirms: self.publisher_confirms,
+            confirm_patience: self.confirm_patience,
             max_request_size: self.max_request_size,
             require_server: self.require_server,
             metadata: self.metadata,

@@ -236,6 +236,11 @@ async fn publish_one_by_one(
     mut requests: mpsc::UnboundedReceiver<(Request, oneshot::Sender<Verdict>)>,
 ) {
     while let Some((request, verdict)) = requests.recv().await {
+        // Its caller stopped waiting (timed out, or sent it again on another
+        // channel while an earlier request held this one): never written.
+        if verdict.is_closed() {
+            continue;
+        }
         let _ = verdict.send(publish(&channel, confirms, request, &*returned).await);
     }
 }
