@@ -96,6 +96,7 @@ mod metadata;
 mod protocol;
 mod server;
 mod session;
+mod spans;
 mod trace;
 mod transport;
 
@@ -118,6 +119,7 @@ pub use server::{
     DEFAULT_PREFETCH, DEFAULT_SHUTDOWN_GRACE, QueueType, Server, ServerBuilder, ServerHandle,
     context::RequestContext, service::Service, signal::shutdown_on_signal,
 };
+pub use spans::DEFAULT_SPAN_LEVEL;
 pub use transport::AmqpError;
 
 #[doc = include_str!("rpc_service.md")]

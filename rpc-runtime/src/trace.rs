@@ -89,8 +89,14 @@ impl fmt::Display for SpanId {
 
 /// The trace context of a call made in `span` (the call's own span).
 pub(crate) fn outgoing(span: &tracing::Span) -> TraceIds {
+    // A call span left out by the subscriber's filter (the default level is
+    // DEBUG) has no OpenTelemetry context: the span the call is made in is
+    // then the server's parent.
     #[cfg(feature = "opentelemetry")]
-    if let Some(ids) = otel::ids_of(span) {
+    if let Some(ids) = match span.is_disabled() {
+        false => otel::ids_of(span),
+        true => otel::ids_of(&tracing::Span::current()),
+    } {
         return ids;
     }
     let _ = span;

@@ -1,28 +1,42 @@
 //! Spans and trace context without OpenTelemetry: a span per call and per
 //! request, joined in one W3C trace across client and server (the request's
 //! parent is the call), continued by the calls a handler makes, and carried
-//! by the handler's own logs.
+//! by the handler's own logs; at DEBUG unless a builder raises them, and
+//! the trace context flows the same when a filter leaves them out.
 //!
 //! Alone in its binary: it installs the process's global subscriber, a layer
-//! that records every span's fields and every event's enclosing spans.
+//! that records every span's fields and every event's enclosing spans (and
+//! leaves DEBUG spans out while [`QUIET`] says so: the tests take turns).
 
 use rpc_runtime::{Client, RequestContext, Server, rpc_service};
 use rpc_tests::{ContextReport, LabClient, LabFixture, PATIENCE, TestQueue, within};
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 use tracing::{
-    Subscriber,
+    Level, Subscriber,
     field::{Field, Visit},
     span,
 };
-use tracing_subscriber::{Layer, layer::Context, prelude::*, registry::LookupSpan};
+use tracing_subscriber::{
+    Layer, filter::dynamic_filter_fn, layer::Context, prelude::*, registry::LookupSpan,
+};
+
+/// While set, the recording layer leaves DEBUG spans out, as an application
+/// logging at INFO does.
+static QUIET: AtomicBool = AtomicBool::new(false);
+/// One test at a time: they set [`QUIET`] and read the one recorder.
+static ONE_TEST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A span as recorded: its name and its fields, as text.
 #[derive(Debug, Clone, Default)]
 struct Recorded {
     name: String,
+    level: Option<Level>,
     fields: HashMap<String, String>,
 }
 
@@ -67,6 +81,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for RecordingLayer {
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, _: Context<'_, S>) {
         let mut recorded = Recorded {
             name: attrs.metadata().name().to_owned(),
+            level: Some(*attrs.metadata().level()),
             fields: HashMap::new(),
         };
         attrs.record(&mut Fields(&mut recorded.fields));
@@ -112,7 +127,15 @@ fn recorder() -> Arc<Recorder> {
         .get_or_init(|| {
             let recorder = Arc::new(Recorder::default());
             tracing_subscriber::registry()
-                .with(RecordingLayer(recorder.clone()))
+                .with(
+                    RecordingLayer(recorder.clone()).with_filter(dynamic_filter_fn(
+                        |metadata, _| {
+                            !(metadata.is_span()
+                                && *metadata.level() == Level::DEBUG
+                                && QUIET.load(Ordering::SeqCst))
+                        },
+                    )),
+                )
                 .init();
             recorder
         })
@@ -148,21 +171,24 @@ async fn wait_closed(recorder: &Recorder, name: &str, field: &str, value: &str) 
 /// Calls `Lab::context` from within its own handler.
 #[rpc_service]
 pub trait Relay {
-    async fn relay(&self) -> ContextReport;
+    /// The relay's trace id, and what the inner call's handler saw.
+    async fn relay(&self) -> (String, ContextReport);
 }
 
 struct Relaying(LabClient);
 
 impl Relay for Relaying {
-    async fn relay(&self) -> ContextReport {
+    async fn relay(&self) -> (String, ContextReport) {
         let request = RequestContext::current().expect("a handler has its context");
         tracing::info!(trace = %request.trace_id(), "relaying to Lab");
-        self.0.context().await.expect("the inner call")
+        let inner = self.0.context().await.expect("the inner call");
+        (request.trace_id().to_string(), inner)
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_and_its_request_share_one_trace_and_handlers_continue_it() {
+    let _one = ONE_TEST.lock().await;
     let recorder = recorder();
     let fixture = LabFixture::start("tracing").await;
 
@@ -185,6 +211,7 @@ async fn a_call_and_its_request_share_one_trace_and_handlers_continue_it() {
         assert_eq!(span.field("queue"), Some(fixture.queue.name.as_str()));
         assert_eq!(span.field("outcome"), Some("ok"));
         assert!(span.field("duration_ms").is_some());
+        assert_eq!(span.level, Some(rpc_runtime::DEFAULT_SPAN_LEVEL));
     }
 
     // A handler's call continues its request's trace, and its logs carry
@@ -199,7 +226,7 @@ async fn a_call_and_its_request_share_one_trace_and_handlers_continue_it() {
         .await
         .expect("serve");
     let relay = RelayClient::new(fixture.client.clone()).with_queue(&relay_queue.name);
-    let inner = within(PATIENCE, "a relayed call", relay.relay())
+    let (_, inner) = within(PATIENCE, "a relayed call", relay.relay())
         .await
         .expect("relay");
     let outer_request = wait_closed(&recorder, "rpc.request", "method", "relay").await;
@@ -251,5 +278,80 @@ async fn a_call_and_its_request_share_one_trace_and_handlers_continue_it() {
         alone_request.field("trace_id"),
         Some(alone.trace_id.as_str())
     );
+    fixture.shutdown().await;
+}
+
+/// An application that logs at INFO leaves the DEBUG spans out: none is
+/// recorded, and the trace context flows all the same (a handler's call
+/// continues its request's trace). Raised to INFO by the builders, the
+/// spans are recorded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_left_out_by_a_filter_still_carry_the_trace_and_a_level_brings_them_back() {
+    let _one = ONE_TEST.lock().await;
+    let recorder = recorder();
+    QUIET.store(true, Ordering::SeqCst);
+    let fixture = LabFixture::start("tracing-quiet").await;
+    let relay_queue = TestQueue::new("tracing-quiet-relay");
+    let relay_server = Server::builder()
+        .queue(&relay_queue.name)
+        .serve(
+            &fixture.connection,
+            RelayServer::new(Relaying(fixture.lab.clone())),
+        )
+        .await
+        .expect("serve");
+    let relay = RelayClient::new(fixture.client.clone()).with_queue(&relay_queue.name);
+    let (outer_trace, inner) = within(PATIENCE, "a relayed call", relay.relay())
+        .await
+        .expect("relay");
+    assert_eq!(outer_trace.len(), 32);
+    assert_eq!(
+        inner.trace_id, outer_trace,
+        "the inner request continues it"
+    );
+    let inner_correlation = inner.correlation_id.clone().expect("two-way");
+    let recorded = |correlation_id: &str| {
+        let spans = recorder.spans.lock().expect("lock");
+        let closed = recorder.closed.lock().expect("lock");
+        spans
+            .values()
+            .chain(closed.iter())
+            .filter(|span| span.field("correlation_id") == Some(correlation_id))
+            .count()
+    };
+    assert_eq!(recorded(&inner_correlation), 0, "no span was recorded");
+    relay_server.shutdown().await;
+
+    // Raised to INFO, on both sides: recorded, at INFO.
+    let queue = TestQueue::new("tracing-info");
+    let server = Server::builder()
+        .queue(&queue.name)
+        .span_level(Level::INFO)
+        .serve(
+            &fixture.connection,
+            rpc_tests::LabServer::new(rpc_tests::LabImpl {
+                name: "info".into(),
+                control: rpc_tests::LabControl::default(),
+            }),
+        )
+        .await
+        .expect("serve");
+    let client = Client::builder()
+        .span_level(Level::INFO)
+        .build(&fixture.connection)
+        .await
+        .expect("client");
+    let lab = LabClient::new(client).with_queue(&queue.name);
+    let report = within(PATIENCE, "a call", lab.context())
+        .await
+        .expect("context");
+    let correlation_id = report.correlation_id.expect("two-way");
+    for name in ["rpc.call", "rpc.request"] {
+        let span = wait_closed(&recorder, name, "correlation_id", &correlation_id).await;
+        assert_eq!(span.level, Some(Level::INFO), "{name}");
+        assert_eq!(span.field("trace_id"), Some(report.trace_id.as_str()));
+    }
+    QUIET.store(false, Ordering::SeqCst);
+    server.shutdown().await;
     fixture.shutdown().await;
 }

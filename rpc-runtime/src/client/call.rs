@@ -142,7 +142,9 @@ impl<R> Call<R> {
     /// sends no reply. Resolves once the broker has taken the request (it
     /// fails with [`RpcError::NoSuchService`] if no queue takes it).
     pub async fn one_way(self) -> Result<(), RpcError> {
-        let mut observed = self.site.start(&self.queue);
+        let mut observed = self
+            .site
+            .start(&self.queue, self.client.engine.config.span_level);
         let span = observed.span.clone();
         let (spec, client) = match self.spec() {
             (Ok(spec), client, _) => (spec, client),
@@ -180,7 +182,9 @@ impl<R: Returns> IntoFuture for Call<R> {
     type IntoFuture = CallFuture<R>;
 
     fn into_future(self) -> CallFuture<R> {
-        let observed = self.site.start(&self.queue);
+        let observed = self
+            .site
+            .start(&self.queue, self.client.engine.config.span_level);
         let reply: Replying = match self.spec() {
             // The client's call future is boxed as it is made and only the
             // box moves; decoding, the one part that depends on `R`, happens

@@ -47,6 +47,8 @@ pub(crate) struct Config {
     /// Headers every call carries (a call's own come first).
     pub(crate) metadata: Metadata,
     pub(crate) interceptors: Vec<ClientInterceptor>,
+    /// The level of the calls' spans.
+    pub(crate) span_level: tracing::Level,
     /// Whether calls carry `traceparent` (and `tracestate`).
     pub(crate) trace_context: bool,
     /// The `user_id` calls carry: the connection's user.

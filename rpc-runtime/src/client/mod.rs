@@ -38,7 +38,7 @@ use self::{
 };
 use crate::{
     connection::Connection, error::ConnectError, metadata::Metadata,
-    protocol::DEFAULT_MAX_REQUEST_SIZE,
+    protocol::DEFAULT_MAX_REQUEST_SIZE, spans::DEFAULT_SPAN_LEVEL,
 };
 use std::{fmt, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
@@ -67,6 +67,7 @@ pub struct ClientBuilder {
     metadata: Metadata,
     interceptors: Vec<ClientInterceptor>,
     trace_context: bool,
+    span_level: tracing::Level,
     send_user_id: bool,
 }
 
@@ -82,6 +83,7 @@ impl fmt::Debug for ClientBuilder {
             .field("metadata", &self.metadata)
             .field("interceptors", &self.interceptors.len())
             .field("trace_context", &self.trace_context)
+            .field("span_level", &self.span_level)
             .field("send_user_id", &self.send_user_id)
             .finish()
     }
@@ -99,6 +101,7 @@ impl Default for ClientBuilder {
             metadata: Metadata::new(),
             interceptors: Vec::new(),
             trace_context: true,
+            span_level: DEFAULT_SPAN_LEVEL,
             send_user_id: true,
         }
     }
@@ -237,6 +240,25 @@ impl ClientBuilder {
         self
     }
 
+    /// The level of the calls' `rpc.call` spans (default:
+    /// [`DEFAULT_SPAN_LEVEL`], DEBUG; see its page for why, and what a
+    /// recorded span costs).
+    ///
+    /// ```no_run
+    /// # async fn demo(connection: &rpc_runtime::Connection) -> Result<(), rpc_runtime::ConnectError> {
+    /// use rpc_runtime::Client;
+    /// // Seen by a subscriber at INFO, as the application's own spans.
+    /// let client = Client::builder()
+    ///     .span_level(tracing::Level::INFO)
+    ///     .build(connection)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn span_level(mut self, level: tracing::Level) -> Self {
+        self.span_level = level;
+        self
+    }
+
     /// Whether calls carry the connection's user as their `user_id`
     /// (default: yes), the identity servers read in
     /// [`RequestContext::user_id`](crate::RequestContext::user_id). The
@@ -263,6 +285,7 @@ impl ClientBuilder {
             metadata: self.metadata,
             interceptors: self.interceptors,
             trace_context: self.trace_context,
+            span_level: self.span_level,
             user_id: if self.send_user_id {
                 connection.user_id()
             } else {

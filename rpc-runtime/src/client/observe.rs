@@ -9,7 +9,7 @@
 //! | `rpc_client_call_duration_seconds` | histogram | `service`, `method` |
 //! | `rpc_client_calls_in_flight` | gauge | `service`, `method` |
 
-use crate::error::RpcError;
+use crate::{error::RpcError, spans::span_at};
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use std::{
     fmt,
@@ -43,12 +43,13 @@ impl CallSite {
             .get_or_init(|| MethodMetrics::register(self.service, self.method))
     }
 
-    /// Starts observing a call: its span (a child of the current span) and
-    /// its metrics, until [`Observed::ended`].
-    pub(crate) fn start(&'static self, queue: &str) -> Observed {
+    /// Starts observing a call: its span at `level` (a child of the current
+    /// span) and its metrics, until [`Observed::ended`].
+    pub(crate) fn start(&'static self, queue: &str, level: tracing::Level) -> Observed {
         let metrics = self.metrics();
         metrics.in_flight.increment(1.0);
-        let span = tracing::info_span!(
+        let span = span_at!(
+            level,
             target: "rpc_runtime::client",
             "rpc.call",
             otel.kind = "client",

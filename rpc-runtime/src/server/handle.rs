@@ -18,6 +18,7 @@ use crate::{
         fault::{Fault, FaultKind},
         headers::{self, HeaderValue, TraceParent},
     },
+    spans::span_at,
     trace::{self, SpanId, TraceId, TraceIds},
     transport::{
         properties::IncomingProperties,
@@ -49,6 +50,8 @@ pub(crate) struct Handling<S> {
     pub(crate) queue: String,
     pub(crate) rules: Rules,
     pub(crate) interceptors: Vec<Interceptor>,
+    /// The level of the requests' spans.
+    pub(crate) span_level: tracing::Level,
     pub(crate) metrics: ServerMetrics,
     /// The budget of the warnings of refused requests and faults.
     pub(crate) faults: LogBudget,
@@ -97,7 +100,7 @@ pub(crate) fn handle<S: Service>(
         if redelivered {
             method.redelivered();
         }
-        let span = request_span::<S>(&handling.queue, &properties);
+        let span = request_span::<S>(handling.span_level, &handling.queue, &properties);
         // Before the span is first entered: with OpenTelemetry, its parent
         // can be set only until then.
         let trace = continue_trace(&span, &properties);
@@ -132,9 +135,14 @@ struct Request<'a> {
 }
 
 /// The span of a request: a child of the caller's span, in its trace.
-fn request_span<S: Service>(queue: &str, properties: &IncomingProperties) -> tracing::Span {
+fn request_span<S: Service>(
+    level: tracing::Level,
+    queue: &str,
+    properties: &IncomingProperties,
+) -> tracing::Span {
     let request = properties.view();
-    tracing::info_span!(
+    span_at!(
+        level,
         target: "rpc_runtime::server",
         "rpc.request",
         otel.kind = "server",

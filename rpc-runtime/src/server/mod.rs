@@ -122,6 +122,7 @@ pub struct ServerBuilder {
     shutdown_grace: Duration,
     rules: Rules,
     interceptors: Vec<Interceptor>,
+    span_level: tracing::Level,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -135,6 +136,7 @@ impl fmt::Debug for ServerBuilder {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("rules", &self.rules)
             .field("interceptors", &self.interceptors.len())
+            .field("span_level", &self.span_level)
             .finish()
     }
 }
@@ -153,6 +155,7 @@ impl Default for ServerBuilder {
                 max_request_size: DEFAULT_MAX_REQUEST_SIZE,
             },
             interceptors: Vec::new(),
+            span_level: crate::spans::DEFAULT_SPAN_LEVEL,
         }
     }
 }
@@ -208,6 +211,22 @@ impl ServerBuilder {
     /// [`DEFAULT_SHUTDOWN_GRACE`], 30 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// The level of the requests' `rpc.request` spans, in which handlers
+    /// run (default: [`DEFAULT_SPAN_LEVEL`](crate::DEFAULT_SPAN_LEVEL),
+    /// DEBUG; see its page for why, and what a recorded span costs). At a
+    /// level the application records, a handler's own logs carry its
+    /// request's service, method, correlation id and trace ids.
+    ///
+    /// ```
+    /// use rpc_runtime::Server;
+    /// let builder = Server::builder().span_level(tracing::Level::INFO);
+    /// # let _ = builder;
+    /// ```
+    pub fn span_level(mut self, level: tracing::Level) -> Self {
+        self.span_level = level;
         self
     }
 
@@ -323,6 +342,7 @@ impl ServerBuilder {
                 queue: config.queue.clone(),
                 rules: self.rules,
                 interceptors: self.interceptors,
+                span_level: self.span_level,
                 metrics: ServerMetrics::register(S::NAME, S::METHODS),
                 faults: LogBudget::default(),
             }),
