@@ -1,10 +1,25 @@
 //! The body of a request (PROTOCOL.md §2, "Body"): a MessagePack array of
 //! the method's arguments in declaration order, each a value as §3 says.
+//!
+//! How a server reads a request that holds another number of arguments
+//! than its method takes (PROTOCOL.md §6, changing a service):
+//!
+//! | the request holds | the server |
+//! |---|---|
+//! | as many as the method takes | decodes each |
+//! | fewer (an older client's) | runs the method with `None` for each missing trailing `Option` argument; any other missing argument is a `bad_request` |
+//! | more (a newer client's) | ignores the extra trailing ones that are nil (`None`); one that holds a value is a `bad_request`, as the server would drop what the caller asked for |
 
 use super::fault::{Fault, FaultKind};
 use super::msgpack::{DisplayValueReadError, INITIAL_BUFFER, decode_next, encode_into};
-use serde::{Serialize, de::DeserializeOwned};
+use serde::{
+    Serialize,
+    de::{DeserializeOwned, value::UnitDeserializer},
+};
 use std::fmt;
+
+/// MessagePack's nil, which `None` encodes as.
+const NIL: u8 = 0xc0;
 
 /// Encodes the arguments of one call: `[arg0, arg1, ...]`.
 ///
@@ -70,10 +85,15 @@ impl ArgsEncoder {
 pub struct ArgsDecoder<'a> {
     rest: &'a [u8],
     index: usize,
+    /// How many arguments the request holds.
+    sent: usize,
+    /// How many the method takes.
+    count: usize,
 }
 
 impl<'a> ArgsDecoder<'a> {
-    /// Reads the array header and checks that it holds `count` arguments.
+    /// Reads the array header of the arguments of a method that takes
+    /// `count` (the request may hold fewer or more: see the module's table).
     pub fn new(body: &'a [u8], count: usize) -> Result<Self, Fault> {
         if body.is_empty() {
             return Err(Fault::new(
@@ -91,19 +111,39 @@ impl<'a> ArgsDecoder<'a> {
                 ),
             )
         })?;
-        if len as usize != count {
-            return Err(Fault::new(
-                FaultKind::BadRequest,
-                format!("expected {count} argument(s), got {len}"),
-            ));
-        }
-        Ok(Self { rest, index: 0 })
+        Ok(Self {
+            rest,
+            index: 0,
+            sent: len as usize,
+            count,
+        })
+    }
+
+    /// The start of a `bad_request` about the number of arguments.
+    fn miscount(&self) -> String {
+        format!("expected {} argument(s), got {}", self.count, self.sent)
     }
 
     /// Decodes the next argument.
     pub fn arg<T: DeserializeOwned>(&mut self, argument: &'static str) -> Result<T, Fault> {
         let index = self.index;
         self.index += 1;
+        if index >= self.sent {
+            // Left out by an older client: only an `Option` reads "nothing"
+            // (serde reads it as `None`), any other type refuses it.
+            return T::deserialize(UnitDeserializer::<serde::de::value::Error>::new()).map_err(
+                |_| {
+                    Fault::new(
+                        FaultKind::BadRequest,
+                        format!(
+                            "{}: argument {index} (`{argument}`) is missing, and only trailing \
+                             `Option` arguments may be left out",
+                            self.miscount()
+                        ),
+                    )
+                },
+            );
+        }
         decode_next(&mut self.rest).map_err(|error| {
             // The decoder's message may quote the value ("invalid type:
             // string \"...\""): the caller, who sent it, sees it; the
@@ -119,8 +159,25 @@ impl<'a> ArgsDecoder<'a> {
         })
     }
 
-    /// Checks that no bytes follow the last argument.
-    pub fn finish(self) -> Result<(), Fault> {
+    /// Checks the arguments the method does not take (a newer client's:
+    /// each must be nil) and that no bytes follow the last one.
+    pub fn finish(mut self) -> Result<(), Fault> {
+        for index in self.count..self.sent {
+            match self.rest.split_first() {
+                Some((&NIL, rest)) => self.rest = rest,
+                _ => {
+                    return Err(Fault::new(
+                        FaultKind::BadRequest,
+                        format!(
+                            "{}: argument {index} holds a value and this server's method has no \
+                             such argument (a newer client's? upgrade the server, or leave it \
+                             out)",
+                            self.miscount()
+                        ),
+                    ));
+                }
+            }
+        }
         if self.rest.is_empty() {
             Ok(())
         } else {
@@ -185,11 +242,58 @@ mod tests {
     }
 
     #[test]
+    fn trailing_options_may_be_left_out_and_extra_nils_are_ignored() {
+        // An older client's request: `title: Option<String>` left out.
+        let old = encode(&[&"Ada"]);
+        let mut decoder = ArgsDecoder::new(&old, 2).expect("header");
+        assert_eq!(decoder.arg::<String>("name").expect("name"), "Ada");
+        assert_eq!(decoder.arg::<Option<String>>("title").expect("None"), None);
+        decoder.finish().expect("nothing left");
+
+        // Left out, but not an `Option`: refused, named.
+        let mut decoder = ArgsDecoder::new(&old, 2).expect("header");
+        decoder.arg::<String>("name").expect("name");
+        let fault = decoder.arg::<u32>("times").expect_err("not optional");
+        assert_eq!(fault.kind(), &FaultKind::BadRequest);
+        assert!(
+            fault.message().contains("argument 1 (`times`) is missing"),
+            "{fault}"
+        );
+
+        // A newer client's request to an older server: a trailing `None` is
+        // ignored.
+        let new = encode(&[&"Ada", &None::<String>]);
+        let mut decoder = ArgsDecoder::new(&new, 1).expect("header");
+        assert_eq!(decoder.arg::<String>("name").expect("name"), "Ada");
+        decoder.finish().expect("a nil extra argument is ignored");
+
+        // ... and a value in it refused, with bytes after it still checked.
+        let new = encode(&[&"Ada", &Some("Dr")]);
+        let mut decoder = ArgsDecoder::new(&new, 1).expect("header");
+        decoder.arg::<String>("name").expect("name");
+        assert!(decoder.finish().is_err());
+        let mut body = encode(&[&"Ada", &None::<String>]);
+        body.push(0x01);
+        let mut decoder = ArgsDecoder::new(&body, 1).expect("header");
+        decoder.arg::<String>("name").expect("name");
+        let fault = decoder.finish().expect_err("a trailing byte");
+        assert!(fault.message().contains("unexpected byte"), "{fault}");
+    }
+
+    #[test]
     fn wrong_count_type_range_and_trailing_bytes_are_bad_requests() {
         let two = encode(&[&1u32, &2u32]);
-        let fault = ArgsDecoder::new(&two, 1).expect_err("count");
+        let mut decoder = ArgsDecoder::new(&two, 1).expect("header");
+        assert_eq!(decoder.arg::<u32>("a").expect("a"), 1);
+        let fault = decoder
+            .finish()
+            .expect_err("an extra argument with a value");
         assert_eq!(fault.kind(), &FaultKind::BadRequest);
         assert!(fault.message().contains("expected 1 argument(s), got 2"));
+        assert!(
+            fault.message().contains("argument 1 holds a value"),
+            "{fault}"
+        );
 
         let text = encode(&[&"thirty"]);
         let mut decoder = ArgsDecoder::new(&text, 1).expect("header");

@@ -95,40 +95,68 @@ pub(crate) struct TraceParent {
 }
 
 impl TraceParent {
-    /// `00-<32 hex>-<16 hex>-<2 hex>`.
+    /// `00-<32 hex>-<16 hex>-<2 hex>`. Written digit by digit, not through
+    /// `core::fmt`: one goes out with every call (callgrind: a third of the
+    /// instructions of trace propagation).
     pub(crate) fn format(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
-        )
+        let mut text = String::with_capacity(TRACEPARENT_LEN);
+        text.push_str("00-");
+        push_hex(&mut text, self.trace_id, 32);
+        text.push('-');
+        push_hex(&mut text, u128::from(self.span_id), 16);
+        text.push('-');
+        push_hex(&mut text, u128::from(self.flags), 2);
+        text
     }
 
     /// Reads a `traceparent`; `None` if it is not one (W3C: a receiver then
     /// starts a new trace). Versions above 00 are read as 00, as the
-    /// specification asks.
+    /// specification asks: what follows their flags, after a dash, is
+    /// skipped. Read at fixed offsets, as the format is fixed-width.
     pub(crate) fn parse(text: &str) -> Option<Self> {
-        let mut parts = text.trim().split('-');
-        let version = parts.next()?;
-        let (trace_id, span_id, flags) = (parts.next()?, parts.next()?, parts.next()?);
-        fn hex(part: &str, len: usize) -> Option<&str> {
-            let lower_hex = part
-                .bytes()
-                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
-            (part.len() == len && lower_hex).then_some(part)
-        }
-        let version = u8::from_str_radix(hex(version, 2)?, 16).ok()?;
-        if version == 0xff || (version == 0 && parts.next().is_some()) {
+        let bytes = text.trim().as_bytes();
+        if bytes.len() < TRACEPARENT_LEN || [bytes[2], bytes[35], bytes[52]] != [b'-'; 3] {
             return None;
         }
-        let trace_id = u128::from_str_radix(hex(trace_id, 32)?, 16).ok()?;
-        let span_id = u64::from_str_radix(hex(span_id, 16)?, 16).ok()?;
-        let flags = u8::from_str_radix(hex(flags, 2)?, 16).ok()?;
+        let version = hex_value(&bytes[..2])?;
+        let longer = bytes.len() > TRACEPARENT_LEN;
+        if version == 0xff || (longer && (version == 0 || bytes[TRACEPARENT_LEN] != b'-')) {
+            return None;
+        }
+        let trace_id = hex_value(&bytes[3..35])?;
+        let span_id = u64::try_from(hex_value(&bytes[36..52])?).ok()?;
+        let flags = u8::try_from(hex_value(&bytes[53..55])?).ok()?;
         (trace_id != 0 && span_id != 0).then_some(Self {
             trace_id,
             span_id,
             flags,
         })
     }
+}
+
+/// The length of a version 00 `traceparent`.
+const TRACEPARENT_LEN: usize = 55;
+
+/// Appends the last `digits` hexadecimal digits of `value`, in lower case.
+fn push_hex(text: &mut String, value: u128, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for digit in (0..digits).rev() {
+        let nibble = (value >> (digit * 4)) & 0xf;
+        text.push(char::from(HEX[nibble as usize]));
+    }
+}
+
+/// The value of lower-case hexadecimal `digits` (at most 32), or `None` if
+/// any is not one (W3C forbids upper case).
+fn hex_value(digits: &[u8]) -> Option<u128> {
+    digits.iter().try_fold(0u128, |value, &digit| {
+        let nibble = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            _ => return None,
+        };
+        Some(value << 4 | u128::from(nibble))
+    })
 }
 
 #[cfg(test)]
@@ -162,6 +190,9 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736+00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
         ] {
             assert_eq!(TraceParent::parse(invalid), None, "{invalid}");
         }

@@ -183,7 +183,10 @@ impl RequestContext {
     }
 
     /// The request's `tracing` span: the handler runs inside it; work the
-    /// handler hands off can enter it, or `instrument` with it.
+    /// handler hands off can enter it, or `instrument` with it. Disabled
+    /// when the subscriber leaves its level out (DEBUG unless
+    /// [`ServerBuilder::span_level`](crate::ServerBuilder::span_level) says
+    /// otherwise).
     pub fn span(&self) -> &tracing::Span {
         &self.inner.span
     }
