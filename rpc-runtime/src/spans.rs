@@ -6,7 +6,7 @@
 //! [`ServerBuilder::span_level`](crate::ServerBuilder::span_level)), as
 //! `tower-http`'s request spans are: a span that a subscriber records costs
 //! far more than the rest of a call's bookkeeping (measured with a `fmt`
-//! subscriber: about 11 us of CPU per call on each side, 12% of the calls per
+//! subscriber: about 11 us of CPU per call on each side, 12 to 15% of the calls per
 //! second; docs/BENCHMARKS.md), while one its filter leaves out costs a
 //! level check. Applications that want them (their handlers' logs then carry
 //! each request's fields, and an OpenTelemetry layer exports them) enable

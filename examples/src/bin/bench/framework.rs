@@ -23,6 +23,7 @@ impl<C: Generated> FrameworkClient<C> {
         let connection = Connection::connect(url).await?;
         let client = Client::builder()
             .trace_context(trace_context)
+            .span_level(span_level())
             .build(&connection)
             .await?;
         Ok(Self {
@@ -52,6 +53,17 @@ pub(crate) async fn serve(url: &str, queue: &str, prefetch: u16) -> Result<Serve
     Ok(Server::builder()
         .queue(queue)
         .prefetch(prefetch)
+        .span_level(span_level())
         .serve(&connection, BenchServer::new(BenchImpl))
         .await?)
+}
+
+/// The level of the framework's spans: `BENCH_SPAN_LEVEL` (`info`, say, to
+/// measure spans that peer `observed`'s INFO subscriber records), or the
+/// default, DEBUG, which it leaves out.
+fn span_level() -> tracing::Level {
+    std::env::var("BENCH_SPAN_LEVEL")
+        .ok()
+        .and_then(|level| level.parse().ok())
+        .unwrap_or(rpc_runtime::DEFAULT_SPAN_LEVEL)
 }

@@ -2,9 +2,11 @@
 //! runs it, against peer `framework` with it off.
 //!
 //! - A `tracing` subscriber: `tracing_subscriber::fmt()` at INFO, writing to
-//!   `std::io::sink()`: the framework's spans (`rpc.call`, `rpc.request`, at
-//!   INFO) are created and their fields recorded and formatted, and nothing
-//!   is written per call (no span events, no events on the happy path).
+//!   `std::io::sink()`, as an application logging at INFO: it leaves the
+//!   framework's spans (`rpc.call`, `rpc.request`, at DEBUG) out. With
+//!   `BENCH_SPAN_LEVEL=info` (both peers' builders' `span_level`) it records
+//!   them and formats their fields; nothing is written per call either way
+//!   (no span events, no events on the happy path).
 //! - A metrics recorder: `PrometheusBuilder::new().build_recorder()`, without
 //!   an HTTP listener, its upkeep run every 5 s as `PrometheusBuilder::install`
 //!   does.
