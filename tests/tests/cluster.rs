@@ -324,10 +324,13 @@ async fn scenario(
             probe.ended().await.at
         }
         Fault::Stop => {
-            // The probe sees the node close its connections; the stop
-            // command returns seconds later.
-            let (_, ended) = tokio::join!(cluster.node_mut(lost).stop(), probe.ended());
-            ended.at
+            // The probe sees the node close its connections (its reader
+            // thread notes when), before the stop command returns; awaited
+            // after it, so that its guard does not count how long
+            // `rabbitmqctl` takes to start on a loaded machine (seen: more
+            // than 30 s).
+            cluster.node_mut(lost).stop().await;
+            probe.ended().await.at
         }
         Fault::Freeze => {
             let at = Instant::now();

@@ -90,9 +90,14 @@ async fn every_duration_the_api_takes_accepts_zero_and_the_maximum() {
                 .serve(&connection, rpc_tests::LabServer::new(lab_impl(&control)))
                 .await
                 .expect("serve");
-            for client_timeout in [Duration::MAX, HUGE[0]] {
+            // A zero confirm patience is taken as the shortest (100 ms), not
+            // as "send every request again at once".
+            for (client_timeout, patience) in
+                [(Duration::MAX, Duration::ZERO), (HUGE[0], Duration::MAX)]
+            {
                 let client = Client::builder()
                     .timeout(client_timeout)
+                    .confirm_patience(patience)
                     .build(&connection)
                     .await
                     .expect("client");

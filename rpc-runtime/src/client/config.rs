@@ -16,6 +16,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// again, not those it holds while frozen.
 pub const DEFAULT_CONFIRM_PATIENCE: Duration = Duration::from_secs(25);
 
+/// The shortest confirm patience: a confirmation takes at least a round
+/// trip to the broker, and a patience shorter than that would send every
+/// request again, on a new channel each time.
+pub(crate) const MIN_CONFIRM_PATIENCE: Duration = Duration::from_millis(100);
+
 /// Where servers send the replies to a client's requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

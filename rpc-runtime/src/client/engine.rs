@@ -348,7 +348,7 @@ impl Engine {
                     });
                     // Armed only if it ends before the deadline: past that,
                     // the call times out in the table anyway.
-                    let overdue_at = Instant::now() + self.config.confirm_patience;
+                    let overdue_at = instant_after(self.config.confirm_patience);
                     let patient = self.config.publisher_confirms && overdue_at < deadline.at;
                     // The confirmation first: the reply, should it come
                     // sooner, waits in the table. A returned request

@@ -29,7 +29,7 @@ pub(crate) mod presence;
 pub(crate) mod session;
 
 use self::{
-    config::{Config, DEFAULT_CONFIRM_PATIENCE, DEFAULT_TIMEOUT, ReplyTo},
+    config::{Config, DEFAULT_CONFIRM_PATIENCE, DEFAULT_TIMEOUT, MIN_CONFIRM_PATIENCE, ReplyTo},
     engine::Engine,
     intercept::{ClientInterceptor, InterceptError, OutgoingCall},
     pending::{Pending, sweep_deadlines},
@@ -148,6 +148,9 @@ impl ClientBuilder {
     /// both run (as when a server dies before acknowledging). Keep it above
     /// two heartbeats, how long a frozen node's connections live and hold
     /// their requests unconfirmed. No effect without publisher confirms.
+    /// Values under 100 ms are taken as 100 ms (a confirmation takes at least
+    /// a round trip: less would send every request again); `Duration::MAX`
+    /// never sends again.
     ///
     /// ```no_run
     /// # async fn demo(connection: &rpc_runtime::Connection) -> Result<(), rpc_runtime::ConnectError> {
@@ -161,7 +164,7 @@ impl ClientBuilder {
     /// # Ok(()) }
     /// ```
     pub fn confirm_patience(mut self, patience: Duration) -> Self {
-        self.confirm_patience = patience;
+        self.confirm_patience = patience.max(MIN_CONFIRM_PATIENCE);
         self
     }
 
