@@ -217,6 +217,11 @@ impl<'a> Method<'a> {
             .filter(|attr| attr.path().is_ident("doc"))
     }
 
+    /// The doc comment's text, for the service's description.
+    pub(crate) fn doc_text(&self) -> String {
+        doc_text(&self.item.attrs)
+    }
+
     /// `#[cfg]` attributes, to copy onto everything generated for the method.
     pub(crate) fn cfgs(&self) -> impl Iterator<Item = &'a Attribute> {
         self.item
@@ -295,9 +300,51 @@ pub(crate) fn snake_case(name: &str) -> String {
     snake
 }
 
+/// The text of the `#[doc = ".."]` attributes among `attrs` (doc comments),
+/// one line each, without the space a `///` comment starts with.
+pub(crate) fn doc_text(attrs: &[Attribute]) -> String {
+    let lines: Vec<String> = attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("doc"))
+        .filter_map(|attr| match &attr.meta {
+            syn::Meta::NameValue(syn::MetaNameValue {
+                value:
+                    syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(text),
+                        ..
+                    }),
+                ..
+            }) => Some(text.value()),
+            _ => None,
+        })
+        .map(|line| line.strip_prefix(' ').unwrap_or(&line).to_owned())
+        .collect();
+    lines.join("\n").trim().to_owned()
+}
+
+/// A type as the trait writes it, spaced as people write it (`Vec<u8>`,
+/// `(u32, String)`), for the service's description.
+pub(crate) fn written(ty: &Type) -> String {
+    let tokens = quote::quote!(#ty).to_string();
+    let mut text = String::with_capacity(tokens.len());
+    for word in tokens.split_whitespace() {
+        // A space only between two words (`dyn Trait`, `mut T`), never
+        // around punctuation, then one after each separator.
+        let glued = |c: char| c.is_alphanumeric() || c == '_' || c == '\'';
+        if text.ends_with(glued) && word.starts_with(glued) {
+            text.push(' ');
+        }
+        text.push_str(word);
+    }
+    text.replace(',', ", ")
+        .replace(';', "; ")
+        .replace("->", " -> ")
+        .replace('+', " + ")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::snake_case;
+    use super::{doc_text, snake_case, written};
 
     #[test]
     fn trait_names_become_snake_case_queue_names() {
@@ -306,5 +353,32 @@ mod tests {
         assert_eq!(snake_case("HTTPGateway"), "http_gateway");
         assert_eq!(snake_case("Echo2Way"), "echo2_way");
         assert_eq!(snake_case("already_snake"), "already_snake");
+    }
+
+    #[test]
+    fn types_are_written_as_people_write_them() {
+        for text in [
+            "String",
+            "Vec<Option<String>>",
+            "(u32, String)",
+            "[u8; 4]",
+            "std::collections::HashMap<String, Vec<Point>>",
+            "Box<dyn Fn(u32) -> u32>",
+            "Box<dyn Error + Send>",
+            "Cow<'static, str>",
+        ] {
+            let ty: syn::Type = syn::parse_str(text).expect(text);
+            assert_eq!(written(&ty), text);
+        }
+    }
+
+    #[test]
+    fn doc_comments_lose_the_leading_space_only() {
+        let item: syn::ItemTrait = syn::parse_quote! {
+            /// First line.
+            ///   Indented.
+            trait T {}
+        };
+        assert_eq!(doc_text(&item.attrs), "First line.\n  Indented.");
     }
 }

@@ -312,6 +312,7 @@ impl<'a> ServiceGenerator<'a> {
             let cfgs = method.cfgs();
             quote!(#(#cfgs)* #method_name)
         });
+        let description = self.description();
         quote! {
             const _: () = {
                 #(#handlers)*
@@ -324,6 +325,10 @@ impl<'a> ServiceGenerator<'a> {
                     const NAME: &'static str = #trait_name;
                     const DEFAULT_QUEUE: &'static str = #queue;
                     const METHODS: &'static [&'static str] = &[#(#method_names),*];
+
+                    fn description() -> ::core::option::Option<::rpc_runtime::ServiceDescription> {
+                        #description
+                    }
 
                     fn dispatch<'a>(
                         &'a self,
@@ -346,6 +351,66 @@ impl<'a> ServiceGenerator<'a> {
                     }
                 }
             };
+        }
+    }
+
+    /// The body of `Service::description`: each method with its arguments,
+    /// return and error types, as written, with their docs; their shapes are
+    /// traced from the types at run time.
+    fn description(&self) -> TokenStream {
+        let service_name = self.service_name();
+        let docs = LitStr::new(
+            &crate::ast::doc_text(&self.service.item.attrs),
+            Span::call_site(),
+        );
+        let methods = self.service.methods.iter().map(|method| {
+            let method_name = name_literal(method.ident());
+            let method_docs = LitStr::new(&method.doc_text(), Span::call_site());
+            let cfgs = method.cfgs();
+            let args = method.args.iter().map(|arg| {
+                let (ty, arg_name) = (arg.ty, name_literal(arg.ident));
+                let written = LitStr::new(&crate::ast::written(ty), Span::call_site());
+                quote!(.arg(#arg_name, #written, |__rpc_tracer| {
+                    (&&::rpc_runtime::__private::TypeTrace::<#ty>::new()).trace(__rpc_tracer)
+                }))
+            });
+            let output = match &method.output {
+                Output::Unit => quote!(),
+                Output::Plain(ty) => {
+                    let written = LitStr::new(&crate::ast::written(ty), Span::call_site());
+                    quote!(.returns(#written, |__rpc_tracer| {
+                        (&&::rpc_runtime::__private::TypeTrace::<#ty>::new()).trace(__rpc_tracer)
+                    }))
+                }
+                Output::Result { ok, err } => {
+                    let (ok_written, err_written) = (
+                        LitStr::new(&crate::ast::written(ok), Span::call_site()),
+                        LitStr::new(&crate::ast::written(err), Span::call_site()),
+                    );
+                    quote! {
+                        .returns(#ok_written, |__rpc_tracer| {
+                            (&&::rpc_runtime::__private::TypeTrace::<#ok>::new()).trace(__rpc_tracer)
+                        })
+                        .error(#err_written, |__rpc_tracer| {
+                            (&&::rpc_runtime::__private::TypeTrace::<#err>::new()).trace(__rpc_tracer)
+                        })
+                    }
+                }
+            };
+            quote! {
+                #(#cfgs)*
+                __rpc_describer.method(#method_name, #method_docs) #(#args)* #output;
+            }
+        });
+        quote! {
+            // A type that cannot be traced is described as unknown; its
+            // missing `Deserialize` is reported where it is decoded.
+            #[allow(unused_imports)]
+            use ::rpc_runtime::__private::{TraceDeserialize as _, TraceNothing as _};
+            let mut __rpc_describer =
+                ::rpc_runtime::__private::Describer::new(#service_name, #docs);
+            #(#methods)*
+            ::core::option::Option::Some(__rpc_describer.finish())
         }
     }
 

@@ -111,6 +111,10 @@ pub use error::{CallError, ConnectError, RpcError, ServeError};
 pub use metadata::{InvalidHeader, Metadata};
 pub use protocol::{
     DEFAULT_MAX_REQUEST_SIZE,
+    describe::{
+        ArgDescription, DESCRIBE_METHOD, Field, MethodDescription, ServiceDescription, Shape,
+        TypeDefinition, TypeRef, Variant, VariantFields,
+    },
     fault::{Fault, FaultKind},
     reply::ReplyBody,
     reply_address::ReplyToPolicy,
@@ -139,6 +143,7 @@ pub mod __private {
             args::{ArgsDecoder, ArgsEncodeError, ArgsEncoder},
             reply::{encode_ok, encode_result},
         },
+        server::introspection::{Describer, TraceDeserialize, TraceNothing, TypeTrace},
     };
     pub use std::{boxed::Box, string::String, sync::Arc, vec::Vec};
 

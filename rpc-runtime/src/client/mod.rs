@@ -29,16 +29,25 @@ pub(crate) mod presence;
 pub(crate) mod session;
 
 use self::{
+    call::{Call, Plain},
     config::{Config, DEFAULT_CONFIRM_PATIENCE, DEFAULT_TIMEOUT, MIN_CONFIRM_PATIENCE, ReplyTo},
     engine::Engine,
     intercept::{ClientInterceptor, InterceptError, OutgoingCall},
+    observe::CallSite,
     pending::{Pending, sweep_deadlines},
     presence::Answers,
     session::ClientSessions,
 };
 use crate::{
-    connection::Connection, error::ConnectError, metadata::Metadata,
-    protocol::DEFAULT_MAX_REQUEST_SIZE, spans::DEFAULT_SPAN_LEVEL,
+    connection::Connection,
+    error::ConnectError,
+    metadata::Metadata,
+    protocol::{
+        DEFAULT_MAX_REQUEST_SIZE,
+        args::ArgsEncoder,
+        describe::{DESCRIBE_METHOD, ServiceDescription},
+    },
+    spans::DEFAULT_SPAN_LEVEL,
 };
 use std::{fmt, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
@@ -365,6 +374,25 @@ impl Client {
     /// The number of calls waiting for their reply right now.
     pub fn pending_calls(&self) -> usize {
         self.engine.pending.len()
+    }
+
+    /// Asks the service on `queue` to describe itself: its methods, their
+    /// arguments, return and error types with their docs, and the shapes of
+    /// those types (PROTOCOL.md §10). A server that does not answer
+    /// (introspection off, or built before it) fails the call with an
+    /// `unknown_method` fault.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: rpc_runtime::Client) -> Result<(), rpc_runtime::RpcError> {
+    /// let description = client.describe("rpc_queue").await?;
+    /// for method in &description.methods {
+    ///     println!("{}: {} argument(s)", method.name, method.args.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn describe(&self, queue: &str) -> Call<Plain<ServiceDescription>> {
+        static SITE: CallSite = CallSite::new("rpc", DESCRIBE_METHOD);
+        Call::new(self, &Arc::from(queue), &SITE, ArgsEncoder::new(0).finish())
     }
 
     /// The timeout of calls that do not set their own.

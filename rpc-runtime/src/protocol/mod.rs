@@ -11,6 +11,7 @@
 //! | §3 Values | [`msgpack`]: the serializer's settings, bounded nesting |
 //! | §4 Reply address | [`reply_address`]: reply queue names, direct reply-to, which addresses servers reply to |
 //! | §5 Reply | [`reply`]: its properties, and its body, `{"ok"}`, `{"err"}` or `{"fault"}`; [`fault`]: the kinds of fault |
+//! | §10 Describing a service | [`describe`]: the reserved method and the description it answers |
 //!
 //! §6 (server behaviour) and §7 (client behaviour) are what the server and
 //! the client do with these: the acknowledgement policy is
@@ -21,6 +22,7 @@
 //! carries what this module says, and reads what it defines.
 
 pub(crate) mod args;
+pub(crate) mod describe;
 pub(crate) mod digits;
 pub(crate) mod fault;
 pub(crate) mod headers;

@@ -15,8 +15,10 @@ use super::{
 };
 use crate::{
     protocol::{
+        describe::DESCRIBE_METHOD,
         fault::{Fault, FaultKind},
         headers::{self, HeaderValue, TraceParent},
+        reply::ReplyBody,
     },
     spans::span_at,
     trace::{self, SpanId, TraceId, TraceIds},
@@ -52,6 +54,8 @@ pub(crate) struct Handling<S> {
     pub(crate) interceptors: Vec<Interceptor>,
     /// The level of the requests' spans.
     pub(crate) span_level: tracing::Level,
+    /// The answer to `rpc.describe`, if the server gives it.
+    pub(crate) description: Option<ReplyBody>,
     pub(crate) metrics: ServerMetrics,
     /// The budget of the warnings of refused requests and faults.
     pub(crate) faults: LogBudget,
@@ -208,6 +212,14 @@ async fn handle_request<S: Service>(
                 .fault(responder, delivery, &properties, fault)
                 .await;
         }
+    }
+    if method_name == DESCRIBE_METHOD
+        && let Some(description) = &handling.description
+    {
+        responder
+            .respond(delivery, &properties, Ok(description.bytes.clone()))
+            .await;
+        return Outcome::Ok;
     }
     let started = Instant::now();
     let run = context.scope(handling.service.dispatch(method_name, &body));

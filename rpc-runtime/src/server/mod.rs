@@ -13,6 +13,7 @@
 //! | [`observe`] | its span and metrics |
 //! | [`admission`] | what a request must look like to run |
 //! | [`service`] | the dispatcher `#[rpc_service]` generates ([`Service`](crate::Service)) |
+//! | [`introspection`] | the service's description, the answer to `rpc.describe` |
 //! | [`respond`] | the one writer on the channel: the reply, then the acknowledgement |
 //! | [`ack_policy`] | what each outcome means for the request, and acknowledgements in batches |
 //! | [`log_budget`] | logs that input cannot flood |
@@ -23,6 +24,7 @@ pub(crate) mod admission;
 pub(crate) mod consume;
 pub(crate) mod context;
 pub(crate) mod handle;
+pub(crate) mod introspection;
 pub(crate) mod log_budget;
 pub(crate) mod observe;
 pub(crate) mod respond;
@@ -42,7 +44,9 @@ use crate::{
     connection::Connection,
     error::ServeError,
     protocol::fault::Fault,
-    protocol::{DEFAULT_MAX_REQUEST_SIZE, MAX_QUEUE_NAME, reply_address::ReplyToPolicy},
+    protocol::{
+        DEFAULT_MAX_REQUEST_SIZE, MAX_QUEUE_NAME, reply::encode_ok, reply_address::ReplyToPolicy,
+    },
 };
 use std::{
     fmt,
@@ -123,6 +127,7 @@ pub struct ServerBuilder {
     rules: Rules,
     interceptors: Vec<Interceptor>,
     span_level: tracing::Level,
+    introspection: bool,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -137,6 +142,7 @@ impl fmt::Debug for ServerBuilder {
             .field("rules", &self.rules)
             .field("interceptors", &self.interceptors.len())
             .field("span_level", &self.span_level)
+            .field("introspection", &self.introspection)
             .finish()
     }
 }
@@ -156,6 +162,7 @@ impl Default for ServerBuilder {
             },
             interceptors: Vec::new(),
             span_level: crate::spans::DEFAULT_SPAN_LEVEL,
+            introspection: true,
         }
     }
 }
@@ -227,6 +234,22 @@ impl ServerBuilder {
     /// ```
     pub fn span_level(mut self, level: tracing::Level) -> Self {
         self.span_level = level;
+        self
+    }
+
+    /// Whether the server answers `rpc.describe`, the reserved method that
+    /// asks a service for its methods and types (default: yes; PROTOCOL.md
+    /// §10). Off, such a request gets an `unknown_method` fault, as from a
+    /// server built before introspection. Interceptors see it as any other
+    /// request, so one can refuse it to callers without a token.
+    ///
+    /// ```
+    /// use rpc_runtime::Server;
+    /// let builder = Server::builder().introspection(false);
+    /// # let _ = builder;
+    /// ```
+    pub fn introspection(mut self, enabled: bool) -> Self {
+        self.introspection = enabled;
         self
     }
 
@@ -343,6 +366,11 @@ impl ServerBuilder {
                 rules: self.rules,
                 interceptors: self.interceptors,
                 span_level: self.span_level,
+                description: if self.introspection {
+                    S::description().and_then(|description| encode_ok(&description).ok())
+                } else {
+                    None
+                },
                 metrics: ServerMetrics::register(S::NAME, S::METHODS),
                 faults: LogBudget::default(),
             }),

@@ -1,6 +1,6 @@
 //! What a server serves: the dispatcher that `#[rpc_service]` generates.
 
-use crate::protocol::{fault::Fault, reply::ReplyBody};
+use crate::protocol::{describe::ServiceDescription, fault::Fault, reply::ReplyBody};
 use std::future::Future;
 
 /// A dispatcher from requests to the methods of one service.
@@ -18,6 +18,13 @@ pub trait Service: Send + Sync + 'static {
     /// The names of its methods, as requests name them (metrics are kept per
     /// method, and a name not in this list is counted as `unknown`).
     const METHODS: &'static [&'static str];
+
+    /// What the service says of itself when asked (`rpc.describe`);
+    /// `#[rpc_service]` generates it. `None`: nothing to say, and such
+    /// requests get `unknown_method`.
+    fn description() -> Option<ServiceDescription> {
+        None
+    }
 
     /// Runs `method` on the MessagePack-encoded `args` and returns the encoded
     /// reply body (`{"ok": ..}` or `{"err": ..}`), or the fault that prevented

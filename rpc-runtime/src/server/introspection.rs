@@ -1,0 +1,497 @@
+//! Introspection: how a server builds the answer to `rpc.describe`
+//! ([`DESCRIBE_METHOD`](crate::protocol::describe::DESCRIBE_METHOD)) from
+//! what `#[rpc_service]` generates, once, when it starts serving.
+//!
+//! The generated `Service::description` names each method's arguments,
+//! return and error types (as written, with their docs) through a
+//! [`Describer`]; each type's shape is traced from its serde `Deserialize`
+//! implementation by `serde-reflection` (every type of a service is
+//! `DeserializeOwned`: the generated client decodes what the server
+//! encodes). A type that cannot be traced (it decodes by looking at the
+//! value) is [`Shape::Unknown`]; the rest of the description stands.
+
+use crate::protocol::describe::{
+    ArgDescription, Field, MethodDescription, ServiceDescription, Shape, TypeDefinition, TypeRef,
+    Variant, VariantFields,
+};
+use serde::de::DeserializeOwned;
+use serde_reflection::Tracer;
+use serde_reflection::{ContainerFormat, Format, FormatHolder, Named, TracerConfig, VariantFormat};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    marker::PhantomData,
+};
+
+/// Builds a [`ServiceDescription`]; used by the code `#[rpc_service]`
+/// generates.
+#[doc(hidden)]
+pub struct Describer {
+    tracer: Tracer,
+    service: String,
+    docs: String,
+    methods: Vec<MethodDescription>,
+}
+
+impl std::fmt::Debug for Describer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Describer")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Describer {
+    /// Starts the description of `service`, whose doc comment is `docs`.
+    pub fn new(service: &str, docs: &str) -> Self {
+        Self {
+            tracer: Tracer::new(TracerConfig::default()),
+            service: service.to_owned(),
+            docs: docs.to_owned(),
+            methods: Vec::new(),
+        }
+    }
+
+    /// Adds method `name`, with its doc comment.
+    pub fn method(&mut self, name: &str, docs: &str) -> &mut Self {
+        self.methods.push(MethodDescription {
+            name: name.to_owned(),
+            docs: docs.to_owned(),
+            args: Vec::new(),
+            returns: TypeRef {
+                written: "()".to_owned(),
+                shape: Shape::Unit,
+            },
+            error: None,
+            signature_hash: String::new(),
+        });
+        self
+    }
+
+    /// Adds an argument, written `written`, whose shape `trace` finds, to
+    /// the last method.
+    pub fn arg(
+        &mut self,
+        name: &str,
+        written: &str,
+        trace: impl FnOnce(&mut Tracer) -> Shape,
+    ) -> &mut Self {
+        let ty = self.type_ref(written, trace);
+        if let Some(method) = self.methods.last_mut() {
+            method.args.push(ArgDescription {
+                name: name.to_owned(),
+                ty,
+            });
+        }
+        self
+    }
+
+    /// Sets the last method's return type.
+    pub fn returns(
+        &mut self,
+        written: &str,
+        trace: impl FnOnce(&mut Tracer) -> Shape,
+    ) -> &mut Self {
+        let ty = self.type_ref(written, trace);
+        if let Some(method) = self.methods.last_mut() {
+            method.returns = ty;
+        }
+        self
+    }
+
+    /// Sets the last method's error type (it returns `Result<T, E>`).
+    pub fn error(&mut self, written: &str, trace: impl FnOnce(&mut Tracer) -> Shape) -> &mut Self {
+        let ty = self.type_ref(written, trace);
+        if let Some(method) = self.methods.last_mut() {
+            method.error = Some(ty);
+        }
+        self
+    }
+
+    fn type_ref(&mut self, written: &str, trace: impl FnOnce(&mut Tracer) -> Shape) -> TypeRef {
+        TypeRef {
+            written: written.to_owned(),
+            shape: trace(&mut self.tracer),
+        }
+    }
+
+    /// The description, with its types' definitions and hashes.
+    pub fn finish(self) -> ServiceDescription {
+        let types: BTreeMap<String, TypeDefinition> = self
+            .tracer
+            .registry_unchecked()
+            .iter()
+            .map(|(name, container)| (name.clone(), definition(container)))
+            .collect();
+        let mut methods = self.methods;
+        for method in &mut methods {
+            method.signature_hash = hex(signature_hash(method, &types));
+        }
+        let mut all = Fnv::default();
+        for method in &methods {
+            all.write(method.signature_hash.as_bytes());
+        }
+        ServiceDescription {
+            service: self.service,
+            docs: self.docs,
+            methods,
+            types,
+            schema_hash: hex(all.0),
+        }
+    }
+}
+
+/// A type to trace, for the generated code: `(&&TypeTrace::<T>::new())
+/// .trace(tracer)` traces `T` if it is `DeserializeOwned`
+/// ([`TraceDeserialize`]) and says [`Shape::Unknown`] otherwise
+/// ([`TraceNothing`]), so that a type without `Deserialize` is reported once,
+/// where the dispatcher decodes it, not again by its description.
+#[doc(hidden)]
+pub struct TypeTrace<T>(PhantomData<fn() -> T>);
+
+impl<T> TypeTrace<T> {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T> std::fmt::Debug for TypeTrace<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::any::type_name::<T>())
+    }
+}
+
+/// Traces a `DeserializeOwned` type; see [`TypeTrace`].
+#[doc(hidden)]
+pub trait TraceDeserialize {
+    fn trace(&self, tracer: &mut Tracer) -> Shape;
+}
+
+impl<T: DeserializeOwned> TraceDeserialize for &TypeTrace<T> {
+    fn trace(&self, tracer: &mut Tracer) -> Shape {
+        match tracer.trace_simple_type::<T>() {
+            Ok((mut format, _)) => match format.normalize() {
+                Ok(()) => shape(&format),
+                Err(_) => Shape::Unknown,
+            },
+            Err(_) => Shape::Unknown,
+        }
+    }
+}
+
+/// The fallback of [`TraceDeserialize`]; see [`TypeTrace`].
+#[doc(hidden)]
+pub trait TraceNothing {
+    fn trace(&self, tracer: &mut Tracer) -> Shape;
+}
+
+impl<T> TraceNothing for TypeTrace<T> {
+    fn trace(&self, _: &mut Tracer) -> Shape {
+        Shape::Unknown
+    }
+}
+
+/// The hash of what `method` puts on the wire: its name, its arguments'
+/// names and shapes, its return and error shapes, and the definitions of
+/// every type they name (not how the trait writes the types, nor the docs).
+fn signature_hash(method: &MethodDescription, types: &BTreeMap<String, TypeDefinition>) -> u64 {
+    let shapes: Vec<&Shape> = method
+        .args
+        .iter()
+        .map(|arg| &arg.ty.shape)
+        .chain([&method.returns.shape])
+        .chain(method.error.iter().map(|error| &error.shape))
+        .collect();
+    let mut named = BTreeSet::new();
+    for shape in &shapes {
+        names_in(shape, types, &mut named);
+    }
+    let definitions: Vec<(&String, Option<&TypeDefinition>)> =
+        named.iter().map(|name| (*name, types.get(*name))).collect();
+    let args: Vec<(&str, &Shape)> = method
+        .args
+        .iter()
+        .map(|arg| (arg.name.as_str(), &arg.ty.shape))
+        .collect();
+    let signature = (
+        &method.name,
+        args,
+        &method.returns.shape,
+        method.error.as_ref().map(|error| &error.shape),
+        definitions,
+    );
+    let mut hash = Fnv::default();
+    // Encoding plain data into a Vec cannot fail.
+    hash.write(&rmp_serde::to_vec(&signature).unwrap_or_default());
+    hash.0
+}
+
+/// Collects the names of the types `shape` uses, through their definitions.
+fn names_in<'a>(
+    shape: &'a Shape,
+    types: &'a BTreeMap<String, TypeDefinition>,
+    named: &mut BTreeSet<&'a String>,
+) {
+    match shape {
+        Shape::Named(name) => {
+            if !named.insert(name) {
+                return;
+            }
+            let Some(definition) = types.get(name) else {
+                return;
+            };
+            let mut visit = |shape: &'a Shape| names_in(shape, types, named);
+            match definition {
+                TypeDefinition::UnitStruct => {}
+                TypeDefinition::Newtype(inner) => visit(inner),
+                TypeDefinition::Tuple(items) => items.iter().for_each(visit),
+                TypeDefinition::Struct(fields) => fields.iter().for_each(|f| visit(&f.shape)),
+                TypeDefinition::Enum(variants) => {
+                    for variant in variants {
+                        match &variant.fields {
+                            VariantFields::Unit => {}
+                            VariantFields::Newtype(inner) => visit(inner),
+                            VariantFields::Tuple(items) => items.iter().for_each(&mut visit),
+                            VariantFields::Struct(fields) => {
+                                fields.iter().for_each(|f| visit(&f.shape))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Shape::Option(inner) | Shape::Seq(inner) => names_in(inner, types, named),
+        Shape::Array { item, .. } => names_in(item, types, named),
+        Shape::Map { key, value } => {
+            names_in(key, types, named);
+            names_in(value, types, named);
+        }
+        Shape::Tuple(items) => {
+            for item in items {
+                names_in(item, types, named);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A traced format as a shape.
+fn shape(format: &Format) -> Shape {
+    match format {
+        Format::TypeName(name) => Shape::Named(name.clone()),
+        Format::Unit => Shape::Unit,
+        Format::Bool => Shape::Bool,
+        Format::I8 => Shape::I8,
+        Format::I16 => Shape::I16,
+        Format::I32 => Shape::I32,
+        Format::I64 => Shape::I64,
+        Format::I128 => Shape::I128,
+        Format::U8 => Shape::U8,
+        Format::U16 => Shape::U16,
+        Format::U32 => Shape::U32,
+        Format::U64 => Shape::U64,
+        Format::U128 => Shape::U128,
+        Format::F32 => Shape::F32,
+        Format::F64 => Shape::F64,
+        Format::Char => Shape::Char,
+        Format::Str => Shape::Str,
+        Format::Bytes => Shape::Bytes,
+        Format::Option(inner) => Shape::Option(Box::new(shape(inner))),
+        Format::Seq(inner) => Shape::Seq(Box::new(shape(inner))),
+        Format::Map { key, value } => Shape::Map {
+            key: Box::new(shape(key)),
+            value: Box::new(shape(value)),
+        },
+        Format::Tuple(items) => Shape::Tuple(items.iter().map(shape).collect()),
+        Format::TupleArray { content, size } => Shape::Array {
+            item: Box::new(shape(content)),
+            len: *size,
+        },
+        // Unresolved by tracing.
+        Format::Variable(_) => Shape::Unknown,
+    }
+}
+
+fn fields(named: &[Named<Format>]) -> Vec<Field> {
+    named
+        .iter()
+        .map(|field| Field {
+            name: field.name.clone(),
+            shape: shape(&field.value),
+        })
+        .collect()
+}
+
+fn definition(container: &ContainerFormat) -> TypeDefinition {
+    match container {
+        ContainerFormat::UnitStruct => TypeDefinition::UnitStruct,
+        ContainerFormat::NewTypeStruct(inner) => TypeDefinition::Newtype(shape(inner)),
+        ContainerFormat::TupleStruct(items) => {
+            TypeDefinition::Tuple(items.iter().map(shape).collect())
+        }
+        ContainerFormat::Struct(named) => TypeDefinition::Struct(fields(named)),
+        // Keyed by each variant's index: in declaration order.
+        ContainerFormat::Enum(variants) => TypeDefinition::Enum(
+            variants
+                .values()
+                .map(|variant| Variant {
+                    name: variant.name.clone(),
+                    fields: match &variant.value {
+                        VariantFormat::Unit | VariantFormat::Variable(_) => VariantFields::Unit,
+                        VariantFormat::NewType(inner) => VariantFields::Newtype(shape(inner)),
+                        VariantFormat::Tuple(items) => {
+                            VariantFields::Tuple(items.iter().map(shape).collect())
+                        }
+                        VariantFormat::Struct(named) => VariantFields::Struct(fields(named)),
+                    },
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// FNV-1a, 64 bits: stable across versions and platforms, which the
+/// standard library's hashers do not promise.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn hex(value: u64) -> String {
+    format!("{value:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[allow(unused_imports)]
+    use super::{TraceDeserialize as _, TraceNothing as _};
+    use serde::Deserialize;
+    use std::collections::HashMap;
+
+    #[allow(dead_code)]
+    #[derive(Deserialize)]
+    struct Point {
+        x: i32,
+        y: i32,
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize)]
+    enum Shape2 {
+        Circle { radius: f64 },
+        Square(f64),
+        Dot,
+    }
+
+    fn describe(returns_point: bool) -> ServiceDescription {
+        let mut describer = Describer::new("Geometry", "Shapes.");
+        describer
+            .method("area", "The area.")
+            .arg("shape", "Shape2", |t| {
+                (&&TypeTrace::<Shape2>::new()).trace(t)
+            })
+            .arg("extra", "Option<HashMap<String, Vec<Point>>>", |t| {
+                (&&TypeTrace::<Option<HashMap<String, Vec<Point>>>>::new()).trace(t)
+            });
+        if returns_point {
+            describer.returns("Point", |t| (&&TypeTrace::<Point>::new()).trace(t));
+        } else {
+            describer.returns("f64", |t| (&&TypeTrace::<f64>::new()).trace(t));
+        }
+        describer.method("nothing", "");
+        describer.finish()
+    }
+
+    #[test]
+    fn types_are_traced_with_their_fields_and_variants() {
+        let description = describe(false);
+        let area = description.method("area").expect("area");
+        assert_eq!(area.args[0].ty.shape, Shape::Named("Shape2".into()));
+        assert_eq!(
+            area.args[1].ty.shape,
+            Shape::Option(Box::new(Shape::Map {
+                key: Box::new(Shape::Str),
+                value: Box::new(Shape::Seq(Box::new(Shape::Named("Point".into())))),
+            }))
+        );
+        assert_eq!(area.returns.shape, Shape::F64);
+        assert_eq!(
+            description.types["Point"],
+            TypeDefinition::Struct(vec![
+                Field {
+                    name: "x".into(),
+                    shape: Shape::I32
+                },
+                Field {
+                    name: "y".into(),
+                    shape: Shape::I32
+                },
+            ])
+        );
+        let TypeDefinition::Enum(variants) = &description.types["Shape2"] else {
+            panic!("an enum: {:?}", description.types["Shape2"]);
+        };
+        let names: Vec<&str> = variants.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["Circle", "Square", "Dot"]);
+        assert_eq!(variants[1].fields, VariantFields::Newtype(Shape::F64));
+        let nothing = description.method("nothing").expect("nothing");
+        assert_eq!(nothing.returns.shape, Shape::Unit);
+        assert!(nothing.args.is_empty());
+    }
+
+    #[test]
+    fn hashes_change_with_the_signature_only() {
+        let (first, again, changed) = (describe(false), describe(false), describe(true));
+        assert_eq!(first.schema_hash, again.schema_hash);
+        assert_eq!(first.schema_hash.len(), 16);
+        assert_ne!(first.schema_hash, changed.schema_hash);
+        let hash = |d: &ServiceDescription, m: &str| d.method(m).expect(m).signature_hash.clone();
+        assert_ne!(hash(&first, "area"), hash(&changed, "area"));
+        assert_eq!(hash(&first, "nothing"), hash(&changed, "nothing"));
+    }
+
+    #[test]
+    // The double reference is the point: it picks the tracing impl when there
+    // is one (here there is none).
+    #[allow(clippy::needless_borrow)]
+    fn a_type_without_deserialize_is_unknown() {
+        struct Opaque;
+        let mut describer = Describer::new("S", "");
+        describer.method("m", "").arg("opaque", "Opaque", |t| {
+            (&&TypeTrace::<Opaque>::new()).trace(t)
+        });
+        assert_eq!(
+            describer.finish().methods[0].args[0].ty.shape,
+            Shape::Unknown
+        );
+    }
+
+    #[test]
+    fn a_type_that_decodes_by_looking_is_unknown() {
+        #[allow(dead_code)]
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Number(u32),
+            Text(String),
+        }
+        let mut describer = Describer::new("S", "");
+        describer.method("m", "").arg("either", "Either", |t| {
+            (&&TypeTrace::<Either>::new()).trace(t)
+        });
+        let description = describer.finish();
+        assert_eq!(description.methods[0].args[0].ty.shape, Shape::Unknown);
+    }
+}
