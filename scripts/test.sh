@@ -32,6 +32,7 @@ else
     # the suite fits CI's time: everything here holds on a busy machine
     # (docs/RELIABILITY.md). Their binary runs by itself (a second `cargo
     # test` would wait for the first's lock), its output shown at the end.
+    mkdir -p target
     cargo test --workspace --no-run 2>&1 | tee target/test-build.log
     cluster_bin=$(sed -n 's/.*Executable tests\/cluster.rs (\(.*\))$/\1/p' target/test-build.log)
     if [ -z "$cluster_bin" ]; then
