@@ -219,6 +219,22 @@ fn timeout_message(method: &str, timeout: Duration, queue: &str, consumers: Opti
 }
 
 impl RpcError {
+    /// A short name for what kind of error this is, as the client's metrics
+    /// label it (`rpc_client_calls_total`'s `outcome`): `fault`, `timeout`,
+    /// `connection_lost`, `not_connected`, `no_such_service` (a missing or
+    /// unavailable queue), `no_server`, `refused`, `not_sent` (refused
+    /// before sending: arguments, size, queue name, headers, an
+    /// interceptor), `decode_error` or `closed`. For counting errors by
+    /// kind, or an exit status.
+    ///
+    /// ```
+    /// use rpc_runtime::RpcError;
+    /// assert_eq!(RpcError::Closed.kind(), "closed");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        crate::client::observe::Outcome::of(self).as_str()
+    }
+
     /// The fault the server reported, if this is one.
     pub fn fault(&self) -> Option<&Fault> {
         match self {

@@ -102,7 +102,7 @@ mod transport;
 
 pub use client::{
     Client, ClientBuilder,
-    call::{Call, CallFuture, Fallible, Plain, Returns},
+    call::{Call, CallFuture, Fallible, Plain, Raw, RawReply, Returns},
     config::{DEFAULT_CONFIRM_PATIENCE, DEFAULT_TIMEOUT, ReplyTo},
     intercept::{InterceptError, OutgoingCall},
 };

@@ -11,6 +11,7 @@ use crate::{
     metadata::{InvalidHeader, Metadata},
     protocol::{
         args::ArgsEncodeError,
+        msgpack::value_len,
         reply::{Reply, decode_value},
     },
 };
@@ -254,7 +255,7 @@ impl<R> fmt::Debug for CallFuture<R> {
 
 /// How a method's reply is decoded into the value its call resolves to.
 ///
-/// Implemented by [`Plain`] and [`Fallible`] only.
+/// Implemented by [`Plain`], [`Fallible`] and [`Raw`] only.
 pub trait Returns: sealed::Sealed + 'static {
     /// What awaiting the call gives.
     type Output: Send + 'static;
@@ -272,6 +273,23 @@ pub trait Returns: sealed::Sealed + 'static {
     fn outcome(output: &Self::Output) -> Outcome;
 }
 
+/// A call made with [`Client::call_raw`]: it resolves to
+/// `Result<RawReply, RpcError>`, the reply's value still encoded.
+#[derive(Debug)]
+pub struct Raw(());
+
+/// The reply to a [`Client::call_raw`] call: the method's value or its
+/// application error, each one MessagePack value as PROTOCOL.md §3 encodes
+/// it. A fault is [`RpcError::Fault`] instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawReply {
+    /// What the method returned (`{"ok": value}`).
+    Ok(Vec<u8>),
+    /// The method's own error (`{"err": value}`), for a method returning
+    /// `Result<T, E>`.
+    Err(Vec<u8>),
+}
+
 /// A method that returns a plain `T`: its calls resolve to
 /// `Result<T, RpcError>`.
 #[derive(Debug)]
@@ -284,12 +302,44 @@ pub struct Fallible<T, E>(PhantomData<fn() -> (T, E)>);
 
 mod sealed {
     pub trait Sealed {}
+    impl Sealed for super::Raw {}
     impl<T> Sealed for super::Plain<T> {}
     impl<T, E> Sealed for super::Fallible<T, E> {}
 }
 
 fn decode_error(method: &'static str, message: String) -> RpcError {
     RpcError::Decode { method, message }
+}
+
+impl Returns for Raw {
+    type Output = Result<RawReply, RpcError>;
+
+    fn decode(method: &'static str, body: &[u8]) -> Self::Output {
+        let exact = |value: &[u8]| match value_len(value) {
+            Some(len) if len == value.len() => Ok(value.to_vec()),
+            _ => Err(decode_error(
+                method,
+                "the reply's value is not one complete MessagePack value".to_owned(),
+            )),
+        };
+        match Reply::parse(body).map_err(|message| decode_error(method, message))? {
+            Reply::Ok(value) => exact(value).map(RawReply::Ok),
+            Reply::Err(value) => exact(value).map(RawReply::Err),
+            Reply::Fault(fault) => Err(RpcError::Fault { method, fault }),
+        }
+    }
+
+    fn failed(error: RpcError) -> Self::Output {
+        Err(error)
+    }
+
+    fn outcome(output: &Self::Output) -> Outcome {
+        match output {
+            Ok(RawReply::Ok(_)) => Outcome::Ok,
+            Ok(RawReply::Err(_)) => Outcome::Error,
+            Err(error) => Outcome::of(error),
+        }
+    }
 }
 
 impl<T: DeserializeOwned + Send + 'static> Returns for Plain<T> {

@@ -29,7 +29,7 @@ pub(crate) mod presence;
 pub(crate) mod session;
 
 use self::{
-    call::{Call, Plain},
+    call::{Call, Plain, Raw},
     config::{Config, DEFAULT_CONFIRM_PATIENCE, DEFAULT_TIMEOUT, MIN_CONFIRM_PATIENCE, ReplyTo},
     engine::Engine,
     intercept::{ClientInterceptor, InterceptError, OutgoingCall},
@@ -393,6 +393,35 @@ impl Client {
     pub fn describe(&self, queue: &str) -> Call<Plain<ServiceDescription>> {
         static SITE: CallSite = CallSite::new("rpc", DESCRIBE_METHOD);
         Call::new(self, &Arc::from(queue), &SITE, ArgsEncoder::new(0).finish())
+    }
+
+    /// A call to `method` of the service on `queue`, both named at run time,
+    /// with its arguments already encoded: `args` is the request body, a
+    /// MessagePack array of the arguments in order (PROTOCOL.md §2, §3). The
+    /// reply comes back encoded too ([`RawReply`]). For tools and gateways
+    /// that learn a service from its description ([`Client::describe`])
+    /// rather than from its trait; everything else of a call (timeout,
+    /// headers, one-way, spans, metrics) is as for a generated client's.
+    ///
+    /// `service` names the service in the call's span and metrics only.
+    /// Each distinct `service` and `method` pair is registered once, for the
+    /// life of the process (as its metrics are): name methods from a
+    /// description or a list, not from unbounded input.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: rpc_runtime::Client) -> Result<(), rpc_runtime::RpcError> {
+    /// use rpc_runtime::RawReply;
+    /// // [30]: one argument, the positive fixint 30.
+    /// let args = vec![0x91, 30];
+    /// match client.call_raw("rpc_queue", "Fibonacci", "fib", args).await? {
+    ///     RawReply::Ok(value) => println!("{} bytes of MessagePack", value.len()),
+    ///     RawReply::Err(error) => println!("the method's own error: {error:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn call_raw(&self, queue: &str, service: &str, method: &str, args: Vec<u8>) -> Call<Raw> {
+        let site = CallSite::interned(service, method);
+        Call::new(self, &Arc::from(queue), site, Ok(args))
     }
 
     /// The timeout of calls that do not set their own.

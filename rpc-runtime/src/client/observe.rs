@@ -12,8 +12,9 @@
 use crate::{error::RpcError, spans::span_at};
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use std::{
+    collections::HashMap,
     fmt,
-    sync::OnceLock,
+    sync::{Mutex, OnceLock},
     time::{Duration, Instant},
 };
 use tracing::field;
@@ -36,6 +37,35 @@ impl CallSite {
             method,
             metrics: OnceLock::new(),
         }
+    }
+
+    /// The site of a method named at run time ([`Client::call_raw`]): made
+    /// and leaked at the first call of each `service`, `method` pair and
+    /// found again after, so that its metrics are registered once, as a
+    /// generated client's. Each distinct pair stays for the life of the
+    /// process, as its metrics do in any recorder.
+    ///
+    /// [`Client::call_raw`]: crate::Client::call_raw
+    pub(crate) fn interned(service: &str, method: &str) -> &'static CallSite {
+        // By service, then method: found by `&str`, with no allocation.
+        type Sites = HashMap<Box<str>, HashMap<Box<str>, &'static CallSite>>;
+        static SITES: OnceLock<Mutex<Sites>> = OnceLock::new();
+        let mut sites = SITES
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(site) = sites.get(service).and_then(|methods| methods.get(method)) {
+            return site;
+        }
+        let site: &'static CallSite = Box::leak(Box::new(CallSite::new(
+            Box::leak(Box::from(service)),
+            Box::leak(Box::from(method)),
+        )));
+        sites
+            .entry(Box::from(service))
+            .or_default()
+            .insert(Box::from(method), site);
+        site
     }
 
     fn metrics(&self) -> &MethodMetrics {
