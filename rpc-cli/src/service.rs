@@ -99,9 +99,15 @@ impl Target {
                 values.iter().map(convert::plain).collect(),
             )));
         };
+        let takes = described.args.len();
+        // Counted before parsed: an extra word is not "argument 2 is not JSON".
+        if let ArgSource::Words(words) = args
+            && words.len() > takes
+        {
+            return Err(count_error(described, words.len()));
+        }
         let values =
             args.values(|i| described.args.get(i).map(|arg| (&arg.name, &arg.ty.shape)))?;
-        let takes = described.args.len();
         if values.len() > takes {
             return Err(count_error(described, values.len()));
         }
