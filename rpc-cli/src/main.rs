@@ -146,7 +146,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Describe { queue, json } => {
-            let target = Target::open(&cli.url, &queue, cli.timeout).await?;
+            let target = Target::open(&cli.url, &queue, cli.timeout, true).await?;
             let Some(description) = &target.description else {
                 return Err(Failure::NotDescribed { queue });
             };
@@ -162,7 +162,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Call { call, one_way } => {
             let metadata = service::metadata(&call.headers)?;
-            let target = Target::open(&cli.url, &call.queue, cli.timeout).await?;
+            let target = Target::open(&cli.url, &call.queue, cli.timeout, true).await?;
             warn_if_undescribed(&target);
             let body = target.encode_args(&call.method, &call.source())?;
             let mut request =
@@ -191,7 +191,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Bench(args) => {
             let metadata = service::metadata(&args.call.headers)?;
-            let target = Target::open(&cli.url, &args.call.queue, cli.timeout).await?;
+            let target =
+                Target::open(&cli.url, &args.call.queue, cli.timeout, args.trace_context).await?;
             warn_if_undescribed(&target);
             let body = target.encode_args(&args.call.method, &args.call.source())?;
             bench::run(&target, &args, body, metadata).await

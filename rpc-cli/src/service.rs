@@ -24,18 +24,20 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// Connects and asks the service on `queue` to describe itself.
+    /// Connects and asks the service on `queue` to describe itself; calls
+    /// carry W3C trace context if `trace_context`.
     pub(crate) async fn open(
         url: &str,
         queue: &str,
         timeout: Option<Duration>,
+        trace_context: bool,
     ) -> Result<Self, Failure> {
         let mut connection = Connection::builder(url).name("rpc");
         if let Some(timeout) = timeout {
             connection = connection.connect_timeout(timeout);
         }
         let connection = connection.connect().await?;
-        let mut client = Client::builder();
+        let mut client = Client::builder().trace_context(trace_context);
         if let Some(timeout) = timeout {
             client = client.timeout(timeout);
         }

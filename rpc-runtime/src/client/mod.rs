@@ -398,7 +398,7 @@ impl Client {
     /// A call to `method` of the service on `queue`, both named at run time,
     /// with its arguments already encoded: `args` is the request body, a
     /// MessagePack array of the arguments in order (PROTOCOL.md §2, §3). The
-    /// reply comes back encoded too ([`RawReply`]). For tools and gateways
+    /// reply comes back encoded too ([`RawReply`](crate::RawReply)). For tools and gateways
     /// that learn a service from its description ([`Client::describe`])
     /// rather than from its trait; everything else of a call (timeout,
     /// headers, one-way, spans, metrics) is as for a generated client's.
