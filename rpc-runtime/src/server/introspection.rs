@@ -169,7 +169,9 @@ pub trait TraceDeserialize {
 
 impl<T: DeserializeOwned> TraceDeserialize for &TypeTrace<T> {
     fn trace(&self, tracer: &mut Tracer) -> Shape {
-        match tracer.trace_simple_type::<T>() {
+        let traced = tracer.trace_simple_type::<T>();
+        finish_nested_enums::<T>(tracer);
+        match traced {
             Ok((mut format, _)) => match format.normalize() {
                 Ok(()) => shape(&format),
                 Err(_) => Shape::Unknown,
@@ -177,6 +179,57 @@ impl<T: DeserializeOwned> TraceDeserialize for &TypeTrace<T> {
             Err(_) => Shape::Unknown,
         }
     }
+}
+
+/// Most times `T` is traced again to find every variant of the enums it
+/// holds; far more than any real type needs.
+const MAX_RETRACES: usize = 1024;
+
+/// Traces `T` again until every enum it holds has all its variants.
+///
+/// serde-reflection goes through the variants of an enum (one per trace)
+/// only when the enum is the traced type itself: one nested in an `Option`,
+/// a `Vec` or a struct field is left with its first variant, marked
+/// incomplete. Each further trace with those marks cleared explores the
+/// next variant. (Not always: once the format of a sequence's or a map's
+/// items is known, later traces read them empty, and an `Option` nested in
+/// another type as `None`; an enum reached only through those, as in
+/// `Vec<Mood>`, keeps the variants its first trace found.) serde-reflection has no accessor for the marks; its
+/// tracer's `Debug` lists them (`incomplete_enums: {"Mood": ..}`), and a
+/// name not found there only ends the loop early, leaving the description
+/// as incomplete as before.
+fn finish_nested_enums<T: DeserializeOwned>(tracer: &mut Tracer) {
+    static SAMPLES: std::sync::LazyLock<serde_reflection::Samples> =
+        std::sync::LazyLock::new(serde_reflection::Samples::new);
+    for _ in 0..MAX_RETRACES {
+        let incomplete = incomplete_enums(tracer);
+        let mut cleared = false;
+        for name in &incomplete {
+            cleared |= tracer.check_incomplete_enum(name).is_some();
+        }
+        if !cleared || tracer.trace_type_once::<T>(&SAMPLES).is_err() {
+            return;
+        }
+    }
+}
+
+/// The names of the enums `tracer` marks incomplete, from its `Debug`.
+fn incomplete_enums(tracer: &Tracer) -> Vec<String> {
+    let debug = format!("{tracer:?}");
+    let Some(start) = debug.find("incomplete_enums: {") else {
+        return Vec::new();
+    };
+    let rest = &debug[start + "incomplete_enums: {".len()..];
+    let Some(end) = rest.find('}') else {
+        return Vec::new();
+    };
+    // `"Name": Reason, "Other": Reason`
+    rest[..end]
+        .split(", ")
+        .filter_map(|entry| entry.split_once(": ").map(|(name, _)| name))
+        .filter_map(|name| name.strip_prefix('"')?.strip_suffix('"'))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The fallback of [`TraceDeserialize`]; see [`TypeTrace`].
@@ -393,6 +446,40 @@ mod tests {
         Circle { radius: f64 },
         Square(f64),
         Dot,
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize)]
+    enum Mood {
+        Happy,
+        Grumpy { level: u32 },
+        Tired(u8, u8),
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize)]
+    struct Card {
+        shape: Shape2,
+    }
+
+    #[test]
+    fn enums_in_an_option_or_a_field_have_every_variant() {
+        let mut describer = Describer::new("Moods", "");
+        describer
+            .method("set", "")
+            .arg("mood", "Option<Mood>", |t| {
+                (&&TypeTrace::<Option<Mood>>::new()).trace(t)
+            })
+            .arg("card", "Card", |t| (&&TypeTrace::<Card>::new()).trace(t));
+        let description = describer.finish();
+        let variants = |name: &str| match &description.types[name] {
+            TypeDefinition::Enum(variants) => {
+                variants.iter().map(|v| v.name.clone()).collect::<Vec<_>>()
+            }
+            other => panic!("{name} is not an enum: {other:?}"),
+        };
+        assert_eq!(variants("Mood"), ["Happy", "Grumpy", "Tired"]);
+        assert_eq!(variants("Shape2"), ["Circle", "Square", "Dot"]);
     }
 
     fn describe(returns_point: bool) -> ServiceDescription {
