@@ -8,7 +8,7 @@
 //! comments; and it gives each type's *shape*, what its values look like on
 //! the wire (§3), so that a caller in another language, or the `rpc` tool,
 //! can build arguments. Shapes are traced at run time from the types' serde
-//! implementations (`serde-reflection`): nothing to derive, and they follow
+//! implementations (`server/shape_trace.rs`): nothing to derive, and they follow
 //! serde's attributes (`rename`, `skip`, ...). A type whose serde
 //! implementation decodes by looking at the value (`#[serde(untagged)]`,
 //! `serde_json::Value`) has no static shape: it is described as

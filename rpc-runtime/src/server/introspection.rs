@@ -5,18 +5,17 @@
 //! The generated `Service::description` names each method's arguments,
 //! return and error types (as written, with their docs) through a
 //! [`Describer`]; each type's shape is traced from its serde `Deserialize`
-//! implementation by `serde-reflection` (every type of a service is
+//! implementation (`shape_trace.rs`; every type of a service is
 //! `DeserializeOwned`: the generated client decodes what the server
 //! encodes). A type that cannot be traced (it decodes by looking at the
 //! value) is [`Shape::Unknown`]; the rest of the description stands.
 
+use super::shape_trace::Tracer;
 use crate::protocol::describe::{
-    ArgDescription, Field, MethodDescription, ServiceDescription, Shape, TypeDefinition, TypeRef,
-    Variant, VariantFields,
+    ArgDescription, MethodDescription, ServiceDescription, Shape, TypeDefinition, TypeRef,
+    VariantFields,
 };
 use serde::de::DeserializeOwned;
-use serde_reflection::Tracer;
-use serde_reflection::{ContainerFormat, Format, FormatHolder, Named, TracerConfig, VariantFormat};
 use std::{
     collections::{BTreeMap, BTreeSet},
     marker::PhantomData,
@@ -44,7 +43,7 @@ impl Describer {
     /// Starts the description of `service`, whose doc comment is `docs`.
     pub fn new(service: &str, docs: &str) -> Self {
         Self {
-            tracer: Tracer::new(TracerConfig::default()),
+            tracer: Tracer::default(),
             service: service.to_owned(),
             docs: docs.to_owned(),
             methods: Vec::new(),
@@ -116,12 +115,7 @@ impl Describer {
 
     /// The description, with its types' definitions and hashes.
     pub fn finish(self) -> ServiceDescription {
-        let types: BTreeMap<String, TypeDefinition> = self
-            .tracer
-            .registry_unchecked()
-            .iter()
-            .map(|(name, container)| (name.clone(), definition(container)))
-            .collect();
+        let types = self.tracer.finish();
         let mut methods = self.methods;
         for method in &mut methods {
             method.signature_hash = hex(signature_hash(method, &types));
@@ -169,67 +163,8 @@ pub trait TraceDeserialize {
 
 impl<T: DeserializeOwned> TraceDeserialize for &TypeTrace<T> {
     fn trace(&self, tracer: &mut Tracer) -> Shape {
-        let traced = tracer.trace_simple_type::<T>();
-        finish_nested_enums::<T>(tracer);
-        match traced {
-            Ok((mut format, _)) => match format.normalize() {
-                Ok(()) => shape(&format),
-                Err(_) => Shape::Unknown,
-            },
-            Err(_) => Shape::Unknown,
-        }
+        tracer.trace::<T>()
     }
-}
-
-/// Most times `T` is traced again to find every variant of the enums it
-/// holds; far more than any real type needs.
-const MAX_RETRACES: usize = 1024;
-
-/// Traces `T` again until every enum it holds has all its variants.
-///
-/// serde-reflection goes through the variants of an enum (one per trace)
-/// only when the enum is the traced type itself: one nested in an `Option`,
-/// a `Vec` or a struct field is left with its first variant, marked
-/// incomplete. Each further trace with those marks cleared explores the
-/// next variant. (Not always: once the format of a sequence's or a map's
-/// items is known, later traces read them empty, and an `Option` nested in
-/// another type as `None`; an enum reached only through those, as in
-/// `Vec<Mood>`, keeps the variants its first trace found.) serde-reflection has no accessor for the marks; its
-/// tracer's `Debug` lists them (`incomplete_enums: {"Mood": ..}`), and a
-/// name not found there only ends the loop early, leaving the description
-/// as incomplete as before.
-fn finish_nested_enums<T: DeserializeOwned>(tracer: &mut Tracer) {
-    static SAMPLES: std::sync::LazyLock<serde_reflection::Samples> =
-        std::sync::LazyLock::new(serde_reflection::Samples::new);
-    for _ in 0..MAX_RETRACES {
-        let incomplete = incomplete_enums(tracer);
-        let mut cleared = false;
-        for name in &incomplete {
-            cleared |= tracer.check_incomplete_enum(name).is_some();
-        }
-        if !cleared || tracer.trace_type_once::<T>(&SAMPLES).is_err() {
-            return;
-        }
-    }
-}
-
-/// The names of the enums `tracer` marks incomplete, from its `Debug`.
-fn incomplete_enums(tracer: &Tracer) -> Vec<String> {
-    let debug = format!("{tracer:?}");
-    let Some(start) = debug.find("incomplete_enums: {") else {
-        return Vec::new();
-    };
-    let rest = &debug[start + "incomplete_enums: {".len()..];
-    let Some(end) = rest.find('}') else {
-        return Vec::new();
-    };
-    // `"Name": Reason, "Other": Reason`
-    rest[..end]
-        .split(", ")
-        .filter_map(|entry| entry.split_once(": ").map(|(name, _)| name))
-        .filter_map(|name| name.strip_prefix('"')?.strip_suffix('"'))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// The fallback of [`TraceDeserialize`]; see [`TypeTrace`].
@@ -328,81 +263,6 @@ fn names_in<'a>(
     }
 }
 
-/// A traced format as a shape.
-fn shape(format: &Format) -> Shape {
-    match format {
-        Format::TypeName(name) => Shape::Named(name.clone()),
-        Format::Unit => Shape::Unit,
-        Format::Bool => Shape::Bool,
-        Format::I8 => Shape::I8,
-        Format::I16 => Shape::I16,
-        Format::I32 => Shape::I32,
-        Format::I64 => Shape::I64,
-        Format::I128 => Shape::I128,
-        Format::U8 => Shape::U8,
-        Format::U16 => Shape::U16,
-        Format::U32 => Shape::U32,
-        Format::U64 => Shape::U64,
-        Format::U128 => Shape::U128,
-        Format::F32 => Shape::F32,
-        Format::F64 => Shape::F64,
-        Format::Char => Shape::Char,
-        Format::Str => Shape::Str,
-        Format::Bytes => Shape::Bytes,
-        Format::Option(inner) => Shape::Option(Box::new(shape(inner))),
-        Format::Seq(inner) => Shape::Seq(Box::new(shape(inner))),
-        Format::Map { key, value } => Shape::Map {
-            key: Box::new(shape(key)),
-            value: Box::new(shape(value)),
-        },
-        Format::Tuple(items) => Shape::Tuple(items.iter().map(shape).collect()),
-        Format::TupleArray { content, size } => Shape::Array {
-            item: Box::new(shape(content)),
-            len: *size,
-        },
-        // Unresolved by tracing.
-        Format::Variable(_) => Shape::Unknown,
-    }
-}
-
-fn fields(named: &[Named<Format>]) -> Vec<Field> {
-    named
-        .iter()
-        .map(|field| Field {
-            name: field.name.clone(),
-            shape: shape(&field.value),
-        })
-        .collect()
-}
-
-fn definition(container: &ContainerFormat) -> TypeDefinition {
-    match container {
-        ContainerFormat::UnitStruct => TypeDefinition::UnitStruct,
-        ContainerFormat::NewTypeStruct(inner) => TypeDefinition::Newtype(shape(inner)),
-        ContainerFormat::TupleStruct(items) => {
-            TypeDefinition::Tuple(items.iter().map(shape).collect())
-        }
-        ContainerFormat::Struct(named) => TypeDefinition::Struct(fields(named)),
-        // Keyed by each variant's index: in declaration order.
-        ContainerFormat::Enum(variants) => TypeDefinition::Enum(
-            variants
-                .values()
-                .map(|variant| Variant {
-                    name: variant.name.clone(),
-                    fields: match &variant.value {
-                        VariantFormat::Unit | VariantFormat::Variable(_) => VariantFields::Unit,
-                        VariantFormat::NewType(inner) => VariantFields::Newtype(shape(inner)),
-                        VariantFormat::Tuple(items) => {
-                            VariantFields::Tuple(items.iter().map(shape).collect())
-                        }
-                        VariantFormat::Struct(named) => VariantFields::Struct(fields(named)),
-                    },
-                })
-                .collect(),
-        ),
-    }
-}
-
 /// FNV-1a, 64 bits: stable across versions and platforms, which the
 /// standard library's hashers do not promise.
 struct Fnv(u64);
@@ -430,6 +290,7 @@ mod tests {
     use super::*;
     #[allow(unused_imports)]
     use super::{TraceDeserialize as _, TraceNothing as _};
+    use crate::protocol::describe::Field;
     use serde::Deserialize;
     use std::collections::HashMap;
 

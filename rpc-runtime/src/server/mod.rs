@@ -14,6 +14,7 @@
 //! | [`admission`] | what a request must look like to run |
 //! | [`service`] | the dispatcher `#[rpc_service]` generates ([`Service`](crate::Service)) |
 //! | [`introspection`] | the service's description, the answer to `rpc.describe` |
+//! | [`shape_trace`] | what a type's values look like, traced from its `Deserialize` |
 //! | [`respond`] | the one writer on the channel: the reply, then the acknowledgement |
 //! | [`ack_policy`] | what each outcome means for the request, and acknowledgements in batches |
 //! | [`log_budget`] | logs that input cannot flood |
@@ -29,6 +30,7 @@ pub(crate) mod log_budget;
 pub(crate) mod observe;
 pub(crate) mod respond;
 pub(crate) mod service;
+pub(crate) mod shape_trace;
 pub(crate) mod signal;
 
 use self::{
