@@ -53,6 +53,8 @@ pub trait Shop {
     ) -> Result<String, ShopError>;
     /// Adds up the stock by shelf.
     async fn stock(&self, shelves: BTreeMap<u32, u64>) -> u64;
+    /// How many of `plan`'s deliveries go by courier.
+    async fn couriers(&self, plan: Vec<Option<Delivery>>) -> usize;
     /// Greets someone.
     async fn greet(&self, name: String) -> String;
     /// The value of call metadata `name`.
@@ -102,6 +104,12 @@ impl Shop for ShopImpl {
             .iter()
             .map(|(shelf, count)| u64::from(*shelf) * count)
             .sum()
+    }
+
+    async fn couriers(&self, plan: Vec<Option<Delivery>>) -> usize {
+        plan.iter()
+            .filter(|delivery| matches!(delivery, Some(Delivery::Courier(_))))
+            .count()
     }
 
     async fn greet(&self, name: String) -> String {
@@ -332,6 +340,17 @@ async fn arguments_of_every_shape_are_converted_by_the_description() {
     assert_status(&output, 0);
     assert_eq!(json_out(&output), json!(20));
 
+    // Enums inside a Vec and an Option: every variant is described.
+    let output = rpc(&[
+        "call",
+        q,
+        "couriers",
+        r#"[{"Courier": "Bob"}, null, "Pickup", {"Post": {"country": "FR", "express": false}}, {"Courier": "Al"}]"#,
+    ])
+    .await;
+    assert_status(&output, 0);
+    assert_eq!(json_out(&output), json!(2));
+
     // A bare word for a string.
     let output = rpc(&["call", q, "greet", "Alice"]).await;
     assert_eq!(json_out(&output), json!("Hello, Alice!"));
@@ -353,7 +372,7 @@ async fn mistakes_are_reported_with_what_to_fix_and_status_2() {
     let error = stderr(&output);
     assert!(error.contains("has no method `greeet`"), "{error}");
     assert!(
-        error.contains("catalogue, order, stock, greet, header, note, nap, explode"),
+        error.contains("catalogue, order, stock, couriers, greet, header, note, nap, explode"),
         "{error}"
     );
 
