@@ -22,6 +22,7 @@
 //! | a struct, a newtype, a tuple struct, a unit struct | its name, and its definition |
 //! | an enum | its name, and each variant's fields |
 //! | any value (`deserialize_any`: untagged and internally tagged enums, `serde_json::Value`) | nothing: the whole type is [`Shape::Unknown`] |
+//! | a value that it then refuses (the made-up `"x"` for a string that must parse as a date or an address) | nothing: the whole type is [`Shape::Unknown`] |
 //!
 //! (Written here rather than taken from `serde-reflection`, which explores
 //! the variants of the traced type itself only: an enum inside an `Option`,
