@@ -10,7 +10,7 @@
 //! | integers | a number without fraction, in the type's range (`u128`/`i128` also as a string of digits) | integer (`u128`/`i128` beyond 64 bits: bin of 16 bytes) |
 //! | `f32`, `f64` | a number | float 32, float 64 |
 //! | `char` | a string of one character | string |
-//! | bytes | an array of numbers 0 to 255, or a string (its UTF-8 bytes) | bin |
+//! | bytes | an array of numbers 0 to 255; a UUID (`67e55044-10b1-...`); or another string | bin; the UUID's 16 bytes (a `Uuid` goes as bytes); the string as a MessagePack string, which byte buffers read as its UTF-8 bytes |
 //! | `Option<T>` | `null`, or a `T` | nil, or the `T` |
 //! | map | an object (keys converted to the key shape: `"7"` for a `u32` key), or an array of `[key, value]` pairs | map |
 //! | unit struct, `()` | `null` or `[]` | empty array, nil |
@@ -119,7 +119,11 @@ impl<'a> Converter<'a> {
             (Shape::F64, Json::Number(n)) => Value::F64(n.as_f64().ok_or_else(|| mismatch(path))?),
             (Shape::Char, Json::String(s)) if s.chars().count() == 1 => Value::from(s.as_str()),
             (Shape::Str, Json::String(s)) => Value::from(s.as_str()),
-            (Shape::Bytes, Json::String(s)) => Value::Binary(s.as_bytes().to_vec()),
+            // A `Uuid` goes as its 16 bytes; byte buffers take a string's.
+            (Shape::Bytes, Json::String(s)) => match uuid_bytes(s) {
+                Some(bytes) => Value::Binary(bytes.to_vec()),
+                None => Value::from(s.as_str()),
+            },
             (Shape::Bytes, Json::Array(items)) => Value::Binary(
                 items
                     .iter()
@@ -537,6 +541,21 @@ fn wide(json: &Json, is_signed: bool) -> Option<Value> {
     }
 }
 
+/// The 16 bytes of a UUID in its usual form (`8-4-4-4-12` hexadecimal
+/// digits), which is how `uuid::Uuid` reads from MessagePack.
+fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
+    let groups: Vec<&str> = text.split('-').collect();
+    if groups.iter().map(|group| group.len()).ne([8, 4, 4, 4, 12]) {
+        return None;
+    }
+    let digits: String = groups.concat();
+    let mut bytes = [0u8; 16];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(digits.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(bytes)
+}
+
 /// JSON as MessagePack, with no shape to follow: for services that do not
 /// describe themselves, and types described as unknown.
 pub(crate) fn plain(json: &Json) -> Value {
@@ -693,8 +712,15 @@ mod tests {
             convert(json!(huge), Shape::U128),
             Ok(Value::Binary(u128::MAX.to_be_bytes().to_vec()))
         );
+        assert_eq!(convert(json!("hi"), Shape::Bytes), Ok(Value::from("hi")));
+        let mut uuid = [0u8; 16];
+        uuid[15] = 0xab;
         assert_eq!(
-            convert(json!("hi"), Shape::Bytes),
+            convert(json!("00000000-0000-0000-0000-0000000000ab"), Shape::Bytes),
+            Ok(Value::Binary(uuid.to_vec()))
+        );
+        assert_eq!(
+            convert(json!([104, 105]), Shape::Bytes),
             Ok(Value::Binary(b"hi".to_vec()))
         );
     }

@@ -53,6 +53,8 @@ pub trait Shop {
     ) -> Result<String, ShopError>;
     /// Adds up the stock by shelf.
     async fn stock(&self, shelves: BTreeMap<u32, u64>) -> u64;
+    /// The order with this id.
+    async fn lookup(&self, id: uuid::Uuid) -> String;
     /// How many of `plan`'s deliveries go by courier.
     async fn couriers(&self, plan: Vec<Option<Delivery>>) -> usize;
     /// Greets someone.
@@ -104,6 +106,10 @@ impl Shop for ShopImpl {
             .iter()
             .map(|(shelf, count)| u64::from(*shelf) * count)
             .sum()
+    }
+
+    async fn lookup(&self, id: uuid::Uuid) -> String {
+        format!("order {id}")
     }
 
     async fn couriers(&self, plan: Vec<Option<Delivery>>) -> usize {
@@ -351,6 +357,12 @@ async fn arguments_of_every_shape_are_converted_by_the_description() {
     assert_status(&output, 0);
     assert_eq!(json_out(&output), json!(2));
 
+    // A Uuid: bytes on the wire, written as its string.
+    let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+    let output = rpc(&["call", q, "lookup", &format!("\"{id}\"")]).await;
+    assert_status(&output, 0);
+    assert_eq!(json_out(&output), json!(format!("order {id}")));
+
     // A bare word for a string.
     let output = rpc(&["call", q, "greet", "Alice"]).await;
     assert_eq!(json_out(&output), json!("Hello, Alice!"));
@@ -372,7 +384,9 @@ async fn mistakes_are_reported_with_what_to_fix_and_status_2() {
     let error = stderr(&output);
     assert!(error.contains("has no method `greeet`"), "{error}");
     assert!(
-        error.contains("catalogue, order, stock, couriers, greet, header, note, nap, explode"),
+        error.contains(
+            "catalogue, order, stock, lookup, couriers, greet, header, note, nap, explode"
+        ),
         "{error}"
     );
 

@@ -22,7 +22,7 @@
 //! | a struct, a newtype, a tuple struct, a unit struct | its name, and its definition |
 //! | an enum | its name, and each variant's fields |
 //! | any value (`deserialize_any`: untagged and internally tagged enums, `serde_json::Value`) | nothing: the whole type is [`Shape::Unknown`] |
-//! | a value that it then refuses (the made-up `"x"` for a string that must parse as a date or an address) | nothing: the whole type is [`Shape::Unknown`] |
+//! | a string or bytes that it then refuses (a date, a UUID) | nothing; the next pass gives the next sample there ([`STRINGS`], [`BYTES`]); out of samples, the whole type is [`Shape::Unknown`] |
 //!
 //! (Written here rather than taken from `serde-reflection`, which explores
 //! the variants of the traced type itself only: an enum inside an `Option`,
@@ -34,6 +34,26 @@ use serde::de::{
     VariantAccess, Visitor,
 };
 use std::{collections::BTreeMap, fmt};
+
+/// The strings given, in turn, to a type that refuses the one before: a
+/// plain word, then the forms the usual parsed types take (a timestamp, a
+/// UUID, an IP address, a URL, a number).
+const STRINGS: [&str; 6] = [
+    "x",
+    "1970-01-01T00:00:00Z",
+    "00000000-0000-0000-0000-000000000001",
+    "127.0.0.1",
+    "http://localhost/",
+    "1",
+];
+
+/// The bytes given, in turn, to a type that refuses the ones before: one
+/// byte, then 16 (a binary UUID), 4 and 8.
+const BYTES: [&[u8]; 4] = [b"x", &[1; 16], &[1; 4], &[1; 8]];
+
+/// Where a string or bytes are asked for: the named types being traced,
+/// and how many strings or bytes the innermost one asked for before.
+type SampleKey = (Vec<&'static str>, usize);
 
 /// Passes over one type at most: far more than the variants of any real
 /// type need.
@@ -50,6 +70,8 @@ const MAX_DEPTH: usize = 64;
 pub struct Tracer {
     structs: BTreeMap<&'static str, TypeDefinition>,
     enums: BTreeMap<&'static str, EnumTrace>,
+    /// Which of [`STRINGS`] or [`BYTES`] to give where the first was refused.
+    samples: BTreeMap<SampleKey, usize>,
 }
 
 /// An enum's variants, each with its fields once it has been given.
@@ -69,11 +91,24 @@ impl Tracer {
                 tracer: self,
                 stack: Vec::new(),
                 active: Vec::new(),
+                sampled: vec![0],
+                last_sample: None,
                 more: false,
             };
             let mut traced = Shape::Unknown;
             if T::deserialize(Tracing::new(&mut pass, &mut traced, false)).is_err() {
-                return Shape::Unknown;
+                // Most likely the last string or bytes given were refused
+                // (a date, a UUID): the next pass gives the next sample
+                // there. Out of samples, or nothing to change: unknown.
+                let Some((key, limit)) = pass.last_sample.take() else {
+                    return Shape::Unknown;
+                };
+                let next = self.samples.entry(key).or_default();
+                *next += 1;
+                if *next >= limit {
+                    return Shape::Unknown;
+                }
+                continue;
             }
             refine(&mut shape, traced);
             if !pass.more {
@@ -122,6 +157,12 @@ struct Pass<'t> {
     stack: Vec<&'static str>,
     /// The enum variants being traced, outermost first.
     active: Vec<(&'static str, usize)>,
+    /// How many strings or bytes each level of `stack` asked for (and the
+    /// top level, first).
+    sampled: Vec<usize>,
+    /// Where the last string or bytes were given, and how many samples
+    /// there are of that kind.
+    last_sample: Option<(SampleKey, usize)>,
     /// Whether an enum still has variants to give: another pass is needed.
     more: bool,
 }
@@ -167,12 +208,27 @@ impl<'p, 't> Tracing<'p, 't> {
         }
         let recursion = self.cut || self.pass.stack.contains(&name);
         self.pass.stack.push(name);
+        self.pass.sampled.push(0);
         *self.shape = Shape::Named(name.to_owned());
         Ok(recursion)
     }
 
     fn leave(&mut self) {
         self.pass.stack.pop();
+        self.pass.sampled.pop();
+    }
+
+    /// Which sample to give of `limit` (the number of samples of its
+    /// kind) for the string or bytes asked for now.
+    fn sample(&mut self, limit: usize) -> usize {
+        let count = self.pass.sampled.last_mut().map_or(0, |count| {
+            *count += 1;
+            *count - 1
+        });
+        let key = (self.pass.stack.clone(), count);
+        let index = self.pass.tracer.samples.get(&key).copied().unwrap_or(0);
+        self.pass.last_sample = Some((key, limit));
+        index.min(limit - 1)
     }
 
     /// Records `definition` for struct `name`, refining an earlier one.
@@ -219,13 +275,35 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
         deserialize_f32 => Shape::F32, visit_f32(1.0);
         deserialize_f64 => Shape::F64, visit_f64(1.0);
         deserialize_char => Shape::Char, visit_char('x');
-        deserialize_str => Shape::Str, visit_str("x");
-        deserialize_string => Shape::Str, visit_string("x".to_owned());
-        deserialize_bytes => Shape::Bytes, visit_bytes(b"x");
-        deserialize_byte_buf => Shape::Bytes, visit_byte_buf(b"x".to_vec());
         deserialize_unit => Shape::Unit, visit_unit();
         deserialize_identifier => Shape::Str, visit_str("x");
         deserialize_ignored_any => Shape::Unit, visit_unit();
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, Stop> {
+        *self.shape = Shape::Str;
+        let sample = STRINGS[self.sample(STRINGS.len())];
+        visitor.visit_str(sample)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, Stop> {
+        *self.shape = Shape::Bytes;
+        let sample = BYTES[self.sample(BYTES.len())];
+        visitor.visit_bytes(sample)
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+        self.deserialize_bytes(visitor)
+    }
+
+    /// As `rmp-serde`'s: types that differ by it (`Uuid`: bytes rather
+    /// than a string) are described as they go on the wire.
+    fn is_human_readable(&self) -> bool {
+        false
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
@@ -707,6 +785,72 @@ mod tests {
     enum Expr {
         Add(Box<Expr>, Box<Expr>),
         Num(i64),
+    }
+
+    /// A string that must look like a timestamp, as `chrono`'s types do.
+    #[allow(dead_code)]
+    struct Stamp(String);
+
+    impl<'de> Deserialize<'de> for Stamp {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let text = String::deserialize(deserializer)?;
+            if text.ends_with('Z') {
+                Ok(Stamp(text))
+            } else {
+                Err(serde::de::Error::custom("not a timestamp"))
+            }
+        }
+    }
+
+    /// Bytes that must be 16 long, as a binary `Uuid`.
+    #[allow(dead_code)]
+    struct Id([u8; 16]);
+
+    impl<'de> Deserialize<'de> for Id {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Sixteen;
+            impl Visitor<'_> for Sixteen {
+                type Value = Id;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("16 bytes")
+                }
+                fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Id, E> {
+                    <[u8; 16]>::try_from(bytes)
+                        .map(Id)
+                        .map_err(|_| E::custom("not 16 bytes"))
+                }
+            }
+            deserializer.deserialize_bytes(Sixteen)
+        }
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize)]
+    struct Event {
+        name: String,
+        at: Stamp,
+        id: Id,
+        next: Option<Stamp>,
+    }
+
+    #[test]
+    fn values_a_type_refuses_are_replaced_until_it_takes_one() {
+        let mut tracer = Tracer::default();
+        assert_eq!(tracer.trace::<Event>(), Shape::Named("Event".into()));
+        let types = tracer.finish();
+        let TypeDefinition::Struct(fields) = &types["Event"] else {
+            panic!("Event is a struct");
+        };
+        let shapes: Vec<&Shape> = fields.iter().map(|f| &f.shape).collect();
+        assert_eq!(
+            shapes,
+            [
+                &Shape::Str,
+                &Shape::Str,
+                &Shape::Bytes,
+                &Shape::Option(Box::new(Shape::Str))
+            ]
+        );
     }
 
     #[allow(dead_code)]
