@@ -3,11 +3,11 @@
 //! line by the method's described types.
 
 use crate::{
-    convert::{self, Converter, brief},
+    convert::{self, Converter},
     failure::Failure,
 };
 use rpc_runtime::{
-    Client, Connection, FaultKind, Metadata, MethodDescription, ServiceDescription, Shape,
+    Client, Connection, FaultKind, Metadata, MethodDescription, ServiceDescription, Shape, TypeRef,
 };
 use serde_json::Value as Json;
 use std::{collections::BTreeMap, time::Duration};
@@ -108,8 +108,7 @@ impl Target {
         {
             return Err(count_error(described, words.len()));
         }
-        let values =
-            args.values(|i| described.args.get(i).map(|arg| (&arg.name, &arg.ty.shape)))?;
+        let values = args.values(|i| described.args.get(i).map(|arg| (&arg.name, &arg.ty)))?;
         if values.len() > takes {
             return Err(count_error(described, values.len()));
         }
@@ -168,7 +167,7 @@ impl ArgSource {
     /// string is expected (`rpc call greeter greet Alice`).
     fn values<'a>(
         &self,
-        described: impl Fn(usize) -> Option<(&'a String, &'a Shape)>,
+        described: impl Fn(usize) -> Option<(&'a String, &'a TypeRef)>,
     ) -> Result<Vec<Json>, Failure> {
         match self {
             ArgSource::Array(text) => match serde_json::from_str(text) {
@@ -184,12 +183,12 @@ impl ArgSource {
                 .map(|(i, word)| match serde_json::from_str(word) {
                     Ok(value) => Ok(value),
                     Err(error) => match described(i) {
-                        Some((_, shape)) if is_text(shape) => Ok(Json::String(word.clone())),
+                        Some((_, ty)) if is_text(&ty.shape) => Ok(Json::String(word.clone())),
                         known => Err(Failure::NotJson {
                             position: i + 1,
                             name: known.map_or_else(
                                 || "?".to_owned(),
-                                |(name, shape)| format!("{name}: {}", brief(shape)),
+                                |(name, ty)| format!("{name}: {}", ty.written),
                             ),
                             message: error.to_string(),
                         }),
@@ -200,10 +199,10 @@ impl ArgSource {
     }
 }
 
-/// Whether a bare word can stand for a value of `shape`.
+/// Whether a bare word can stand for a value of `shape` (bytes: a `Uuid`).
 fn is_text(shape: &Shape) -> bool {
     match shape {
-        Shape::Str | Shape::Char => true,
+        Shape::Str | Shape::Char | Shape::Bytes => true,
         Shape::Option(inner) => is_text(inner),
         _ => false,
     }

@@ -362,6 +362,8 @@ async fn arguments_of_every_shape_are_converted_by_the_description() {
     let output = rpc(&["call", q, "lookup", &format!("\"{id}\"")]).await;
     assert_status(&output, 0);
     assert_eq!(json_out(&output), json!(format!("order {id}")));
+    let output = rpc(&["call", q, "lookup", id]).await;
+    assert_eq!(json_out(&output), json!(format!("order {id}")));
 
     // A bare word for a string.
     let output = rpc(&["call", q, "greet", "Alice"]).await;
@@ -433,7 +435,7 @@ async fn mistakes_are_reported_with_what_to_fix_and_status_2() {
 
     let output = rpc(&["call", q, "stock", "{oops"]).await;
     assert_status(&output, 2);
-    assert!(stderr(&output).contains("argument 1 (`shelves: {u32: u64}`) is not JSON"));
+    assert!(stderr(&output).contains("argument 1 (`shelves: BTreeMap<u32, u64>`) is not JSON"));
 
     let output = rpc(&["call", q, "greet", "Alice", "-H", "no spaces=x"]).await;
     assert_status(&output, 2);
