@@ -17,7 +17,6 @@
 //! calls per second (docs/BENCHMARKS.md, "Worker threads").
 
 use anyhow::Context;
-use metrics_exporter_prometheus::PrometheusBuilder;
 use rpc_examples::{FibonacciServer, IterativeFib, amqp_url, log_filter};
 use rpc_runtime::{Connection, Server};
 use std::net::SocketAddr;
@@ -45,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     // Before anything is served: metrics handles are registered as servers
     // and clients start.
     if let Some(addr) = metrics {
-        PrometheusBuilder::new()
+        rpc_examples::prometheus()
             .with_http_listener(addr)
             .install()
             .with_context(|| format!("cannot serve metrics at {addr}"))?;

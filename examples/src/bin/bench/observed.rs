@@ -7,7 +7,8 @@
 //!   `BENCH_SPAN_LEVEL=info` (both peers' builders' `span_level`) it records
 //!   them and formats their fields; nothing is written per call either way
 //!   (no span events, no events on the happy path).
-//! - A metrics recorder: `PrometheusBuilder::new().build_recorder()`, without
+//! - A metrics recorder: `rpc_examples::prometheus().build_recorder()`, as
+//!   `fib_server --metrics` installs it (histograms with buckets), without
 //!   an HTTP listener, its upkeep run every 5 s as `PrometheusBuilder::install`
 //!   does.
 //! - Trace context on (`ClientBuilder::trace_context`, the default).
@@ -34,7 +35,7 @@ use crate::{
     framework::FrameworkClient,
     service::{FIB_N, ObservedBenchClient, Payload},
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
 use std::{future::IntoFuture, sync::Arc, time::Duration};
 use tracing::Dispatch;
 
@@ -76,7 +77,7 @@ fn keep_up(handle: PrometheusHandle) {
 /// before the server starts (it registers its metrics handles as it starts).
 pub(crate) fn install_globally() -> Result<PrometheusHandle, Error> {
     tracing::dispatcher::set_global_default(subscriber())?;
-    let recorder = PrometheusBuilder::new().build_recorder();
+    let recorder = rpc_examples::prometheus().build_recorder();
     let handle = recorder.handle();
     if part("metrics") {
         metrics::set_global_recorder(recorder)?;
@@ -124,7 +125,7 @@ impl ObservedClient {
             })
             .enable_all()
             .build()?;
-        let recorder = Arc::new(PrometheusBuilder::new().build_recorder());
+        let recorder = Arc::new(rpc_examples::prometheus().build_recorder());
         let metrics = recorder.handle();
         let (url, queue) = (url.to_owned(), queue.to_owned());
         let (registering, upkeep) = (recorder.clone(), metrics.clone());
