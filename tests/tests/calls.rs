@@ -2,7 +2,7 @@
 
 use futures_util::future::join_all;
 use rpc_examples::{FibError, FibonacciClient, FibonacciServer, IterativeFib};
-use rpc_runtime::{CallError, Client, ReplyTo, RpcError, Server};
+use rpc_runtime::{CallError, Client, RawReply, ReplyTo, RpcError, Server};
 use rpc_tests::{
     LabClient, LabError, LabFixture, PATIENCE, Point, Shape, TestQueue, connect, within,
 };
@@ -501,4 +501,51 @@ async fn without_publisher_confirms_a_missing_queue_is_a_timeout() {
         Err(RpcError::Timeout { .. })
     ));
     assert_eq!(client.pending_calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_calls_name_the_method_at_run_time_and_return_encoded_values() {
+    let fixture = LabFixture::start("raw-call").await;
+    let (client, queue) = (&fixture.client, fixture.queue.name.as_str());
+
+    // add(40, 2): the arguments as a MessagePack array.
+    let args = rmp_serde::to_vec(&(40i64, 2i64)).expect("encode");
+    match within(PATIENCE, "add", client.call_raw(queue, "Lab", "add", args)).await {
+        Ok(RawReply::Ok(value)) => {
+            assert_eq!(rmp_serde::from_slice::<i64>(&value).expect("an i64"), 42)
+        }
+        other => panic!("expected 42, got {other:?}"),
+    }
+
+    // The method's own error comes back as its encoded value.
+    let args =
+        rmp_serde::to_vec_named(&(Shape::Square(-1.0), Point { x: 0, y: 0 })).expect("encode");
+    match within(
+        PATIENCE,
+        "describe",
+        client.call_raw(queue, "Lab", "describe", args),
+    )
+    .await
+    {
+        Ok(RawReply::Err(value)) => assert_eq!(
+            rmp_serde::from_slice::<LabError>(&value).expect("a LabError"),
+            LabError::NegativeSize(-1.0)
+        ),
+        other => panic!("expected the method's error, got {other:?}"),
+    }
+
+    // A method the service does not have: a fault, whose kind names it.
+    let error = within(
+        PATIENCE,
+        "nope",
+        client.call_raw(queue, "Lab", "nope", vec![0x90]),
+    )
+    .await
+    .expect_err("no such method");
+    assert_eq!(error.kind(), "fault");
+    assert_eq!(
+        error.fault().map(|fault| fault.kind().to_string()),
+        Some("unknown_method".to_owned())
+    );
+    fixture.shutdown().await;
 }
