@@ -1,9 +1,10 @@
 //! Implementations of the same RPC service, side by side: the framework
-//! against hand-written lapin, or the framework with its observability on
-//! against the same framework with it off.
+//! against hand-written lapin and hand-written amqprs, or the framework with
+//! its observability on against the same framework with it off.
 //!
 //! ```text
 //! cargo run --release -p rpc-examples --bin bench -- --in-flight 1,64,256
+//! cargo run --release -p rpc-examples --bin bench -- --peers framework,raw,amqprs
 //! cargo run --release -p rpc-examples --bin bench -- --peers observed,framework
 //! ```
 //!
@@ -18,6 +19,8 @@
 //!   process, is kept apart from the others').
 //! - `raw`: a hand-written raw lapin pair doing the same work over the same
 //!   broker (`raw.rs`).
+//! - `amqprs`: the same hand-written pair on amqprs instead of lapin, to the
+//!   same wire format (`amqprs.rs`).
 //!
 //! Each peer's server runs in a child process (so that each side's CPU time
 //! is its own), its client in this one, and the measurements interleave: for
@@ -38,7 +41,7 @@
 //!
 //! Options (defaults in parentheses): `--in-flight LIST` (1,64,256),
 //! `--calls N` per round (2500), `--rounds N` (40), `--methods LIST`
-//! (fib,echo), `--peers LIST` of `framework`, `observed`, `raw`
+//! (fib,echo), `--peers LIST` of `framework`, `observed`, `raw`, `amqprs`
 //! (framework,raw; one alone, for profiling: only the peers listed are
 //! started), `--baseline PEER` the peer the others' ratios are to (the last
 //! one listed), `--workers N` Tokio worker threads of each process (1),
@@ -56,6 +59,7 @@
 //! apart.
 
 mod admin;
+mod amqprs;
 mod framework;
 mod measure;
 mod observed;
@@ -87,16 +91,19 @@ pub(crate) enum Peer {
     Observed,
     /// Hand-written lapin.
     Raw,
+    /// Hand-written amqprs.
+    Amqprs,
 }
 
 impl Peer {
-    const ALL: [Peer; 3] = [Peer::Framework, Peer::Observed, Peer::Raw];
+    const ALL: [Peer; 4] = [Peer::Framework, Peer::Observed, Peer::Raw, Peer::Amqprs];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Peer::Framework => "framework",
             Peer::Observed => "observed",
             Peer::Raw => "raw",
+            Peer::Amqprs => "amqprs",
         }
     }
 
@@ -106,6 +113,7 @@ impl Peer {
             Peer::Framework => "framework",
             Peer::Observed => "observed framework",
             Peer::Raw => "raw lapin",
+            Peer::Amqprs => "raw amqprs",
         }
     }
 
@@ -113,7 +121,9 @@ impl Peer {
         Self::ALL
             .into_iter()
             .find(|peer| peer.name() == name)
-            .ok_or_else(|| format!("unknown peer `{name}`: framework, observed or raw").into())
+            .ok_or_else(|| {
+                format!("unknown peer `{name}`: framework, observed, raw or amqprs").into()
+            })
     }
 }
 
@@ -290,13 +300,17 @@ async fn serve(peer: Peer, queue: &str, prefetch: u16) -> Result<(), Error> {
     // Before the server starts: it registers its metrics handles then.
     let metrics = match peer {
         Peer::Observed => Some(observed::install_globally()?),
-        Peer::Framework | Peer::Raw => None,
+        Peer::Framework | Peer::Raw | Peer::Amqprs => None,
     };
-    // The raw server runs until the process exits.
+    // The hand-written servers run until the process exits.
     let server = match peer {
         Peer::Framework | Peer::Observed => Some(framework::serve(&url, queue, prefetch).await?),
         Peer::Raw => {
             raw::serve(&url, queue, prefetch).await?;
+            None
+        }
+        Peer::Amqprs => {
+            amqprs::serve(&url, queue, prefetch).await?;
             None
         }
     };
@@ -344,6 +358,10 @@ async fn footprint(peer: Peer, park: usize, workers: usize) -> Result<(), Error>
         }
         PeerClient::Raw(client, payload) => {
             let client: Arc<raw::RawClient> = client.into();
+            park_calls(client, Arc::new(payload), &here, &admin, &parking, park).await?
+        }
+        PeerClient::Amqprs(client, payload) => {
+            let client: Arc<amqprs::AmqprsClient> = client.into();
             park_calls(client, Arc::new(payload), &here, &admin, &parking, park).await?
         }
     };
@@ -480,6 +498,7 @@ enum PeerClient {
     /// On a runtime of its own, with its payload.
     Observed(Box<observed::ObservedClient>),
     Raw(Box<raw::RawClient>, service::Payload),
+    Amqprs(Box<amqprs::AmqprsClient>, service::Payload),
 }
 
 impl PeerClient {
@@ -495,6 +514,10 @@ impl PeerClient {
             )),
             Peer::Raw => PeerClient::Raw(
                 Box::new(raw::RawClient::connect(url, queue).await?),
+                payload,
+            ),
+            Peer::Amqprs => PeerClient::Amqprs(
+                Box::new(amqprs::AmqprsClient::connect(url, queue).await?),
                 payload,
             ),
         })
@@ -516,6 +539,9 @@ impl PeerClient {
             // In a task on its own runtime, whose thread has its subscriber.
             PeerClient::Observed(client) => client.run(method, in_flight, calls).await,
             PeerClient::Raw(client, payload) => {
+                run_calls(&**client, payload, method, in_flight, calls).await
+            }
+            PeerClient::Amqprs(client, payload) => {
                 run_calls(&**client, payload, method, in_flight, calls).await
             }
         }
@@ -543,6 +569,15 @@ impl<C: service::Generated> PeerCalls for framework::FrameworkClient<C> {
 }
 
 impl PeerCalls for raw::RawClient {
+    async fn call(&self, method: Method, payload: &service::Payload) -> Result<(), Error> {
+        match method {
+            Method::Fib => self.fib().await.map(drop),
+            Method::Echo => self.echo(payload.clone()).await.map(drop),
+        }
+    }
+}
+
+impl PeerCalls for amqprs::AmqprsClient {
     async fn call(&self, method: Method, payload: &service::Payload) -> Result<(), Error> {
         match method {
             Method::Fib => self.fib().await.map(drop),

@@ -27,18 +27,18 @@ use std::{
 };
 use tokio::sync::oneshot;
 
-const CONTENT_TYPE: &str = "application/msgpack";
+pub(crate) const CONTENT_TYPE: &str = "application/msgpack";
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// A reply body: a map with exactly one key.
 #[derive(Serialize, Deserialize)]
-enum Reply<T> {
+pub(crate) enum Reply<T> {
     #[serde(rename = "ok")]
     Ok(T),
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut body = Vec::with_capacity(128);
     value
         .serialize(&mut rmp_serde::Serializer::new(&mut body).with_struct_map())
@@ -46,7 +46,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     body
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     match rmp_serde::from_slice::<Reply<T>>(body)? {
         Reply::Ok(value) => Ok(value),
     }
