@@ -11,7 +11,7 @@ use crate::{
     Method, Options, Peer,
     measure::{median, median_interval},
 };
-use plotters::prelude::*;
+use plotters::{element::DashedPathElement, prelude::*};
 use std::{collections::BTreeMap, fmt, time::Duration};
 
 /// One measurement of one peer, method and number of calls in flight.
@@ -428,12 +428,19 @@ impl Report {
             .x_desc("calls in flight (log scale)")
             .y_desc("calls/s (median)")
             .draw()?;
-        let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+        // One colour per peer (four peers at most), whatever the method, so
+        // that a peer reads the same in both methods' lines.
+        let colors = [BLUE, RED, RGBColor(0, 140, 0), MAGENTA, CYAN, BLACK];
         let baseline = options.baseline();
-        for (i, (method, peer, line)) in series.into_iter().enumerate() {
-            let color = colors[i % colors.len()];
+        for (method, peer, line) in series {
+            let index = options
+                .peers
+                .iter()
+                .position(|&listed| listed == peer)
+                .unwrap_or(0);
+            let color = colors[index % colors.len()];
             // The first peer bold, the baseline thin, any other between.
-            let style = if Some(&peer) == options.peers.first() {
+            let style = if index == 0 {
                 color.stroke_width(3)
             } else if peer == baseline {
                 color.stroke_width(1)
@@ -441,14 +448,29 @@ impl Report {
                 color.stroke_width(2)
             };
             let label = format!("{} {} {}", self.letter(peer), peer.label(), method.name());
-            chart
-                .draw_series(LineSeries::new(line.clone(), style))?
-                .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-            chart.draw_series(
-                line.into_iter()
-                    .map(|point| Circle::new(point, 4, color.filled())),
-            )?;
+            // The first method solid with circles, any other dashed with
+            // triangles.
+            if Some(&method) == options.methods.first() {
+                chart
+                    .draw_series(LineSeries::new(line.clone(), style))?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+                chart.draw_series(
+                    line.into_iter()
+                        .map(|point| Circle::new(point, 4, color.filled())),
+                )?;
+            } else {
+                chart
+                    .draw_series(DashedLineSeries::new(line.clone(), 8, 5, style))?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        DashedPathElement::new(vec![(x, y), (x + 20, y)], 8, 5, style)
+                    });
+                chart.draw_series(
+                    line.into_iter()
+                        .map(|point| TriangleMarker::new(point, 5, color.filled())),
+                )?;
+            }
         }
         chart
             .configure_series_labels()
