@@ -166,6 +166,8 @@ pub(crate) struct AmqprsClient {
     /// The next publish sequence number, locked from its choice until the
     /// request is in amqprs's outgoing queue, which the wire follows.
     sequence: tokio::sync::Mutex<u64>,
+    /// Whether the channel is in confirm mode (`BENCH_CONFIRMS`).
+    confirmed: bool,
     prefix: String,
     next: AtomicU64,
     queue: String,
@@ -184,9 +186,12 @@ impl AmqprsClient {
                 waiting: waiting.clone(),
             })
             .await?;
-        channel
-            .confirm_select(ConfirmSelectArguments::default())
-            .await?;
+        let confirm_mode = crate::service::confirms();
+        if confirm_mode {
+            channel
+                .confirm_select(ConfirmSelectArguments::default())
+                .await?;
+        }
         let (reply_to, _, _) = channel
             .queue_declare(
                 QueueDeclareArguments::exclusive_server_named()
@@ -222,6 +227,7 @@ impl AmqprsClient {
             waiting,
             confirms,
             sequence: tokio::sync::Mutex::new(1),
+            confirmed: confirm_mode,
             prefix: format!("{}.", uuid::Uuid::new_v4().simple()),
             next: AtomicU64::new(0),
             queue: queue.to_owned(),
@@ -253,6 +259,13 @@ impl AmqprsClient {
             mandatory: true,
             immediate: false,
         };
+        if !self.confirmed {
+            if let Err(error) = self.channel.basic_publish(properties, body, publish).await {
+                self.waiting.lock().expect("lock").remove(&id);
+                return Err(error.into());
+            }
+            return Ok(reply.await??);
+        }
         let (confirmed, confirmation) = oneshot::channel();
         {
             let mut sequence = self.sequence.lock().await;

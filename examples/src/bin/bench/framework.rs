@@ -23,6 +23,7 @@ impl<C: Generated> FrameworkClient<C> {
         let connection = Connection::connect(url).await?;
         let client = Client::builder()
             .trace_context(trace_context)
+            .publisher_confirms(crate::service::confirms())
             .span_level(span_level())
             .build(&connection)
             .await?;

@@ -56,7 +56,8 @@
 //! and that no other peer has a recorder. `BENCH_OBSERVE=spans` (or
 //! `metrics`, `trace`, or a comma-separated list of them) turns on only
 //! those parts of the `observed` peer's observability, to tell their costs
-//! apart.
+//! apart. `BENCH_CONFIRMS=off` measures every peer without publisher
+//! confirms (the framework's `publisher_confirms(false)`).
 
 mod admin;
 mod amqprs;

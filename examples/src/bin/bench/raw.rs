@@ -69,9 +69,11 @@ impl RawClient {
     pub(crate) async fn connect(url: &str, queue: &str) -> Result<Self, Error> {
         let connection = Connection::connect(url, ConnectionProperties::default()).await?;
         let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+        if crate::service::confirms() {
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+        }
         let reply_queue = channel
             .queue_declare(
                 ShortString::default(),
@@ -150,6 +152,7 @@ impl RawClient {
                 properties,
             )
             .await?
+            // Without confirm mode, resolves at once (nothing to confirm).
             .await?;
         if confirmation.take_message().is_some() {
             return Err("no such queue".into());

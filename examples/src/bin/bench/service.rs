@@ -103,6 +103,15 @@ bench_service!(
     observed: ObservedBench, ObservedBenchClient
 );
 
+/// Whether every peer's client publishes its requests with publisher
+/// confirms (and the raw peers wait for them before the reply): yes, unless
+/// `BENCH_CONFIRMS=off`, which measures the pairs as the RabbitMQ
+/// tutorial's are written (the framework with `publisher_confirms(false)`;
+/// a request to a missing queue then goes unnoticed by the raw peers).
+pub(crate) fn confirms() -> bool {
+    std::env::var("BENCH_CONFIRMS").map_or(true, |value| value != "off")
+}
+
 /// The argument of the `fib` calls: small, so that the framework and the
 /// broker dominate.
 pub(crate) const FIB_N: u32 = 10;
