@@ -131,6 +131,10 @@ impl Failure {
                 "not_connected" | "connection_lost" => {
                     Some("check the broker address (`--url` or `AMQP_URL`)")
                 }
+                "no_server" => Some(
+                    "start a server for the queue: `rpc` asks before every command whether one \
+                     consumes it, and does not leave requests waiting",
+                ),
                 _ => None,
             },
             Failure::Connect(_) => Some("set the broker address with `--url` or `AMQP_URL`"),

@@ -480,6 +480,11 @@ async fn faults_and_transport_errors_have_their_own_status() {
         "{}",
         stderr(&output)
     );
+    assert!(
+        stderr(&output).contains("hint: start a server"),
+        "{}",
+        stderr(&output)
+    );
 
     let output = rpc(&[
         "call",
