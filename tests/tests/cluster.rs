@@ -428,15 +428,13 @@ fn log_if_asked() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_quorum_request_queue_survives_the_loss_of_any_node() {
-    let _one = ONE_CLUSTER.lock().await;
-    log_if_asked();
-    let mut cluster = Cluster::start(3).await;
-    let queue = unique("cluster-quorum");
-    // Declared from node 1 first: the queue's members are on every node.
+/// A quorum request queue named after `prefix`, declared by a server on
+/// node 1 (then stopped) and waited on until its members on every node are
+/// online, so that a scenario starts from a whole queue.
+async fn declare_quorum_queue(cluster: &Cluster, prefix: &str) -> String {
+    let queue = unique(prefix);
     let (connection, server) = serve(
-        &cluster,
+        cluster,
         0,
         &queue,
         QueueType::Quorum,
@@ -446,6 +444,15 @@ async fn a_quorum_request_queue_survives_the_loss_of_any_node() {
     server.shutdown().await;
     connection.close().await;
     cluster.wait_all_members_online(&queue).await;
+    queue
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_request_queue_survives_the_loss_of_any_node() {
+    let _one = ONE_CLUSTER.lock().await;
+    log_if_asked();
+    let mut cluster = Cluster::start(3).await;
+    let queue = declare_quorum_queue(&cluster, "cluster-quorum").await;
 
     for (what, fault) in [
         (Lost::Leader, Fault::Kill),
@@ -579,18 +586,7 @@ async fn a_quorum_request_queue_survives_its_leaders_node_frozen() {
     let _one = ONE_CLUSTER.lock().await;
     log_if_asked();
     let mut cluster = Cluster::start(3).await;
-    let queue = unique("cluster-frozen");
-    let (connection, server) = serve(
-        &cluster,
-        0,
-        &queue,
-        QueueType::Quorum,
-        &LabControl::default(),
-    )
-    .await;
-    server.shutdown().await;
-    connection.close().await;
-    cluster.wait_all_members_online(&queue).await;
+    let queue = declare_quorum_queue(&cluster, "cluster-frozen").await;
     let report = scenario(
         &mut cluster,
         &queue,
