@@ -318,3 +318,51 @@ async fn connecting_to_a_peer_that_never_answers_times_out() {
     }
     silent.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reconnection_a_queue_declared_late_still_gets_its_call() {
+    // As after a broker's crash: the client is back before the server has
+    // declared its queue again (or the broker recovered it).
+    let present = TestQueue::new("late-queue-present");
+    let late = TestQueue::new("late-queue");
+    let control = LabControl::default();
+    let server_connection = connect("late-queue-server").await;
+    let server = serve_lab(&server_connection, &present, "s1", &control, 8).await;
+    let relay = Relay::start().await;
+    let connection = relay.connect().await;
+    let client = Client::builder()
+        .timeout(LONG)
+        .build(&connection)
+        .await
+        .expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&present.name);
+    within(PATIENCE, "a first call", lab.echo("up".into()))
+        .await
+        .expect("echo");
+    relay.cut();
+    // A call racing the cut may still go out on the lost connection.
+    within(PATIENCE, "a call on the new session", async {
+        while let Err(error) = lab.echo("back".into()).await {
+            assert!(
+                matches!(error, RpcError::ConnectionLost { .. }),
+                "expected success or ConnectionLost, got {error:?}"
+            );
+        }
+    })
+    .await;
+
+    let to_late = LabClient::new(client.clone()).with_queue(&late.name);
+    let call = tokio::spawn(to_late.echo("late".into()).into_future());
+    // Without a queue, the request is returned at once; it must not fail
+    // with NoSuchService, so soon after a reconnection, but be sent again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!call.is_finished(), "the call ended: {:?}", call.await);
+    let late_server = serve_lab(&server_connection, &late, "s2", &control, 8).await;
+    let echoed = within(PATIENCE, "the call to the late queue", call)
+        .await
+        .expect("task");
+    assert_eq!(echoed.expect("echo from the late queue"), "late");
+    assert_eq!(client.pending_calls(), 0);
+    late_server.shutdown().await;
+    server.shutdown().await;
+}

@@ -188,6 +188,11 @@ impl Engine {
     /// after a crash (seen here: thousands of returns in the seconds after a
     /// restart), and a returned request was delivered nowhere, so it is sent
     /// again, after a delay that grows with each return, until the deadline.
+    /// So it is too when the queue seems not to exist in the first
+    /// [`RECOVERY_GRACE`] of a session that replaced a lost one: after a
+    /// broker's crash, it accepts connections before it has recovered every
+    /// durable queue (seen with the machine busy), and a server declares its
+    /// queue again only once it has reconnected.
     async fn after_return(
         &self,
         session: &Session,
@@ -198,6 +203,7 @@ impl Engine {
         match self.presence(session, queue, deadline.timeout).await {
             Presence::Consumers(_) => {}
             Presence::NodeDown => return AfterReturn::NodeDown,
+            Presence::NoQueue | Presence::Unknown if session.just_recovered(RECOVERY_GRACE) => {}
             Presence::NoQueue | Presence::Unknown => return AfterReturn::NoQueue,
         }
         let delay = backoff::delay(RESEND_MIN, RESEND_MAX, returns - 1);
@@ -635,6 +641,12 @@ enum AfterReturn {
     /// Its deadline passed while waiting to send it again.
     TimedOut,
 }
+
+/// How long after a session replaced a lost one a request returned for
+/// want of its queue is sent again rather than failed with `NoSuchService`
+/// (see [`Engine::after_return`]): longer than a server's longest delay
+/// before it reconnects (5 s) and declares its queue again.
+const RECOVERY_GRACE: Duration = Duration::from_secs(15);
 
 /// The first and longest delay before a returned request is sent again.
 const RESEND_MIN: Duration = Duration::from_millis(20);

@@ -59,6 +59,8 @@ pub(crate) struct Session {
     pub(crate) link: Link,
     confirms: bool,
     returned: ReturnedTo,
+    /// When it was set up.
+    opened: std::time::Instant,
 }
 
 impl Generation for Arc<Session> {
@@ -68,6 +70,13 @@ impl Generation for Arc<Session> {
 }
 
 impl Session {
+    /// Whether this session replaced a lost one less than `grace` ago: the
+    /// broker may have just restarted, and not yet recovered its durable
+    /// queues, nor the servers declared theirs again.
+    pub(crate) fn just_recovered(&self, grace: std::time::Duration) -> bool {
+        self.id > 1 && self.opened.elapsed() < grace
+    }
+
     /// The channel calls publish on now.
     pub(crate) fn requests(&self) -> Arc<CallPublisher> {
         self.requests.current()
@@ -207,6 +216,7 @@ pub(crate) async fn open(
         link: link.clone(),
         confirms: config.publisher_confirms,
         returned,
+        opened: std::time::Instant::now(),
     });
     Ok((session, replies))
 }
