@@ -353,15 +353,32 @@ async fn after_a_reconnection_a_queue_declared_late_still_gets_its_call() {
 
     let to_late = LabClient::new(client.clone()).with_queue(&late.name);
     let call = tokio::spawn(to_late.echo("late".into()).into_future());
-    // Without a queue, the request is returned at once; it must not fail
+    let one_way = tokio::spawn({
+        let to_late = to_late.clone();
+        async move { to_late.record("late one-way".into()).one_way().await }
+    });
+    // Without a queue, the requests are returned at once; they must not fail
     // with NoSuchService, so soon after a reconnection, but be sent again.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!call.is_finished(), "the call ended: {:?}", call.await);
+    assert!(
+        !one_way.is_finished(),
+        "the one-way call ended: {:?}",
+        one_way.await
+    );
     let late_server = serve_lab(&server_connection, &late, "s2", &control, 8).await;
     let echoed = within(PATIENCE, "the call to the late queue", call)
         .await
         .expect("task");
     assert_eq!(echoed.expect("echo from the late queue"), "late");
+    within(PATIENCE, "the one-way call to the late queue", one_way)
+        .await
+        .expect("task")
+        .expect("taken by the late queue");
+    assert_eq!(
+        within(PATIENCE, "the one-way request", control.wait_recorded(1)).await,
+        ["late one-way"]
+    );
     assert_eq!(client.pending_calls(), 0);
     late_server.shutdown().await;
     server.shutdown().await;

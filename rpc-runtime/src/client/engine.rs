@@ -566,9 +566,23 @@ impl Engine {
         };
         Sent::Done(match verdict {
             Verdict::Taken => Ok(()),
-            Verdict::Returned => Err(RpcError::NoSuchService {
-                queue: spec.queue.as_ref().to_owned(),
-            }),
+            // As for calls (see `after_return`): sent again if its queue
+            // exists, or may only not have been recovered yet.
+            Verdict::Returned => {
+                tries.returns += 1;
+                match Box::pin(self.after_return(session, &spec.queue, deadline, tries.returns))
+                    .await
+                {
+                    // Past the deadline, the next try ends as timed out.
+                    AfterReturn::SendAgain | AfterReturn::TimedOut => return Sent::Again,
+                    AfterReturn::NoQueue => Err(RpcError::NoSuchService {
+                        queue: spec.queue.as_ref().to_owned(),
+                    }),
+                    AfterReturn::NodeDown => Err(RpcError::QueueUnavailable {
+                        queue: spec.queue.as_ref().to_owned(),
+                    }),
+                }
+            }
             Verdict::Refused => {
                 tries.refusals += 1;
                 session.replace_one_way(&publisher).await;
@@ -628,6 +642,7 @@ enum Sent {
 struct Tries {
     refusals: u32,
     reopened: u32,
+    returns: u32,
 }
 
 /// What becomes of a call whose request the broker returned.
