@@ -342,15 +342,14 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
-        let mut items = vec![Shape::Unknown; usize::from(!self.cut)];
-        let value = visitor.visit_seq(Items::new(self.pass, &mut items, self.cut));
+        // One item, none inside a recursion.
+        let (value, mut items) = trace_items(self.pass, usize::from(!self.cut), self.cut, visitor);
         *self.shape = Shape::Seq(Box::new(items.pop().unwrap_or(Shape::Unknown)));
         value
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
-        let mut items = vec![Shape::Unknown; len];
-        let value = visitor.visit_seq(Items::new(self.pass, &mut items, self.cut));
+        let (value, items) = trace_items(self.pass, len, self.cut, visitor);
         *self.shape = Shape::Tuple(items);
         value
     }
@@ -362,8 +361,7 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
         visitor: V,
     ) -> Result<V::Value, Stop> {
         let cut = self.enter(name)?;
-        let mut items = vec![Shape::Unknown; len];
-        let value = visitor.visit_seq(Items::new(self.pass, &mut items, cut));
+        let (value, items) = trace_items(self.pass, len, cut, visitor);
         self.define(name, TypeDefinition::Tuple(items));
         self.leave();
         value
@@ -391,22 +389,7 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
         visitor: V,
     ) -> Result<V::Value, Stop> {
         let cut = self.enter(name)?;
-        let mut shapes = vec![Shape::Unknown; fields.len()];
-        let value = visitor.visit_map(Fields {
-            pass: self.pass,
-            names: fields,
-            shapes: &mut shapes,
-            next: 0,
-            cut,
-        });
-        let fields = fields
-            .iter()
-            .zip(shapes)
-            .map(|(name, shape)| Field {
-                name: (*name).to_owned(),
-                shape,
-            })
-            .collect();
+        let (value, fields) = trace_fields(self.pass, fields, cut, visitor);
         self.define(name, TypeDefinition::Struct(fields));
         self.leave();
         value
@@ -471,6 +454,46 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
         self.leave();
         value
     }
+}
+
+/// Traces `len` items of a sequence, a tuple, a tuple struct or a tuple
+/// variant through `visitor`: its value, and the items' shapes.
+fn trace_items<'de, V: Visitor<'de>>(
+    pass: &mut Pass<'_>,
+    len: usize,
+    cut: bool,
+    visitor: V,
+) -> (Result<V::Value, Stop>, Vec<Shape>) {
+    let mut items = vec![Shape::Unknown; len];
+    let value = visitor.visit_seq(Items::new(pass, &mut items, cut));
+    (value, items)
+}
+
+/// Traces the fields `names` of a struct or a struct variant through
+/// `visitor`: its value, and the fields with their shapes.
+fn trace_fields<'de, V: Visitor<'de>>(
+    pass: &mut Pass<'_>,
+    names: &'static [&'static str],
+    cut: bool,
+    visitor: V,
+) -> (Result<V::Value, Stop>, Vec<Field>) {
+    let mut shapes = vec![Shape::Unknown; names.len()];
+    let value = visitor.visit_map(Fields {
+        pass,
+        names,
+        shapes: &mut shapes,
+        next: 0,
+        cut,
+    });
+    let fields = names
+        .iter()
+        .zip(shapes)
+        .map(|(name, shape)| Field {
+            name: (*name).to_owned(),
+            shape,
+        })
+        .collect();
+    (value, fields)
 }
 
 /// The items of a sequence or a tuple, each traced into its slot.
@@ -602,8 +625,7 @@ impl<'de> VariantAccess<'de> for OneVariant<'_, '_, '_> {
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Stop> {
-        let mut items = vec![Shape::Unknown; len];
-        let value = visitor.visit_seq(Items::new(self.pass, &mut items, self.cut));
+        let (value, items) = trace_items(self.pass, len, self.cut, visitor);
         *self.fields = Some(VariantFields::Tuple(items));
         value
     }
@@ -613,24 +635,8 @@ impl<'de> VariantAccess<'de> for OneVariant<'_, '_, '_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        let mut shapes = vec![Shape::Unknown; fields.len()];
-        let value = visitor.visit_map(Fields {
-            pass: self.pass,
-            names: fields,
-            shapes: &mut shapes,
-            next: 0,
-            cut: self.cut,
-        });
-        *self.fields = Some(VariantFields::Struct(
-            fields
-                .iter()
-                .zip(shapes)
-                .map(|(name, shape)| Field {
-                    name: (*name).to_owned(),
-                    shape,
-                })
-                .collect(),
-        ));
+        let (value, fields) = trace_fields(self.pass, fields, self.cut, visitor);
+        *self.fields = Some(VariantFields::Struct(fields));
         value
     }
 }
@@ -665,12 +671,15 @@ fn refine(known: &mut Shape, new: Shape) {
             refine(key, *k);
             refine(value, *v);
         }
-        (Shape::Tuple(a), Shape::Tuple(b)) => {
-            for (a, b) in a.iter_mut().zip(b) {
-                refine(a, b);
-            }
-        }
+        (Shape::Tuple(a), Shape::Tuple(b)) => refine_each(a, b),
         _ => {}
+    }
+}
+
+/// [`refine`] item by item.
+fn refine_each(known: &mut [Shape], new: Vec<Shape>) {
+    for (known, new) in known.iter_mut().zip(new) {
+        refine(known, new);
     }
 }
 
@@ -683,11 +692,7 @@ fn refine_fields(known: &mut [Field], new: Vec<Field>) {
 fn refine_definition(known: &mut TypeDefinition, new: TypeDefinition) {
     match (known, new) {
         (TypeDefinition::Newtype(a), TypeDefinition::Newtype(b)) => refine(a, b),
-        (TypeDefinition::Tuple(a), TypeDefinition::Tuple(b)) => {
-            for (a, b) in a.iter_mut().zip(b) {
-                refine(a, b);
-            }
-        }
+        (TypeDefinition::Tuple(a), TypeDefinition::Tuple(b)) => refine_each(a, b),
         (TypeDefinition::Struct(a), TypeDefinition::Struct(b)) => refine_fields(a, b),
         _ => {}
     }
@@ -696,11 +701,7 @@ fn refine_definition(known: &mut TypeDefinition, new: TypeDefinition) {
 fn refine_variant(known: &mut VariantFields, new: VariantFields) {
     match (known, new) {
         (VariantFields::Newtype(a), VariantFields::Newtype(b)) => refine(a, b),
-        (VariantFields::Tuple(a), VariantFields::Tuple(b)) => {
-            for (a, b) in a.iter_mut().zip(b) {
-                refine(a, b);
-            }
-        }
+        (VariantFields::Tuple(a), VariantFields::Tuple(b)) => refine_each(a, b),
         (VariantFields::Struct(a), VariantFields::Struct(b)) => refine_fields(a, b),
         _ => {}
     }
