@@ -12,6 +12,15 @@ use std::{future::IntoFuture, time::Duration};
 /// Longer than any guard: a call failing by timeout fails the test.
 const LONG: Duration = Duration::from_secs(300);
 
+/// A client on `connection` whose calls wait [`LONG`] for their reply.
+async fn patient_client(connection: &rpc_runtime::Connection) -> Client {
+    Client::builder()
+        .timeout(LONG)
+        .build(connection)
+        .await
+        .expect("client")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_in_flight_fail_at_once_when_the_client_loses_its_connection() {
     let queue = TestQueue::new("client-loss");
@@ -26,11 +35,7 @@ async fn calls_in_flight_fail_at_once_when_the_client_loses_its_connection() {
     .await;
     let relay = Relay::start().await;
     let connection = relay.connect().await;
-    let client = Client::builder()
-        .timeout(LONG)
-        .build(&connection)
-        .await
-        .expect("client");
+    let client = patient_client(&connection).await;
     let lab = LabClient::new(client.clone()).with_queue(&queue.name);
 
     let calls: Vec<_> = (0..5)
@@ -174,11 +179,7 @@ async fn a_request_in_flight_on_a_lost_server_is_redelivered_and_answered() {
     let server_connection = relay.connect().await;
     let server = serve_lab(&server_connection, &queue, "s1", &control, 8).await;
     let connection = connect("server-loss-client").await;
-    let client = Client::builder()
-        .timeout(LONG)
-        .build(&connection)
-        .await
-        .expect("client");
+    let client = patient_client(&connection).await;
     let lab = LabClient::new(client.clone()).with_queue(&queue.name);
 
     let call = tokio::spawn(lab.hold(1).into_future());
@@ -218,11 +219,7 @@ async fn a_connection_closed_by_the_broker_is_replaced() {
     .await;
     let name = unique("broker-close-client");
     let connection = connection_builder(&name).connect().await.expect("connect");
-    let client = Client::builder()
-        .timeout(LONG)
-        .build(&connection)
-        .await
-        .expect("client");
+    let client = patient_client(&connection).await;
     let lab = LabClient::new(client.clone()).with_queue(&queue.name);
 
     let call = tokio::spawn(lab.hold(1).into_future());
@@ -330,11 +327,7 @@ async fn after_a_reconnection_a_queue_declared_late_still_gets_its_call() {
     let server = serve_lab(&server_connection, &present, "s1", &control, 8).await;
     let relay = Relay::start().await;
     let connection = relay.connect().await;
-    let client = Client::builder()
-        .timeout(LONG)
-        .build(&connection)
-        .await
-        .expect("client");
+    let client = patient_client(&connection).await;
     let lab = LabClient::new(client.clone()).with_queue(&present.name);
     within(PATIENCE, "a first call", lab.echo("up".into()))
         .await
