@@ -225,6 +225,16 @@ fn assert_status(output: &Output, expected: i32) {
     );
 }
 
+/// That the tool wrote `expected` on stderr, with what it wrote if not.
+#[track_caller]
+fn assert_stderr_has(output: &Output, expected: &str) {
+    let written = stderr(output);
+    assert!(
+        written.contains(expected),
+        "expected {expected:?} on stderr: {written}"
+    );
+}
+
 fn json_out(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|error| panic!("stdout is not JSON ({error}): {}", stdout(output)))
@@ -383,13 +393,10 @@ async fn mistakes_are_reported_with_what_to_fix_and_status_2() {
 
     let output = rpc(&["call", q, "greeet", "Alice"]).await;
     assert_status(&output, 2);
-    let error = stderr(&output);
-    assert!(error.contains("has no method `greeet`"), "{error}");
-    assert!(
-        error.contains(
-            "catalogue, order, stock, lookup, couriers, greet, header, note, nap, explode"
-        ),
-        "{error}"
+    assert_stderr_has(&output, "has no method `greeet`");
+    assert_stderr_has(
+        &output,
+        "catalogue, order, stock, lookup, couriers, greet, header, note, nap, explode",
     );
 
     // Which argument, where in it, what was expected, what was found.
@@ -402,12 +409,11 @@ async fn mistakes_are_reported_with_what_to_fix_and_status_2() {
     ])
     .await;
     assert_status(&output, 2);
-    let error = stderr(&output);
-    assert!(error.contains("argument 1 (`item: Item`)"), "{error}");
-    assert!(error.contains("at `.price`"), "{error}");
-    assert!(
-        error.contains("expected an integer from 0 to 4294967295 (u32), found a string (\"3\")"),
-        "{error}"
+    assert_stderr_has(&output, "argument 1 (`item: Item`)");
+    assert_stderr_has(&output, "at `.price`");
+    assert_stderr_has(
+        &output,
+        "expected an integer from 0 to 4294967295 (u32), found a string (\"3\")",
     );
 
     let output = rpc(&[
@@ -419,27 +425,29 @@ async fn mistakes_are_reported_with_what_to_fix_and_status_2() {
     ])
     .await;
     assert_status(&output, 2);
-    let error = stderr(&output);
-    assert!(
-        error.contains(r#"one of "Pickup", {"Courier": string}"#),
-        "{error}"
-    );
+    assert_stderr_has(&output, r#"one of "Pickup", {"Courier": string}"#);
 
     let output = rpc(&["call", q, "greet", "a", "b"]).await;
     assert_status(&output, 2);
-    assert!(stderr(&output).contains("`greet` takes 1 argument (name: String), but 2 were given"));
+    assert_stderr_has(
+        &output,
+        "`greet` takes 1 argument (name: String), but 2 were given",
+    );
 
     let output = rpc(&["call", q, "order", r#"{"name":"tea","price":3}"#]).await;
     assert_status(&output, 2);
-    assert!(stderr(&output).contains("takes 3 arguments"));
+    assert_stderr_has(&output, "takes 3 arguments");
 
     let output = rpc(&["call", q, "stock", "{oops"]).await;
     assert_status(&output, 2);
-    assert!(stderr(&output).contains("argument 1 (`shelves: BTreeMap<u32, u64>`) is not JSON"));
+    assert_stderr_has(
+        &output,
+        "argument 1 (`shelves: BTreeMap<u32, u64>`) is not JSON",
+    );
 
     let output = rpc(&["call", q, "greet", "Alice", "-H", "no spaces=x"]).await;
     assert_status(&output, 2);
-    assert!(stderr(&output).contains("not a valid header name"));
+    assert_stderr_has(&output, "not a valid header name");
     shop.stop().await;
 }
 
@@ -450,41 +458,24 @@ async fn faults_and_transport_errors_have_their_own_status() {
 
     let output = rpc(&["call", &q, "explode"]).await;
     assert_status(&output, 3);
-    assert!(
-        stderr(&output).contains("handler_panicked"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_has(&output, "handler_panicked");
 
     let output = rpc(&["call", &q, "nap", "5000", "--timeout", "300ms"]).await;
     assert_status(&output, 4);
-    let error = stderr(&output);
-    assert!(error.contains("no reply to `nap`"), "{error}");
-    assert!(error.contains("--timeout"), "{error}");
+    assert_stderr_has(&output, "no reply to `nap`");
+    assert_stderr_has(&output, "--timeout");
 
     let missing = rpc_tests::unique("cli-missing");
     let output = rpc(&["describe", &missing]).await;
     assert_status(&output, 4);
-    assert!(
-        stderr(&output).contains("no service is listening on queue"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_has(&output, "no service is listening on queue");
 
     // The queue stays, with no server on it.
     shop.server.shutdown().await;
     let output = rpc(&["call", &q, "greet", "Alice"]).await;
     assert_status(&output, 4);
-    assert!(
-        stderr(&output).contains("no server is consuming queue"),
-        "{}",
-        stderr(&output)
-    );
-    assert!(
-        stderr(&output).contains("hint: start a server"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_has(&output, "no server is consuming queue");
+    assert_stderr_has(&output, "hint: start a server");
 
     let output = rpc(&[
         "call",
@@ -496,7 +487,7 @@ async fn faults_and_transport_errors_have_their_own_status() {
     .await;
     assert_status(&output, 4);
     let error = stderr(&output);
-    assert!(error.contains("could not connect"), "{error}");
+    assert_stderr_has(&output, "could not connect");
     assert!(
         !error.contains("secret"),
         "the password is printed: {error}"
@@ -509,16 +500,12 @@ async fn a_server_without_introspection_is_still_called() {
     let shop = Served::shop("cli-old", ShopImpl::default(), false).await;
     let output = rpc(&["describe", shop.queue()]).await;
     assert_status(&output, 3);
-    assert!(
-        stderr(&output).contains("does not describe itself"),
-        "{}",
-        stderr(&output)
-    );
+    assert_stderr_has(&output, "does not describe itself");
 
     let output = rpc(&["call", shop.queue(), "greet", r#""Bob""#]).await;
     assert_status(&output, 0);
     assert_eq!(json_out(&output), json!("Hello, Bob!"));
-    assert!(stderr(&output).contains("warning"), "{}", stderr(&output));
+    assert_stderr_has(&output, "warning");
     shop.stop().await;
 }
 
