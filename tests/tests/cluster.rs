@@ -572,15 +572,12 @@ async fn reply_to_a_dead_requester(cluster: &mut Cluster, queue: &str) {
 }
 
 /// The node of the request queue's leader frozen (SIGSTOP) for 10 s, then
-/// resumed. Ignored: it fails about one run in two. After the resume, the
-/// four callers of one client on a node that was *not* frozen sometimes
-/// wait with no error and no log for as long as their timeout, while the
-/// other clients are answered; the other scenarios never do. Their
-/// requests are never confirmed (caught once: 4 `messages_unconfirmed` on
-/// that client's publishing channel, none ready in the queue; RabbitMQ
-/// 3.10.8): docs/SCALING.md. To pass, the client must send a request again
-/// when its confirm is overdue.
-/// Run it with `cargo test -p rpc-tests --test cluster -- --ignored`.
+/// resumed. After the resume, RabbitMQ 3.10.8 sometimes never confirms a
+/// few requests of a client on a node that was *not* frozen (caught once:
+/// 4 `messages_unconfirmed` on that client's publishing channel, none ready
+/// in the queue): docs/SCALING.md. It passes because the client sends a
+/// request again when its confirm is overdue (`confirm_patience`); before,
+/// those callers waited for their timeout, about one run in two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quorum_request_queue_survives_its_leaders_node_frozen() {
     let _one = ONE_CLUSTER.lock().await;
