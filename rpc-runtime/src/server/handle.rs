@@ -261,12 +261,15 @@ async fn handle_request<S: Service>(
 /// The request's place in its caller's trace (from its `traceparent` and
 /// `tracestate`, if any), recorded on its span.
 fn continue_trace(span: &tracing::Span, properties: &IncomingProperties) -> TraceIds {
-    let text = |name| match properties.header(name) {
+    let traceparent = properties
+        .header_bytes(headers::TRACEPARENT)
+        .and_then(TraceParent::parse);
+    // W3C: a `tracestate` without a valid `traceparent` is discarded.
+    let tracestate = match traceparent.and_then(|_| properties.header(headers::TRACESTATE)) {
         Some(HeaderValue::Text(value)) => Some(value),
         _ => None,
     };
-    let traceparent = text(headers::TRACEPARENT).and_then(TraceParent::parse);
-    let ids = trace::incoming(span, traceparent.as_ref(), text(headers::TRACESTATE));
+    let ids = trace::incoming(span, traceparent.as_ref(), tracestate);
     if !span.is_disabled() {
         span.record("trace_id", field::display(TraceId(ids.trace_id)));
         span.record("span_id", field::display(SpanId(ids.span_id)));

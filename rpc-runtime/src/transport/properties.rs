@@ -114,6 +114,17 @@ impl IncomingProperties {
         table.inner().get(name).map(header_value)
     }
 
+    /// The bytes of string header `name`, if the request has it, not checked
+    /// to be UTF-8: for headers read as bytes (a `traceparent`), which need
+    /// not pay for the check.
+    pub(crate) fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        match self.0.headers().as_ref()?.inner().get(name)? {
+            AMQPValue::LongString(text) => Some(text.as_bytes()),
+            AMQPValue::ShortString(text) => Some(text.as_str().as_bytes()),
+            _ => None,
+        }
+    }
+
     /// Every header, in name order.
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, HeaderValue<'_>)> {
         self.0
