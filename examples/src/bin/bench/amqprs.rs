@@ -251,8 +251,10 @@ impl AmqprsClient {
             .with_content_type(CONTENT_TYPE)
             .with_message_type(method)
             .with_correlation_id(&id)
-            .with_reply_to(&self.reply_to)
-            .with_expiration("30000");
+            .with_reply_to(&self.reply_to);
+        if crate::service::expiration() {
+            properties.with_expiration("30000");
+        }
         let publish = BasicPublishArguments {
             exchange: String::new(),
             routing_key: self.queue.clone(),

@@ -133,12 +133,14 @@ impl RawClient {
             .lock()
             .expect("lock")
             .insert(id.clone(), sender);
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_content_type(CONTENT_TYPE.into())
             .with_type(method.into())
             .with_correlation_id(id.into())
-            .with_reply_to(self.reply_to.clone())
-            .with_expiration("30000".into());
+            .with_reply_to(self.reply_to.clone());
+        if crate::service::expiration() {
+            properties = properties.with_expiration("30000".into());
+        }
         let confirmation = self
             .channel
             .basic_publish(

@@ -112,6 +112,15 @@ pub(crate) fn confirms() -> bool {
     std::env::var("BENCH_CONFIRMS").map_or(true, |value| value != "off")
 }
 
+/// Whether the raw peers' requests carry a per-message `expiration` (30 s,
+/// as the framework's carry their timeout): yes, unless
+/// `BENCH_EXPIRATION=off`, which measures what the property costs the
+/// clients, the servers and the broker (issue 16, route 2). The framework
+/// always sets it: it is what drops a request no server took in time.
+pub(crate) fn expiration() -> bool {
+    std::env::var("BENCH_EXPIRATION").map_or(true, |value| value != "off")
+}
+
 /// The argument of the `fib` calls: small, so that the framework and the
 /// broker dominate.
 pub(crate) const FIB_N: u32 = 10;
