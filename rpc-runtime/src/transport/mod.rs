@@ -1,11 +1,15 @@
-//! The AMQP client underneath: the one module that speaks lapin.
+//! The AMQP client underneath: the one module that speaks to a client
+//! library.
 //!
-//! Everything that touches lapin's types lives here, so that the code above
-//! speaks of what the protocol is made of (requests, replies, publisher
-//! confirmations, returned requests, acknowledgements, a queue's consumer
-//! count) and not of the client library that carries them. The types here
-//! are concrete: one client library, one set of types; another would come in
-//! behind the same names.
+//! Everything that touches the client library's types lives here, so that
+//! the code above speaks of what the protocol is made of (requests, replies,
+//! publisher confirmations, returned requests, acknowledgements, a queue's
+//! consumer count) and not of the client library that carries them. The
+//! types here are concrete: one client library per build, one set of types.
+//! lapin carries the protocol by default (module `lapin`); with the
+//! `amqprs` feature, amqprs does, behind the same names (`amqprs`, whose
+//! module doc says where it differs from lapin and how that is made up
+//! for).
 //!
 //! | module | what it carries |
 //! |---|---|
@@ -16,15 +20,11 @@
 //! | [`probe`] | a queue's consumer count, from a passive declare |
 //! | [`properties`] | AMQP properties, to and from the protocol's own |
 //!
-//! Why lapin's own automatic recovery is not used is in
+//! Why the client library's own automatic recovery is not used is in
 //! [`connection`](crate::connection).
 
-pub(crate) mod client;
-pub(crate) mod link;
-pub(crate) mod probe;
-pub(crate) mod properties;
-pub(crate) mod publish;
-pub(crate) mod server;
+mod lapin;
+pub(crate) use self::lapin::{client, link, probe, properties, publish, server};
 
 use std::fmt;
 
@@ -32,21 +32,21 @@ use std::fmt;
 /// (with the broker's reply code, say 404 or 406), a lost connection, a
 /// failed handshake.
 #[derive(Clone)]
-pub struct AmqpError(lapin::Error);
+pub struct AmqpError(::lapin::Error);
 
 impl AmqpError {
     /// The AMQP reply code, when the broker refused something (for example
     /// 403 access refused, 404 not found, 406 precondition failed).
     pub fn reply_code(&self) -> Option<u16> {
         match self.0.kind() {
-            lapin::ErrorKind::ProtocolError(error) => Some(error.get_id()),
+            ::lapin::ErrorKind::ProtocolError(error) => Some(error.get_id()),
             _ => None,
         }
     }
 }
 
-impl From<lapin::Error> for AmqpError {
-    fn from(error: lapin::Error) -> Self {
+impl From<::lapin::Error> for AmqpError {
+    fn from(error: ::lapin::Error) -> Self {
         Self(error)
     }
 }
