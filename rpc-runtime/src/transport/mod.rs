@@ -23,7 +23,13 @@
 //! Why the client library's own automatic recovery is not used is in
 //! [`connection`](crate::connection).
 
+#[cfg(feature = "amqprs")]
+mod amqprs;
+#[cfg(not(feature = "amqprs"))]
 mod lapin;
+#[cfg(feature = "amqprs")]
+pub(crate) use self::amqprs::{client, link, probe, properties, publish, server};
+#[cfg(not(feature = "amqprs"))]
 pub(crate) use self::lapin::{client, link, probe, properties, publish, server};
 
 use std::fmt;
@@ -32,40 +38,64 @@ use std::fmt;
 /// (with the broker's reply code, say 404 or 406), a lost connection, a
 /// failed handshake.
 #[derive(Clone)]
-pub struct AmqpError(::lapin::Error);
+pub struct AmqpError(Repr);
+
+/// lapin's error, or (with the `amqprs` feature) what amqprs reported.
+#[derive(Clone)]
+enum Repr {
+    Lapin(::lapin::Error),
+    #[cfg(feature = "amqprs")]
+    Amqprs(self::amqprs::Reported),
+}
 
 impl AmqpError {
     /// The AMQP reply code, when the broker refused something (for example
     /// 403 access refused, 404 not found, 406 precondition failed).
     pub fn reply_code(&self) -> Option<u16> {
-        match self.0.kind() {
-            ::lapin::ErrorKind::ProtocolError(error) => Some(error.get_id()),
-            _ => None,
+        match &self.0 {
+            Repr::Lapin(error) => match error.kind() {
+                ::lapin::ErrorKind::ProtocolError(error) => Some(error.get_id()),
+                _ => None,
+            },
+            #[cfg(feature = "amqprs")]
+            Repr::Amqprs(reported) => reported.reply_code(),
         }
     }
 }
 
 impl From<::lapin::Error> for AmqpError {
     fn from(error: ::lapin::Error) -> Self {
-        Self(error)
+        Self(Repr::Lapin(error))
     }
 }
 
 impl fmt::Display for AmqpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        match &self.0 {
+            Repr::Lapin(error) => fmt::Display::fmt(error, f),
+            #[cfg(feature = "amqprs")]
+            Repr::Amqprs(reported) => fmt::Display::fmt(reported, f),
+        }
     }
 }
 
 impl fmt::Debug for AmqpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
+        match &self.0 {
+            Repr::Lapin(error) => fmt::Debug::fmt(error, f),
+            #[cfg(feature = "amqprs")]
+            Repr::Amqprs(reported) => fmt::Debug::fmt(reported, f),
+        }
     }
 }
 
 impl std::error::Error for AmqpError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        // This error's message is lapin's; what lapin's wraps comes next.
-        std::error::Error::source(&self.0)
+        match &self.0 {
+            // This error's message is lapin's; what lapin's wraps comes next.
+            Repr::Lapin(error) => std::error::Error::source(error),
+            #[cfg(feature = "amqprs")]
+            Repr::Amqprs(reported) => reported.source(),
+        }
     }
 }
