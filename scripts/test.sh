@@ -18,7 +18,10 @@ if [ -n "${RPC_TEST_FEATURES:-}" ]; then
     echo "==> with features: $RPC_TEST_FEATURES"
 fi
 if [ -n "${RPC_TEST_TARGET_DIR:-}" ]; then
-    export CARGO_TARGET_DIR="$RPC_TEST_TARGET_DIR"
+    # Absolute: the macro's UI tests (trybuild) build from another
+    # directory.
+    CARGO_TARGET_DIR=$(realpath -m "$RPC_TEST_TARGET_DIR")
+    export CARGO_TARGET_DIR
 fi
 target=${CARGO_TARGET_DIR:-target}
 
@@ -54,9 +57,8 @@ else
         echo "error: the cluster tests' binary was not found" >&2
         exit 1
     fi
-    cluster_log="$PWD/$target/cluster-tests.log"
-    case $target in /*) cluster_log="$target/cluster-tests.log" ;; esac
-    case $cluster_bin in /*) ;; *) cluster_bin="$PWD/$cluster_bin" ;; esac
+    cluster_log=$(realpath -m "$target/cluster-tests.log")
+    cluster_bin=$(realpath -m "$cluster_bin")
     (cd tests && "$cluster_bin" > "$cluster_log" 2>&1) &
     cluster=$!
     status=0
