@@ -25,6 +25,13 @@
 //!   (`None`) when the broker cancels it, when its channel closes and when
 //!   the connection is lost alike; what ended it is read from the channel's
 //!   and the connection's state ([`AmqpChannel::ended`]).
+//! - **Requests given up half-way.** amqprs fails the whole connection
+//!   when the broker's `channel.open-ok` finds no one waiting for it (its
+//!   reader task treats the failed hand-over as a broken connection), and
+//!   its channel task panics when a `channel.close-ok` does. A caller that
+//!   stops waiting (a deadline, a dropped future) must not do that: opening
+//!   and closing a channel run in tasks of their own, which finish whatever
+//!   their caller does.
 //! - **Closing.** amqprs closes a channel and the connection with reply code
 //!   200 and no reply text (the reason given is only logged), and closes
 //!   them when their last handle is dropped. A channel the broker closed
@@ -193,24 +200,31 @@ pub(super) struct AmqpChannel {
 
 impl AmqpChannel {
     /// Opens a channel on `link`, its callback registered before anything
-    /// is asked on it.
+    /// is asked on it. In a task of its own, which a caller that stops
+    /// waiting leaves to finish (see the module doc).
     pub(super) async fn open(link: &Link) -> Result<Self, AmqpError> {
-        let amqp = match link.amqp.open_channel(None).await {
-            Ok(amqp) => amqp,
-            Err(error) => return Err(link.state.error(error)),
-        };
-        let state = Arc::new(ChannelState::default());
-        let channel = Self {
-            amqp,
-            state: state.clone(),
-            link: link.state.clone(),
-        };
-        channel
-            .amqp
-            .register_callback(Callback(state))
+        let (connection, link_state) = (Arc::clone(&link.amqp), link.state.clone());
+        let opening = tokio::spawn(async move {
+            let amqp = match connection.open_channel(None).await {
+                Ok(amqp) => amqp,
+                Err(error) => return Err(link_state.error(error)),
+            };
+            let state = Arc::new(ChannelState::default());
+            let channel = Self {
+                amqp,
+                state: state.clone(),
+                link: link_state,
+            };
+            channel
+                .amqp
+                .register_callback(Callback(state))
+                .await
+                .map_err(|error| channel.error(error))?;
+            Ok(channel)
+        });
+        opening
             .await
-            .map_err(|error| channel.error(error))?;
-        Ok(channel)
+            .unwrap_or_else(|error| Err(AmqpError::other(format!("opening a channel: {error}"))))
     }
 
     /// amqprs's channel.
@@ -254,11 +268,11 @@ impl AmqpChannel {
     }
 
     /// Closes the channel (amqprs sends reply code 200 without text:
-    /// `reason` is only logged).
+    /// `reason` is only logged). In a task of its own, as [`open`](Self::open).
     pub(super) async fn close(&self, reason: &str) {
         if self.amqp.is_open() {
             debug!(reason, "closing a channel");
-            let _ = self.amqp.clone().close().await;
+            let _ = tokio::spawn(self.amqp.clone().close()).await;
         }
     }
 
