@@ -9,6 +9,11 @@
 //! `channel_max`) are not applied: amqprs takes the broker's. amqprs cannot
 //! disable heartbeats: `heartbeat=0` gets the broker's interval.
 //!
+//! amqprs announces only the `consumer_cancel_notify` capability: RabbitMQ
+//! then sends it no `connection.blocked` (so a resource alarm is not
+//! logged, as it is on lapin: publishing just stalls) and closes the
+//! socket on a failed authentication without saying why.
+//!
 //! A lost connection is told by amqprs's shutdown notice
 //! (`listen_network_io_failure`): `true` for a failed socket or two missed
 //! heartbeats (amqprs does not say which), `false` when the broker closed

@@ -5,9 +5,10 @@
 //! strings and panic on one longer than 255 bytes: every text is checked
 //! here first, and properties that cannot be written are an error (lapin
 //! fails the publication likewise). amqprs's field table is a hash map:
-//! headers are sorted by name when listed. amqprs reads every long string
-//! as UTF-8 text (a delivery whose header is not UTF-8 fails to parse, in
-//! amqprs, before it reaches this module).
+//! headers are sorted by name when listed. amqprs reads every short and
+//! long string as UTF-8 text: a delivery whose property or header is not
+//! fails to parse, in amqprs, which ends the connection (before anything
+//! reaches this module), as lapin's parser does.
 
 use crate::protocol::{
     headers::{self, HeaderValue, RequestHeaders},
