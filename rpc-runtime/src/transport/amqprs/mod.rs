@@ -35,10 +35,12 @@
 //! - **Closing.** amqprs closes a channel and the connection with reply code
 //!   200 and no reply text (the reason given is only logged), and closes
 //!   them when their last handle is dropped. A channel the broker closed
-//!   keeps its channel number on the connection (amqprs never releases it):
-//!   a connection that sees thousands of such closes (each probe of a
-//!   missing queue is one) runs out of channel numbers and is replaced as a
-//!   failed one would be.
+//!   keeps its channel number on the connection (amqprs releases a number
+//!   only after a `channel.close-ok` to its own close): a connection that
+//!   sees some two thousand such closes (each probe of a missing queue is
+//!   one) runs out of channel numbers, amqprs's reader task panics on the
+//!   next channel (its allocation expects a free number), and the
+//!   connection, ended, is replaced as a lost one is.
 
 pub(crate) mod client;
 pub(crate) mod link;
