@@ -30,7 +30,10 @@ use amqprs::{
 use async_trait::async_trait;
 use lapin::uri::{AMQPScheme, AMQPUri, SASLMechanism};
 use std::{
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
     time::Duration,
 };
 use tokio_util::sync::CancellationToken;
@@ -52,9 +55,17 @@ pub(super) struct LinkState {
     /// Whether amqprs's shutdown notice said the socket failed (or
     /// heartbeats were missed).
     failed: Mutex<bool>,
+    /// How many channel numbers channels the broker closed keep taken (see
+    /// [`amqprs`](super)).
+    numbers_kept: AtomicU32,
 }
 
 impl LinkState {
+    /// The broker closed a channel: its number stays taken.
+    pub(super) fn channel_number_kept(&self) {
+        self.numbers_kept.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// What an operation that failed with `error` reports: the broker's
     /// close of the connection, if that is what failed it.
     pub(super) fn error(&self, error: amqprs::error::Error) -> AmqpError {
@@ -123,6 +134,15 @@ impl Link {
             if !self.is_open() {
                 return Some(self.why_lost());
             }
+            // amqprs would panic when the numbers run out (see
+            // [`amqprs`](super)): a new connection long before.
+            let kept = self.state.numbers_kept.load(Ordering::Relaxed);
+            if kept >= (self.channel_numbers() / 2).max(1) {
+                return Some(format!(
+                    "{kept} channels the broker closed keep their numbers on this \
+                     connection (amqprs does not reuse them): it is replaced"
+                ));
+            }
             tokio::select! {
                 () = cancel.cancelled() => return None,
                 failed = &mut shutdown => {
@@ -131,6 +151,15 @@ impl Link {
                 }
                 _ = poll.tick() => {}
             }
+        }
+    }
+
+    /// How many channel numbers the connection has (0 in the tuning: all
+    /// of them).
+    fn channel_numbers(&self) -> u32 {
+        match self.amqp.channel_max() {
+            0 => u32::from(u16::MAX),
+            max => u32::from(max),
         }
     }
 

@@ -38,9 +38,12 @@
 //!   keeps its channel number on the connection (amqprs releases a number
 //!   only after a `channel.close-ok` to its own close): a connection that
 //!   sees some two thousand such closes (each probe of a missing queue is
-//!   one) runs out of channel numbers, amqprs's reader task panics on the
-//!   next channel (its allocation expects a free number), and the
-//!   connection, ended, is replaced as a lost one is.
+//!   one) would run out of channel numbers, and amqprs's reader task would
+//!   panic on the next channel (its allocation expects a free number),
+//!   leaving a connection that nothing reads and that does not know it is
+//!   closed. So the link counts the numbers kept, and once half of the
+//!   connection's are, it reports itself lost ([`link`]): the connection
+//!   is replaced as a lost one is, long before.
 
 pub(crate) mod client;
 pub(crate) mod link;
@@ -219,7 +222,10 @@ impl AmqpChannel {
             };
             channel
                 .amqp
-                .register_callback(Callback(state))
+                .register_callback(Callback {
+                    state,
+                    link: channel.link.clone(),
+                })
                 .await
                 .map_err(|error| channel.error(error))?;
             Ok(channel)
@@ -285,7 +291,10 @@ impl AmqpChannel {
 
 /// The callback of every channel: keeps the broker's close, resolves
 /// publisher confirmations, routes returned requests.
-struct Callback(Arc<ChannelState>);
+struct Callback {
+    state: Arc<ChannelState>,
+    link: Arc<LinkState>,
+}
 
 #[async_trait]
 impl ChannelCallback for Callback {
@@ -295,7 +304,9 @@ impl ChannelCallback for Callback {
         close: CloseChannel,
     ) -> Result<(), amqprs::error::Error> {
         debug!(code = close.reply_code(), text = %close.reply_text(), "the broker closed a channel");
-        let _ = self.0.closed.set(Closed::from(&close));
+        let _ = self.state.closed.set(Closed::from(&close));
+        // Its number stays taken (see the module doc).
+        self.link.channel_number_kept();
         // Ok: amqprs then answers with `channel.close-ok`.
         Ok(())
     }
@@ -321,11 +332,11 @@ impl ChannelCallback for Callback {
 
     async fn publish_ack(&mut self, _channel: &Channel, ack: Ack) {
         // (sic: amqprs's spelling)
-        lock(&self.0.confirms).resolve(ack.delivery_tag(), ack.mutiple(), true);
+        lock(&self.state.confirms).resolve(ack.delivery_tag(), ack.mutiple(), true);
     }
 
     async fn publish_nack(&mut self, _channel: &Channel, nack: Nack) {
-        lock(&self.0.confirms).resolve(nack.delivery_tag(), nack.multiple(), false);
+        lock(&self.state.confirms).resolve(nack.delivery_tag(), nack.multiple(), false);
     }
 
     /// The broker returns a `mandatory` request before it confirms it, on
@@ -338,8 +349,8 @@ impl ChannelCallback for Callback {
         _body: Vec<u8>,
     ) {
         debug!(%ret, "the broker returned a request");
-        lock(&self.0.confirms).returned();
-        if let Some(returned_to) = self.0.returned_to.get() {
+        lock(&self.state.confirms).returned();
+        if let Some(returned_to) = self.state.returned_to.get() {
             returned_to(properties.correlation_id().map(String::as_str));
         }
     }
@@ -349,6 +360,6 @@ impl Drop for Callback {
     /// amqprs drops the callback when the channel ends (closed, or its
     /// connection lost): the confirmations still waited for end with it.
     fn drop(&mut self) {
-        lock(&self.0.confirms).end();
+        lock(&self.state.confirms).end();
     }
 }
