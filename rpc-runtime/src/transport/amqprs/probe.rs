@@ -1,0 +1,82 @@
+//! A queue's consumer count, from a passive `queue.declare`.
+
+use super::{AmqpChannel, AmqpError, link::Link, properties};
+use amqprs::channel::QueueDeclareArguments;
+
+/// What the broker says of a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueState {
+    /// It exists, with this many consumers.
+    Consumers(u32),
+    /// It does not exist.
+    Missing,
+    /// It exists, but the node holding it is down (a classic queue in a
+    /// cluster).
+    NodeDown,
+}
+
+/// A channel to ask questions on. A passive declare of a queue that does
+/// not exist closes its channel: the next question opens another.
+#[derive(Default)]
+pub(crate) struct ProbeChannel {
+    channel: Option<AmqpChannel>,
+    /// A question is being asked: if it is still set when the next one
+    /// comes, that one was given up half-way, and its answer may still
+    /// come. amqprs keeps one waiter per kind of answer on a channel, so a
+    /// second declare there would take the first one's answer, and the
+    /// second answer, finding no waiter, would fail the channel's task (and
+    /// the connection with it): the next question gets a new channel.
+    asking: bool,
+}
+
+impl ProbeChannel {
+    /// How many consumers `queue` has, or why it has none to tell.
+    pub(crate) async fn consumers(
+        &mut self,
+        link: &Link,
+        queue: &str,
+    ) -> Result<QueueState, AmqpError> {
+        properties::short(queue, "queue name")
+            .map_err(|error| AmqpError::other(error.to_string()))?;
+        if std::mem::take(&mut self.asking) {
+            // Dropped: amqprs closes it (after the answer no one waits for).
+            self.channel = None;
+        }
+        // Kept in place while asking (a clone is a handle): a question given
+        // up half-way leaves the channel to be closed, not to a leak.
+        let channel = match self.channel.as_ref() {
+            Some(open) if open.is_open() => open.clone(),
+            _ => self.channel.insert(AmqpChannel::open(link).await?).clone(),
+        };
+        let passive = QueueDeclareArguments::new(queue).passive(true).finish();
+        self.asking = true;
+        let answer = channel.amqp().queue_declare(passive).await;
+        self.asking = false;
+        match answer {
+            Ok(Some((_, _, consumers))) => Ok(QueueState::Consumers(consumers)),
+            // Only with `no_wait`, which is not asked for.
+            Ok(None) => Err(AmqpError::other("no queue.declare-ok to a passive declare")),
+            Err(error) => {
+                let error = channel.error(error);
+                match error.reply_code() {
+                    // The broker closed the channel with 404: no such queue,
+                    // or (in a cluster) one whose node is down: "home node
+                    // 'rabbit@n2' of durable queue 'q' in vhost '/' is down
+                    // or inaccessible".
+                    Some(404) if error.to_string().contains("down or inaccessible") => {
+                        Ok(QueueState::NodeDown)
+                    }
+                    Some(404) => Ok(QueueState::Missing),
+                    _ => Err(error),
+                }
+            }
+        }
+    }
+
+    /// Closes the channel, if one is open.
+    pub(crate) async fn close(&mut self) {
+        if let Some(channel) = self.channel.take() {
+            channel.close("session over").await;
+        }
+    }
+}
