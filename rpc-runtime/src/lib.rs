@@ -124,7 +124,7 @@ pub use server::{
     context::RequestContext, service::Service, signal::shutdown_on_signal,
 };
 pub use spans::DEFAULT_SPAN_LEVEL;
-pub use transport::AmqpError;
+pub use transport::{AmqpError, TRANSPORT};
 
 #[doc = include_str!("rpc_service.md")]
 pub use rpc_macros::rpc_service;

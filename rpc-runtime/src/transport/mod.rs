@@ -34,6 +34,19 @@ pub(crate) use self::lapin::{client, link, probe, properties, publish, server};
 
 use std::fmt;
 
+/// The AMQP client library that carries this build's requests: `"lapin"`,
+/// or `"amqprs"` with the `amqprs` feature. For a service's start-up log,
+/// and for benchmarks that name what they measured.
+///
+/// ```
+/// assert!(["lapin", "amqprs"].contains(&rpc_runtime::TRANSPORT));
+/// ```
+pub const TRANSPORT: &str = if cfg!(feature = "amqprs") {
+    "amqprs"
+} else {
+    "lapin"
+};
+
 /// What the broker or the AMQP client reported: a refused channel or queue
 /// (with the broker's reply code, say 404 or 406), a lost connection, a
 /// failed handshake.

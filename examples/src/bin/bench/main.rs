@@ -6,7 +6,12 @@
 //! cargo run --release -p rpc-examples --bin bench -- --in-flight 1,64,256
 //! cargo run --release -p rpc-examples --bin bench -- --peers framework,raw,amqprs
 //! cargo run --release -p rpc-examples --bin bench -- --peers observed,framework
+//! cargo run --release -p rpc-examples --features rpc-runtime/amqprs --bin bench -- --peers framework,raw,amqprs
 //! ```
+//!
+//! The framework's peers run on the transport the build has: lapin, or with
+//! `--features rpc-runtime/amqprs` amqprs (the report then names them
+//! "framework on amqprs").
 //!
 //! The peers, chosen with `--peers` and lettered A, B, ... in that order:
 //!
@@ -112,6 +117,10 @@ impl Peer {
     /// How the report names it.
     pub(crate) fn label(self) -> &'static str {
         match self {
+            // Built with `--features rpc-runtime/amqprs`, the framework's
+            // peers run on its amqprs transport.
+            Peer::Framework if rpc_runtime::TRANSPORT == "amqprs" => "framework on amqprs",
+            Peer::Observed if rpc_runtime::TRANSPORT == "amqprs" => "observed framework on amqprs",
             Peer::Framework => "framework",
             Peer::Observed => "observed framework",
             Peer::Raw => "raw lapin",

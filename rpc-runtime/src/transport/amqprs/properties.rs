@@ -152,6 +152,15 @@ impl IncomingProperties {
             .map(|(_, value)| header_value(value))
     }
 
+    /// The bytes of string header `name`, if the request has it (amqprs
+    /// has checked them to be UTF-8 already, as it reads every string).
+    pub(crate) fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        match self.header(name)? {
+            HeaderValue::Text(text) => Some(text.as_bytes()),
+            _ => None,
+        }
+    }
+
     /// Every header, in name order.
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, HeaderValue<'_>)> {
         let mut headers: Vec<(&str, HeaderValue<'_>)> = self
