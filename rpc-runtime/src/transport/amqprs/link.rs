@@ -135,9 +135,11 @@ impl Link {
                 return Some(self.why_lost());
             }
             // amqprs would panic when the numbers run out (see
-            // [`amqprs`](super)): a new connection long before.
+            // [`amqprs`](super)): a new connection long before. Closed, so
+            // that everything on this one ends as on a lost one.
             let kept = self.state.numbers_kept.load(Ordering::Relaxed);
             if kept >= (self.channel_numbers() / 2).max(1) {
+                self.close().await;
                 return Some(format!(
                     "{kept} channels the broker closed keep their numbers on this \
                      connection (amqprs does not reuse them): it is replaced"

@@ -42,8 +42,8 @@
 //!   panic on the next channel (its allocation expects a free number),
 //!   leaving a connection that nothing reads and that does not know it is
 //!   closed. So the link counts the numbers kept, and once half of the
-//!   connection's are, it reports itself lost ([`link`]): the connection
-//!   is replaced as a lost one is, long before.
+//!   connection's are, it closes the connection and reports it lost
+//!   ([`link`]): it is replaced as a lost one is, long before.
 
 pub(crate) mod client;
 pub(crate) mod link;
