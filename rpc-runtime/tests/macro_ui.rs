@@ -10,6 +10,12 @@
 #[test]
 fn macro_ui() {
     let cases = trybuild::TestCases::new();
-    cases.compile_fail("tests/ui/fail/*.rs");
+    // The macro is the same on both transports, and its messages are
+    // checked on the default one: with the `amqprs` feature, rustc's list
+    // of other types that implement `Deserialize` (`not_serializable`)
+    // also names serde_bytes's, a dependency of amqprs.
+    if cfg!(not(feature = "amqprs")) {
+        cases.compile_fail("tests/ui/fail/*.rs");
+    }
     cases.pass("tests/ui/pass/*.rs");
 }
