@@ -78,8 +78,8 @@
 //! is `server::ack_policy`; what a request must look like to run is
 //! `server::admission`; reconnection is `connection` (the connection) and
 //! `session` (clients' and servers' sessions); the AMQP client library,
-//! lapin, is behind `transport`. `docs/ARCHITECTURE.md` follows one call
-//! through them.
+//! lapin (or amqprs, with the `amqprs` feature: [`TRANSPORT`]), is behind
+//! `transport`. `docs/ARCHITECTURE.md` follows one call through them.
 //!
 //! The wire protocol is documented in `docs/PROTOCOL.md`, so that clients and
 //! servers in other languages can take part.
