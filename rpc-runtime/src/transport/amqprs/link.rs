@@ -32,15 +32,19 @@ use lapin::uri::{AMQPScheme, AMQPUri, SASLMechanism};
 use std::{
     sync::{
         Arc, Mutex, OnceLock,
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::Duration,
 };
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info, warn};
 
 /// The heartbeat interval asked for when the URL does not say.
 pub(crate) const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+
+/// How long closing a connection waits for its channel tasks: they end at
+/// once but on a broker that stopped answering.
+const CHANNEL_TASKS_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How often a link's state is checked, in case the connection ends
 /// unnoticed by the shutdown notice (it ended before the notice was
@@ -58,6 +62,14 @@ pub(super) struct LinkState {
     /// How many channel numbers channels the broker closed keep taken (see
     /// [`amqprs`](super)).
     numbers_kept: AtomicU32,
+    /// The tasks that open and close channels and ask the probe's
+    /// questions (see [`amqprs`](super)): closing the connection waits for
+    /// them, so that none is still halfway when the application returns
+    /// and its runtime drops them (amqprs's channel task panics on an
+    /// operation dropped halfway).
+    pub(super) tasks: TaskTracker,
+    /// The application closes the connection: its channels close with it.
+    pub(super) closing: AtomicBool,
 }
 
 impl LinkState {
@@ -117,11 +129,18 @@ impl Link {
     }
 
     /// Closes the connection, as the application asked (amqprs sends reply
-    /// code 200 without text).
+    /// code 200 without text), once the channel tasks under way have ended,
+    /// and waits for those its closing ended. A broker that stopped
+    /// answering holds neither wait longer than [`CHANNEL_TASKS_PATIENCE`].
     pub(crate) async fn close(&self) {
+        self.state.closing.store(true, Ordering::Relaxed);
+        let tasks = &self.state.tasks;
+        tasks.close();
+        let _ = tokio::time::timeout(CHANNEL_TASKS_PATIENCE, tasks.wait()).await;
         if self.is_open() {
             let _ = Connection::clone(&self.amqp).close().await;
         }
+        let _ = tokio::time::timeout(CHANNEL_TASKS_PATIENCE, tasks.wait()).await;
     }
 
     /// Waits until the connection is lost (and says why), or `cancel` fires

@@ -61,7 +61,7 @@ use async_trait::async_trait;
 use link::{Link, LinkState};
 use std::{
     fmt,
-    sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, atomic::Ordering},
 };
 use tracing::debug;
 
@@ -209,7 +209,7 @@ impl AmqpChannel {
     /// waiting leaves to finish (see the module doc).
     pub(super) async fn open(link: &Link) -> Result<Self, AmqpError> {
         let (connection, link_state) = (Arc::clone(&link.amqp), link.state.clone());
-        let opening = tokio::spawn(async move {
+        let opening = link.state.tasks.spawn(async move {
             let amqp = match connection.open_channel(None).await {
                 Ok(amqp) => amqp,
                 Err(error) => return Err(link_state.error(error)),
@@ -278,9 +278,25 @@ impl AmqpChannel {
     /// Closes the channel (amqprs sends reply code 200 without text:
     /// `reason` is only logged). In a task of its own, as [`open`](Self::open).
     pub(super) async fn close(&self, reason: &str) {
-        if self.amqp.is_open() {
+        // A connection the application closes closes its channels.
+        if self.is_open() && !self.link.closing.load(Ordering::Relaxed) {
             debug!(reason, "closing a channel");
-            let _ = tokio::spawn(self.amqp.clone().close()).await;
+            let _ = self.link.tasks.spawn(self.amqp.clone().close()).await;
+        }
+    }
+
+    /// Runs `question` (a method amqprs answers, such as a passive
+    /// declare) in a task of the link's, as [`open`](Self::open): a caller
+    /// that stops waiting leaves it to finish.
+    pub(super) async fn ask<T: Send + 'static>(
+        &self,
+        question: impl Future<Output = Result<T, amqprs::error::Error>> + Send + 'static,
+    ) -> Result<T, amqprs::error::Error> {
+        match self.link.tasks.spawn(question).await {
+            Ok(answer) => answer,
+            Err(_) => Err(amqprs::error::Error::ChannelUseError(
+                "the task asking the broker ended".to_owned(),
+            )),
         }
     }
 

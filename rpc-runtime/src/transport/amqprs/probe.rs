@@ -50,7 +50,10 @@ impl ProbeChannel {
         };
         let passive = QueueDeclareArguments::new(queue).passive(true).finish();
         self.asking = true;
-        let answer = channel.amqp().queue_declare(passive).await;
+        let asking = channel.amqp().clone();
+        let answer = channel
+            .ask(async move { asking.queue_declare(passive).await })
+            .await;
         self.asking = false;
         match answer {
             Ok(Some((_, _, consumers))) => Ok(QueueState::Consumers(consumers)),
