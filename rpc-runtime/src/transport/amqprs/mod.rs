@@ -30,8 +30,13 @@
 //!   reader task treats the failed hand-over as a broken connection), and
 //!   its channel task panics when a `channel.close-ok` does. A caller that
 //!   stops waiting (a deadline, a dropped future) must not do that: opening
-//!   and closing a channel run in tasks of their own, which finish whatever
-//!   their caller does.
+//!   and closing a channel, and the probe's questions, run in tasks of the
+//!   link's ([`AmqpChannel::ask`]), which finish whatever their caller does.
+//!   amqprs's channel task also panics when an operation is dropped between
+//!   its registration and the registration's acknowledgement, as a runtime
+//!   drops its tasks once `main` returns: closing the connection waits for
+//!   the link's tasks first (and the connection's close closes its
+//!   channels, which are not closed one by one then).
 //! - **Closing.** amqprs closes a channel and the connection with reply code
 //!   200 and no reply text (the reason given is only logged), and closes
 //!   them when their last handle is dropped. A channel the broker closed
