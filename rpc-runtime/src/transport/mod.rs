@@ -19,6 +19,7 @@
 //! | [`server`] | a server session's channel: the stream of requests, and its writes (replies, acknowledgements, rejections) |
 //! | [`probe`] | a queue's consumer count, from a passive declare |
 //! | [`properties`] | AMQP properties, to and from the protocol's own |
+//! | `shared` | the types both transports' modules offer alike (a request to publish, its verdict, how a queue is declared, what a probe found), re-exported by each |
 //!
 //! Why the client library's own automatic recovery is not used is in
 //! [`connection`](crate::connection).
@@ -27,6 +28,7 @@
 mod amqprs;
 #[cfg(not(feature = "amqprs"))]
 mod lapin;
+mod shared;
 #[cfg(feature = "amqprs")]
 pub(crate) use self::amqprs::{client, link, probe, properties, publish, server};
 #[cfg(not(feature = "amqprs"))]

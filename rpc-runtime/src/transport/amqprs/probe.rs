@@ -1,19 +1,8 @@
 //! A queue's consumer count, from a passive `queue.declare`.
 
 use super::{AmqpChannel, AmqpError, link::Link, properties};
+pub(crate) use crate::transport::shared::QueueState;
 use amqprs::channel::QueueDeclareArguments;
-
-/// What the broker says of a queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum QueueState {
-    /// It exists, with this many consumers.
-    Consumers(u32),
-    /// It does not exist.
-    Missing,
-    /// It exists, but the node holding it is down (a classic queue in a
-    /// cluster).
-    NodeDown,
-}
 
 /// A channel to ask questions on. A passive declare of a queue that does
 /// not exist closes its channel: the next question opens another.

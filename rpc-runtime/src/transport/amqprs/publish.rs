@@ -31,7 +31,8 @@
 //! drops its publication, and the callback's answer for it finds no waiter.
 
 use super::{AmqpChannel, link::Link, properties};
-use crate::protocol::request::{RequestProperties, mandatory};
+use crate::protocol::request::mandatory;
+pub(crate) use crate::transport::shared::{Request, ReturnedTo, Verdict};
 use amqprs::channel::{BasicPublishArguments, ConfirmSelectArguments};
 use std::{
     collections::BTreeMap,
@@ -42,32 +43,6 @@ use std::{
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::debug;
-
-/// What the broker said of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// The broker took responsibility for the request.
-    Taken,
-    /// The confirmation carried a returned message: for a one-way request,
-    /// its own; for a call, perhaps another's, and routed to it.
-    Returned,
-    /// The broker refused the request.
-    Refused,
-    /// The request could not be written: it was not sent.
-    NotSent,
-    /// The channel failed after the request was written.
-    Lost,
-}
-
-/// A request to publish.
-pub(crate) struct Request {
-    pub(crate) queue: Arc<str>,
-    pub(crate) body: Arc<Vec<u8>>,
-    pub(crate) properties: RequestProperties,
-}
-
-/// Where a returned request goes: called with its correlation id.
-pub(crate) type ReturnedTo = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 
 /// What a confirmation said.
 #[derive(Debug, Clone, Copy)]

@@ -12,6 +12,7 @@ use super::{
     properties::{self, IncomingProperties},
 };
 use crate::protocol::reply::ReplyProperties;
+pub(crate) use crate::transport::shared::QueueSettings;
 use amqprs::{
     FieldTable, FieldValue, LongStr, ShortStr,
     channel::{
@@ -22,21 +23,6 @@ use amqprs::{
 };
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-/// How a server's request queue is declared: always durable, not
-/// exclusive, not auto-deleted.
-#[derive(Debug, Clone)]
-pub(crate) struct QueueSettings {
-    /// A quorum queue (`x-queue-type = quorum`) rather than a classic one.
-    pub(crate) quorum: bool,
-    /// `x-delivery-limit`: after this many redeliveries, a request is
-    /// dead-lettered (quorum queues only).
-    pub(crate) delivery_limit: Option<u32>,
-    /// A queue for dead-lettered requests, declared too
-    /// (`x-dead-letter-exchange` = the default exchange,
-    /// `x-dead-letter-routing-key` = its name).
-    pub(crate) dead_letter_queue: Option<String>,
-}
 
 /// A delivered request, taken apart once.
 pub(crate) struct Incoming {

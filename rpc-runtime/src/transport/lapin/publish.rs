@@ -25,7 +25,8 @@
 //! publication to its channel's task, which finishes it.
 
 use super::{link::Link, properties};
-use crate::protocol::request::{RequestProperties, mandatory};
+use crate::protocol::request::mandatory;
+pub(crate) use crate::transport::shared::{Request, ReturnedTo, Verdict};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use lapin::{
     Channel, Confirmation,
@@ -40,32 +41,6 @@ use std::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
-
-/// What the broker said of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// The broker took responsibility for the request.
-    Taken,
-    /// The confirmation carried a returned message: for a one-way request,
-    /// its own; for a call, perhaps another's, and routed to it.
-    Returned,
-    /// The broker refused the request.
-    Refused,
-    /// The request could not be written: it was not sent.
-    NotSent,
-    /// The channel failed after the request was written.
-    Lost,
-}
-
-/// A request to publish.
-pub(crate) struct Request {
-    pub(crate) queue: Arc<str>,
-    pub(crate) body: Arc<Vec<u8>>,
-    pub(crate) properties: RequestProperties,
-}
-
-/// Where a returned request goes: called with its correlation id.
-pub(crate) type ReturnedTo = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 
 /// A channel for requests, with publisher confirms if `confirms`.
 pub(super) async fn open_channel(link: &Link, confirms: bool) -> lapin::Result<Channel> {
