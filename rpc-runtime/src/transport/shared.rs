@@ -3,6 +3,7 @@
 //! transport's `publish`, `server` and `probe` re-export them, so that the
 //! code above names them as before.
 
+use super::AmqpError;
 use crate::protocol::request::RequestProperties;
 use std::sync::Arc;
 
@@ -57,4 +58,19 @@ pub(crate) enum QueueState {
     /// It exists, but the node holding it is down (a classic queue in a
     /// cluster).
     NodeDown,
+}
+
+impl QueueState {
+    /// What a passive declare the broker refused with `error` says of its
+    /// queue: the broker closed the channel with 404 for no such queue, or
+    /// (in a cluster) for one whose node is down ("home node 'rabbit@n2' of
+    /// durable queue 'q' in vhost '/' is down or inaccessible"); any other
+    /// refusal is the error.
+    pub(crate) fn refused(error: AmqpError) -> Result<Self, AmqpError> {
+        match error.reply_code() {
+            Some(404) if error.to_string().contains("down or inaccessible") => Ok(Self::NodeDown),
+            Some(404) => Ok(Self::Missing),
+            _ => Err(error),
+        }
+    }
 }

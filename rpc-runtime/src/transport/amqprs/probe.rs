@@ -48,20 +48,7 @@ impl ProbeChannel {
             Ok(Some((_, _, consumers))) => Ok(QueueState::Consumers(consumers)),
             // Only with `no_wait`, which is not asked for.
             Ok(None) => Err(AmqpError::other("no queue.declare-ok to a passive declare")),
-            Err(error) => {
-                let error = channel.error(error);
-                match error.reply_code() {
-                    // The broker closed the channel with 404: no such queue,
-                    // or (in a cluster) one whose node is down: "home node
-                    // 'rabbit@n2' of durable queue 'q' in vhost '/' is down
-                    // or inaccessible".
-                    Some(404) if error.to_string().contains("down or inaccessible") => {
-                        Ok(QueueState::NodeDown)
-                    }
-                    Some(404) => Ok(QueueState::Missing),
-                    _ => Err(error),
-                }
-            }
+            Err(error) => QueueState::refused(channel.error(error)),
         }
     }
 

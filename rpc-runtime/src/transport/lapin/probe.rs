@@ -31,20 +31,7 @@ impl ProbeChannel {
             .await
         {
             Ok(declared) => Ok(QueueState::Consumers(declared.consumer_count())),
-            Err(error) => {
-                let error = AmqpError::from(error);
-                match error.reply_code() {
-                    // The broker closed the channel with 404: no such queue,
-                    // or (in a cluster) one whose node is down: "home node
-                    // 'rabbit@n2' of durable queue 'q' in vhost '/' is down
-                    // or inaccessible".
-                    Some(404) if error.to_string().contains("down or inaccessible") => {
-                        Ok(QueueState::NodeDown)
-                    }
-                    Some(404) => Ok(QueueState::Missing),
-                    _ => Err(error),
-                }
-            }
+            Err(error) => QueueState::refused(AmqpError::from(error)),
         }
     }
 
