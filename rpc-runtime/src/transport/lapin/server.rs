@@ -187,6 +187,10 @@ impl RequestChannel {
         Ok(())
     }
 
+    /// Nothing to wait for: lapin's writes return once written, and the
+    /// requests settled meanwhile make an acknowledgement's batch.
+    pub(crate) async fn gather_acknowledgements(&self) {}
+
     /// Acknowledges request `tag`, and with `multiple` every request before
     /// it too, written on the channel directly: a delivery's `Acker` sends
     /// each acknowledgement through lapin's internal RPC task, which spawns
