@@ -186,7 +186,7 @@ impl AmqprsClient {
                 waiting: waiting.clone(),
             })
             .await?;
-        let confirm_mode = crate::service::confirms();
+        let confirm_mode = crate::service::raw_confirms();
         if confirm_mode {
             channel
                 .confirm_select(ConfirmSelectArguments::default())

@@ -62,7 +62,9 @@
 //! `metrics`, `trace`, or a comma-separated list of them) turns on only
 //! those parts of the `observed` peer's observability, to tell their costs
 //! apart. `BENCH_CONFIRMS=off` measures every peer without publisher
-//! confirms (the framework's `publisher_confirms(false)`);
+//! confirms (the framework's `publisher_confirms(false)`), and
+//! `BENCH_CONFIRMS=raw-off` the framework with them against raw pairs
+//! without them (issue 16's goal);
 //! `BENCH_EXPIRATION=off` the raw peers without a per-message `expiration`.
 
 mod admin;

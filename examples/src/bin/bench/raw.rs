@@ -69,7 +69,7 @@ impl RawClient {
     pub(crate) async fn connect(url: &str, queue: &str) -> Result<Self, Error> {
         let connection = Connection::connect(url, ConnectionProperties::default()).await?;
         let channel = connection.create_channel().await?;
-        if crate::service::confirms() {
+        if crate::service::raw_confirms() {
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;

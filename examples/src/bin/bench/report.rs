@@ -228,8 +228,8 @@ impl Report {
             .join(", ");
         let mut out = String::new();
         out.push_str(&format!(
-            "Medians of {} interleaved rounds of {} calls; {legend}; {}prefetch {}; {} Tokio \
-             worker(s) per process; broker CPU {}.\n\n",
+            "Medians of {} interleaved rounds of {} calls; {legend}; {}publisher confirms: {}; \
+             prefetch {}; {} Tokio worker(s) per process; broker CPU {}.\n\n",
             options.rounds,
             options.calls,
             if others.is_empty() {
@@ -238,6 +238,11 @@ impl Report {
                 format!(
                     "{ratios}: the median of the rounds' own ratios, with a 95% interval for it; "
                 )
+            },
+            match (crate::service::confirms(), crate::service::raw_confirms()) {
+                (true, true) => "every peer",
+                (true, false) => "the framework's peers only",
+                (false, _) => "none",
             },
             options.prefetch,
             options.workers,
