@@ -13,9 +13,6 @@
 # RPC_TEST_FEATURES=rpc-runtime/amqprs is the same as
 # RPC_TEST_TRANSPORTS=amqprs. RPC_TEST_TARGET_DIR: a target directory of
 # its own for the builds.
-#
-# RPC_TEST_BESIDE: a command run while the cluster scenarios run (CI lints
-# there), before the rest of the suite; its failure fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -91,40 +88,49 @@ if [ $# -gt 0 ]; then
     exit 0
 fi
 
-# The cluster scenarios (six minutes or so each, on private nodes of their
-# own, mostly waiting for nodes to boot, fail and come back) run beside the
-# rest of the suite rather than after it, every transport's at once, so that
-# the suite fits CI's time: everything here holds on a busy machine
-# (docs/RELIABILITY.md). Each transport's binaries are built first; its
-# cluster binary then runs by itself (a `cargo test` of it would wait for
-# the other's lock), its output shown at the end.
+# Two test binaries are long and run beside the rest rather than in turn
+# with it, so that the suite fits CI's time (everything here holds on a busy
+# machine: docs/RELIABILITY.md): the cluster scenarios (six to ten minutes
+# each transport, on private nodes of their own, mostly waiting for nodes to
+# boot, fail and come back) and the macro's compile-time messages (macro_ui:
+# trybuild compiles in a target directory of its own, three to six minutes).
+# Each transport's binaries are built first; these two are then started by
+# themselves (a `cargo test` of them would wait for the other's lock), each
+# from its package's directory as cargo would, their output shown at the end.
 mkdir -p "$target"
-clusters=()
+beside=()
+start_beside() { # name, package directory, binary
+    local log
+    log=$(realpath -m "$target/beside-$1.log")
+    (cd "$2" && "$3" > "$log" 2>&1) &
+    beside+=("$1:$!:$log")
+}
 for transport in $transports; do
     echo "==> building the suite on $transport"
     build_log="$target/test-build-$transport.log"
     # shellcheck disable=SC2046
     cargo test --workspace $(cargo_args "$transport") --no-run 2>&1 | tee "$build_log"
-    cluster_bin=$(sed -n 's/.*Executable tests\/cluster.rs (\(.*\))$/\1/p' "$build_log")
-    if [ -z "$cluster_bin" ]; then
-        echo "error: the cluster tests' binary was not found" >&2
-        exit 1
-    fi
-    cluster_log=$(realpath -m "$target/cluster-tests-$transport.log")
-    cluster_bin=$(realpath -m "$cluster_bin")
-    (cd tests && "$cluster_bin" > "$cluster_log" 2>&1) &
-    clusters+=("$transport:$!:$cluster_log")
+    for test in cluster macro_ui; do
+        if [ "$test" = macro_ui ] && [ "$transport" != lapin ]; then
+            continue
+        fi
+        bin=$(sed -n "s/.*Executable tests\/$test.rs (\(.*\))\$/\1/p" "$build_log")
+        if [ -z "$bin" ]; then
+            echo "error: the $test tests' binary was not found" >&2
+            exit 1
+        fi
+        case "$test" in
+            cluster) dir=tests ;;
+            macro_ui) dir=rpc-runtime ;;
+        esac
+        start_beside "$test-on-$transport" "$dir" "$(realpath -m "$bin")"
+    done
 done
 
 status=0
-if [ -n "${RPC_TEST_BESIDE:-}" ]; then
-    echo "==> beside the cluster scenarios: $RPC_TEST_BESIDE"
-    bash -c "$RPC_TEST_BESIDE" || status=$?
-fi
 for transport in $transports; do
-    skip=(--skip a_quorum_request_queue_survives --skip a_classic_request_queue_is_unavailable)
+    skip=(--skip a_quorum_request_queue_survives --skip a_classic_request_queue_is_unavailable --skip macro_ui)
     if [ "$transport" = amqprs ]; then
-        skip+=(--skip macro_ui)
         echo "==> the suite on amqprs (no doc tests, macro_ui or OpenTelemetry tests)"
     else
         echo "==> the suite on lapin"
@@ -137,13 +143,13 @@ for transport in $transports; do
         cargo test -p rpc-tests --features otel --test tracing_otel || status=$?
     fi
 done
-for cluster in "${clusters[@]}"; do
-    IFS=: read -r transport pid log <<< "$cluster"
-    cluster_status=0
-    wait "$pid" || cluster_status=$?
-    echo "==> the cluster tests on $transport (run beside the rest):"
+for started in "${beside[@]}"; do
+    IFS=: read -r name pid log <<< "$started"
+    started_status=0
+    wait "$pid" || started_status=$?
+    echo "==> $name (run beside the rest):"
     cat "$log"
-    if [ "$cluster_status" -ne 0 ]; then
+    if [ "$started_status" -ne 0 ]; then
         status=1
     fi
 done
