@@ -3,10 +3,11 @@
 # ensure-broker.sh), prepares Python with pika, msgpack and the
 # OpenTelemetry SDK for the cross-language tests (best effort), and runs
 # every test of the workspace, then the OpenTelemetry tests (a feature).
-# Arguments are passed to `cargo test` (the default build only).
+# Arguments are passed to `cargo test`, which then runs every test in turn
+# (the cluster and UI tests too: nothing runs beside).
 #
 # RPC_TEST_TRANSPORTS: the transports to run the suite on, `lapin` (the
-# default), `amqprs`, or both (`"lapin amqprs"`, as CI runs it). On amqprs
+# default), `amqprs`, or both (`"lapin amqprs"`). On amqprs
 # the suite leaves out what does not touch the transport: the doc tests, the
 # macro's compile-time messages (macro_ui) and the OpenTelemetry context
 # handling (the trace context's headers are checked on both by the rest).
