@@ -286,187 +286,209 @@ impl Engine {
     /// moving on to the next session whenever the request could not be
     /// sent, all within the call's timeout.
     ///
-    /// One `async fn` from the call to the publication, without layers of
+    /// One future from the call to the publication, without layers of
     /// futures in between: each layer would move its state once more per
-    /// call.
-    pub(crate) async fn call(
+    /// call. An `async` block, not an `async fn`: the latter keeps its
+    /// arguments twice in its state (rustc#62958; 128 bytes here), and a
+    /// call's future must stay within glibc's largest thread-cached size
+    /// (1,032 bytes, with its span) or each one is allocated through the
+    /// arena (callgrind: about 1,000 instructions more a call).
+    pub(crate) fn call(
         self: Arc<Self>,
         mut spec: CallSpec,
         span: tracing::Span,
-    ) -> Result<Vec<u8>, RpcError> {
-        let deadline = self.deadline_for(&spec)?;
-        let headers = self.headers(&mut spec, deadline, &span)?;
-        let method = spec.site.method;
-        let answer = |outcome: Outcome| match outcome {
-            Ok(reply) => Ok(reply),
-            Err(Unanswered::SessionEnded) => Err(Failed::Rpc(RpcError::ConnectionLost { method })),
-            Err(Unanswered::Returned) => Err(Failed::Rpc(RpcError::NoSuchService {
-                queue: spec.queue.as_ref().to_owned(),
-            })),
-            Err(Unanswered::TimedOut) => Err(Failed::TimedOut),
-        };
-        // Requests the broker returned although their queue exists, and
-        // requests it refused.
-        let (mut returns, mut refusals) = (0u32, 0u32);
-        let ended: Result<Vec<u8>, Failed> = 'call: {
-            // The rare paths (waiting for a session, for a lost session's
-            // publication, asking whether a server is there) are boxed:
-            // their timers would otherwise more than double the size of
-            // every call's future.
-            let mut session = match self.current_session(0) {
-                Some(session) => session,
-                None => match Box::pin(self.next_session(0, deadline, method)).await {
-                    Ok(session) => session,
-                    Err(failed) => break 'call Err(failed),
-                },
-            };
-            if spec.require_server.unwrap_or(self.config.require_server)
-                && let Err(error) =
-                    Box::pin(self.check_server(&session, &spec.queue, deadline)).await
-            {
-                break 'call Err(Failed::Rpc(error));
-            }
-            // Channels for calls opened because this call's could not send.
-            let mut reopened = 0u32;
-            'sessions: loop {
-                // One attempt on `session`; leaving the block means the
-                // request was not sent, and the next session is tried.
-                'attempt: {
-                    let Some(mut call) = self.pending.register(session.id, deadline.at) else {
-                        break 'attempt;
-                    };
-                    if !span.is_disabled() {
-                        span.record("correlation_id", field::display(call.correlation_id()));
-                    }
-                    let mut properties = RequestProperties::call(
-                        method,
-                        call.take_correlation_id(),
-                        session.reply_to.clone(),
-                        deadline.remaining(),
-                    );
-                    properties.user_id = self.config.user_id.clone();
-                    properties.headers = headers.clone();
-                    let requests = session.requests();
-                    let mut publication = requests.publish(Request {
-                        queue: spec.queue.clone(),
-                        body: spec.body.clone(),
-                        properties,
-                    });
-                    // Armed only if it ends before the deadline: past that,
-                    // the call times out in the table anyway.
-                    let overdue_at = instant_after(self.config.confirm_patience);
-                    let patient = self.config.publisher_confirms && overdue_at < deadline.at;
-                    // The confirmation first: the reply, should it come
-                    // sooner, waits in the table. A returned request
-                    // (perhaps this one) was routed by its correlation id; a
-                    // lost connection ends the session, and its calls: only
-                    // what surely concerns this call is news here. Unless
-                    // the deadline passes meanwhile: the channel's task then
-                    // finishes the publication.
-                    let first = tokio::select! {
-                        biased;
-                        verdict = &mut publication => First::Verdict(verdict),
-                        outcome = call.outcome() => match outcome {
-                            // Whether the request was sent decides between a
-                            // retry and a lost call.
-                            Err(Unanswered::SessionEnded) => {
-                                let sent = tokio::time::timeout_at(deadline.at, publication);
-                                match Box::pin(sent).await {
-                                    Ok(Verdict::NotSent) => break 'attempt,
-                                    Ok(_) => break 'call answer(Err(Unanswered::SessionEnded)),
-                                    Err(_) => break 'call Err(Failed::TimedOut),
-                                }
-                            }
-                            outcome => First::Outcome(outcome),
-                        },
-                        () = tokio::time::sleep_until(overdue_at), if patient => First::Overdue,
-                    };
-                    let outcome = match first {
-                        First::Outcome(outcome) => outcome,
-                        First::Verdict(Verdict::NotSent) => {
-                            // The channel is gone; unless the session is
-                            // too, a new channel sends it.
-                            if reopened < MAX_REOPENED && session.replace_requests(&requests).await
-                            {
-                                reopened += 1;
-                                continue 'sessions;
-                            }
-                            break 'attempt;
-                        }
-                        First::Verdict(Verdict::Refused) => {
-                            // Perhaps the channel's doing, not the queue's
-                            // (see `client::session`): sent again on another.
-                            refusals += 1;
-                            session.replace_requests(&requests).await;
-                            if Box::pin(self.after_refusal(deadline, refusals)).await {
-                                continue 'sessions;
-                            }
-                            break 'call Err(Failed::Rpc(RpcError::Refused { method }));
-                        }
-                        First::Overdue => {
-                            // Neither confirmed nor refused: lost by the
-                            // broker, or held by a frozen node for longer
-                            // than its connections may live. Sent again, as
-                            // a new request, on a new channel (its stale one
-                            // may hold more such requests; it stays open for
-                            // the confirmations that may still come).
-                            debug!(
-                                patience = ?self.config.confirm_patience,
-                                "the broker has not confirmed a request; sending it again"
-                            );
-                            session.replace_requests(&requests).await;
-                            continue 'sessions;
-                        }
-                        First::Verdict(Verdict::Lost) => {
-                            // The request was written, and then its channel
-                            // failed: it may or may not have reached the
-                            // queue. With the reply consumer on that channel
-                            // the session ends too; with a channel of its own
-                            // nothing else would end the wait, which must not
-                            // last until the timeout for a reply that may
-                            // never come: a new channel for the next calls,
-                            // and this one fails as in flight on a lost
-                            // connection, unless its reply is already here.
-                            session.replace_requests(&requests).await;
-                            call.outcome()
-                                .now_or_never()
-                                .unwrap_or(Err(Unanswered::SessionEnded))
-                        }
-                        First::Verdict(Verdict::Taken | Verdict::Returned) => call.outcome().await,
-                    };
-                    if outcome == Err(Unanswered::Returned) {
-                        returns += 1;
-                        match Box::pin(self.after_return(&session, &spec.queue, deadline, returns))
-                            .await
-                        {
-                            AfterReturn::SendAgain => continue 'sessions,
-                            AfterReturn::NoQueue => {}
-                            AfterReturn::NodeDown => {
-                                break 'call Err(Failed::Rpc(RpcError::QueueUnavailable {
-                                    queue: spec.queue.as_ref().to_owned(),
-                                }));
-                            }
-                            AfterReturn::TimedOut => break 'call Err(Failed::TimedOut),
-                        }
-                    }
-                    break 'call answer(outcome);
+    ) -> impl Future<Output = Result<Vec<u8>, RpcError>> + Send + 'static {
+        async move {
+            let deadline = self.deadline_for(&spec)?;
+            let headers = self.headers(&mut spec, deadline, &span)?;
+            let method = spec.site.method;
+            let answer = |outcome: Outcome| match outcome {
+                Ok(reply) => Ok(reply),
+                Err(Unanswered::SessionEnded) => {
+                    Err(Failed::Rpc(RpcError::ConnectionLost { method }))
                 }
-                session = match Box::pin(self.next_session(session.id, deadline, method)).await {
-                    Ok(session) => session,
-                    Err(failed) => break 'call Err(failed),
+                Err(Unanswered::Returned) => Err(Failed::Rpc(RpcError::NoSuchService {
+                    queue: spec.queue.as_ref().to_owned(),
+                })),
+                Err(Unanswered::TimedOut) => Err(Failed::TimedOut),
+            };
+            // Requests the broker returned although their queue exists, and
+            // requests it refused.
+            let (mut returns, mut refusals) = (0u32, 0u32);
+            let ended: Result<Vec<u8>, Failed> = 'call: {
+                // The rare paths (waiting for a session, for a lost session's
+                // publication, asking whether a server is there, replacing a
+                // channel) are boxed: their timers and channel openings would
+                // otherwise more than double the size of every call's future.
+                let mut session = match self.current_session(0) {
+                    Some(session) => session,
+                    None => match Box::pin(self.next_session(0, deadline, method)).await {
+                        Ok(session) => session,
+                        Err(failed) => break 'call Err(failed),
+                    },
                 };
-            }
-        };
-        match ended {
-            Ok(reply) => Ok(reply),
-            Err(Failed::Rpc(error)) => Err(error),
-            // Refused until its deadline passed, perhaps while it was being
-            // sent once more: refused, as it was each time the broker said.
-            Err(Failed::TimedOut) if refusals > 0 => Err(RpcError::Refused { method }),
-            // Every other way of timing out ends here, to say whether a
-            // server was consuming the queue.
-            Err(Failed::TimedOut) => {
-                Err(Box::pin(self.timed_out(&spec.queue, method, deadline)).await)
+                if spec.require_server.unwrap_or(self.config.require_server)
+                    && let Err(error) =
+                        Box::pin(self.check_server(&session, &spec.queue, deadline)).await
+                {
+                    break 'call Err(Failed::Rpc(error));
+                }
+                // Channels for calls opened because this call's could not send.
+                let mut reopened = 0u32;
+                'sessions: loop {
+                    // One attempt on `session`; leaving the block means the
+                    // request was not sent, and the next session is tried.
+                    'attempt: {
+                        let Some(mut call) = self.pending.register(session.id, deadline.at) else {
+                            break 'attempt;
+                        };
+                        if !span.is_disabled() {
+                            span.record("correlation_id", field::display(call.correlation_id()));
+                        }
+                        let requests = session.requests();
+                        // In a block of its own: a local moved out of stays in
+                        // the future's state until its scope ends, and these 200
+                        // bytes would be kept through the call.
+                        let mut publication = {
+                            let mut properties = RequestProperties::call(
+                                method,
+                                call.take_correlation_id(),
+                                session.reply_to.clone(),
+                                deadline.remaining(),
+                            );
+                            properties.user_id = self.config.user_id.clone();
+                            properties.headers = headers.clone();
+                            requests.publish(Request {
+                                queue: spec.queue.clone(),
+                                body: spec.body.clone(),
+                                properties,
+                            })
+                        };
+                        // Armed only if it ends before the deadline: past that,
+                        // the call times out in the table anyway.
+                        let overdue_at = instant_after(self.config.confirm_patience);
+                        let patient = self.config.publisher_confirms && overdue_at < deadline.at;
+                        // The confirmation first: the reply, should it come
+                        // sooner, waits in the table. A returned request
+                        // (perhaps this one) was routed by its correlation id; a
+                        // lost connection ends the session, and its calls: only
+                        // what surely concerns this call is news here. Unless
+                        // the deadline passes meanwhile: the channel's task then
+                        // finishes the publication.
+                        let first = tokio::select! {
+                            biased;
+                            verdict = &mut publication => First::Verdict(verdict),
+                            outcome = call.outcome() => match outcome {
+                                // Whether the request was sent decides between a
+                                // retry and a lost call.
+                                Err(Unanswered::SessionEnded) => {
+                                    let sent = tokio::time::timeout_at(deadline.at, publication);
+                                    match Box::pin(sent).await {
+                                        Ok(Verdict::NotSent) => break 'attempt,
+                                        Ok(_) => break 'call answer(Err(Unanswered::SessionEnded)),
+                                        Err(_) => break 'call Err(Failed::TimedOut),
+                                    }
+                                }
+                                outcome => First::Outcome(outcome),
+                            },
+                            () = tokio::time::sleep_until(overdue_at), if patient => First::Overdue,
+                        };
+                        let outcome = match first {
+                            First::Outcome(outcome) => outcome,
+                            First::Verdict(Verdict::NotSent) => {
+                                // The channel is gone; unless the session is
+                                // too, a new channel sends it.
+                                if reopened < MAX_REOPENED
+                                    && Box::pin(session.replace_requests(&requests)).await
+                                {
+                                    reopened += 1;
+                                    continue 'sessions;
+                                }
+                                break 'attempt;
+                            }
+                            First::Verdict(Verdict::Refused) => {
+                                // Perhaps the channel's doing, not the queue's
+                                // (see `client::session`): sent again on another.
+                                refusals += 1;
+                                Box::pin(session.replace_requests(&requests)).await;
+                                if Box::pin(self.after_refusal(deadline, refusals)).await {
+                                    continue 'sessions;
+                                }
+                                break 'call Err(Failed::Rpc(RpcError::Refused { method }));
+                            }
+                            First::Overdue => {
+                                // Neither confirmed nor refused: lost by the
+                                // broker, or held by a frozen node for longer
+                                // than its connections may live. Sent again, as
+                                // a new request, on a new channel (its stale one
+                                // may hold more such requests; it stays open for
+                                // the confirmations that may still come).
+                                debug!(
+                                    patience = ?self.config.confirm_patience,
+                                    "the broker has not confirmed a request; sending it again"
+                                );
+                                Box::pin(session.replace_requests(&requests)).await;
+                                continue 'sessions;
+                            }
+                            First::Verdict(Verdict::Lost) => {
+                                // The request was written, and then its channel
+                                // failed: it may or may not have reached the
+                                // queue. With the reply consumer on that channel
+                                // the session ends too; with a channel of its own
+                                // nothing else would end the wait, which must not
+                                // last until the timeout for a reply that may
+                                // never come: a new channel for the next calls,
+                                // and this one fails as in flight on a lost
+                                // connection, unless its reply is already here.
+                                Box::pin(session.replace_requests(&requests)).await;
+                                call.outcome()
+                                    .now_or_never()
+                                    .unwrap_or(Err(Unanswered::SessionEnded))
+                            }
+                            First::Verdict(Verdict::Taken | Verdict::Returned) => {
+                                call.outcome().await
+                            }
+                        };
+                        if outcome == Err(Unanswered::Returned) {
+                            returns += 1;
+                            match Box::pin(self.after_return(
+                                &session,
+                                &spec.queue,
+                                deadline,
+                                returns,
+                            ))
+                            .await
+                            {
+                                AfterReturn::SendAgain => continue 'sessions,
+                                AfterReturn::NoQueue => {}
+                                AfterReturn::NodeDown => {
+                                    break 'call Err(Failed::Rpc(RpcError::QueueUnavailable {
+                                        queue: spec.queue.as_ref().to_owned(),
+                                    }));
+                                }
+                                AfterReturn::TimedOut => break 'call Err(Failed::TimedOut),
+                            }
+                        }
+                        break 'call answer(outcome);
+                    }
+                    session = match Box::pin(self.next_session(session.id, deadline, method)).await
+                    {
+                        Ok(session) => session,
+                        Err(failed) => break 'call Err(failed),
+                    };
+                }
+            };
+            match ended {
+                Ok(reply) => Ok(reply),
+                Err(Failed::Rpc(error)) => Err(error),
+                // Refused until its deadline passed, perhaps while it was being
+                // sent once more: refused, as it was each time the broker said.
+                Err(Failed::TimedOut) if refusals > 0 => Err(RpcError::Refused { method }),
+                // Every other way of timing out ends here, to say whether a
+                // server was consuming the queue.
+                Err(Failed::TimedOut) => {
+                    Err(Box::pin(self.timed_out(&spec.queue, method, deadline)).await)
+                }
             }
         }
     }
