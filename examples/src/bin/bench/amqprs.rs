@@ -18,11 +18,13 @@
 //! parser, which decodes the `%2f` of the default vhost.
 
 use crate::{
+    headers,
     raw::{CONTENT_TYPE, Reply, decode, encode},
     service::{FIB_N, Payload},
 };
 use amqprs::{
-    Ack, BasicProperties, Cancel, CloseChannel, Nack, Return,
+    Ack, BasicProperties, Cancel, CloseChannel, FieldTable, FieldValue, LongStr, Nack, Return,
+    ShortStr,
     callbacks::ChannelCallback,
     channel::{
         BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
@@ -168,13 +170,15 @@ pub(crate) struct AmqprsClient {
     sequence: tokio::sync::Mutex<u64>,
     /// Whether the channel is in confirm mode (`BENCH_CONFIRMS`).
     confirmed: bool,
+    /// Whether each request carries a `traceparent` (`headers.rs`).
+    traced: bool,
     prefix: String,
     next: AtomicU64,
     queue: String,
 }
 
 impl AmqprsClient {
-    pub(crate) async fn connect(url: &str, queue: &str) -> Result<Self, Error> {
+    pub(crate) async fn connect(url: &str, queue: &str, traced: bool) -> Result<Self, Error> {
         let connection = Connection::open(&arguments(url)?).await?;
         let channel = connection.open_channel(None).await?;
         let waiting: Waiting = Arc::default();
@@ -228,6 +232,7 @@ impl AmqprsClient {
             confirms,
             sequence: tokio::sync::Mutex::new(1),
             confirmed: confirm_mode,
+            traced,
             prefix: format!("{}.", uuid::Uuid::new_v4().simple()),
             next: AtomicU64::new(0),
             queue: queue.to_owned(),
@@ -254,6 +259,24 @@ impl AmqprsClient {
             .with_reply_to(&self.reply_to);
         if crate::service::expiration() {
             properties.with_expiration("30000");
+        }
+        let deadline = headers::deadline();
+        if deadline || self.traced {
+            let mut table = FieldTable::new();
+            if self.traced {
+                let traceparent = LongStr::try_from(headers::traceparent())?;
+                table.insert(
+                    ShortStr::try_from(headers::TRACEPARENT)?,
+                    FieldValue::S(traceparent),
+                );
+            }
+            if deadline {
+                table.insert(
+                    ShortStr::try_from(headers::DEADLINE)?,
+                    FieldValue::l(headers::deadline_millis()),
+                );
+            }
+            properties.with_headers(table);
         }
         let publish = BasicPublishArguments {
             exchange: String::new(),
@@ -332,6 +355,20 @@ async fn handle(channel: Channel, message: ConsumerMessage) {
     else {
         return;
     };
+    if let Some(table) = properties.headers() {
+        for (name, value) in table.as_ref() {
+            match (name.as_ref().as_str(), value) {
+                (headers::TRACEPARENT, FieldValue::S(traceparent)) => {
+                    let text = traceparent.as_ref().as_bytes();
+                    std::hint::black_box(headers::continue_trace(text));
+                }
+                (headers::DEADLINE, FieldValue::l(deadline)) => {
+                    std::hint::black_box(deadline);
+                }
+                _ => {}
+            }
+        }
+    }
     let reply = match properties.message_type().map(String::as_str) {
         Some("fib") => rmp_serde::from_slice::<(u32,)>(&body)
             .ok()

@@ -26,6 +26,9 @@
 //!   broker (`raw.rs`).
 //! - `amqprs`: the same hand-written pair on amqprs instead of lapin, to the
 //!   same wire format (`amqprs.rs`).
+//! - `raw-traced`, `amqprs-traced`: the same pairs, each request carrying a
+//!   W3C `traceparent` that the server reads (`headers.rs`): what the
+//!   framework's trace context costs the client library alone.
 //!
 //! Each peer's server runs in a child process (so that each side's CPU time
 //! is its own), its client in this one, and the measurements interleave: for
@@ -46,7 +49,8 @@
 //!
 //! Options (defaults in parentheses): `--in-flight LIST` (1,64,256),
 //! `--calls N` per round (2500), `--rounds N` (40), `--methods LIST`
-//! (fib,echo), `--peers LIST` of `framework`, `observed`, `raw`, `amqprs`
+//! (fib,echo), `--peers LIST` of `framework`, `observed`, `raw`, `amqprs`,
+//! `raw-traced`, `amqprs-traced`
 //! (framework,raw; one alone, for profiling: only the peers listed are
 //! started), `--baseline PEER` the peer the others' ratios are to (the last
 //! one listed), `--workers N` Tokio worker threads of each process (1),
@@ -70,6 +74,7 @@
 mod admin;
 mod amqprs;
 mod framework;
+mod headers;
 mod measure;
 mod observed;
 mod raw;
@@ -102,10 +107,22 @@ pub(crate) enum Peer {
     Raw,
     /// Hand-written amqprs.
     Amqprs,
+    /// Hand-written lapin, its requests carrying a `traceparent`
+    /// (`headers.rs`).
+    RawTraced,
+    /// Hand-written amqprs, its requests carrying a `traceparent`.
+    AmqprsTraced,
 }
 
 impl Peer {
-    const ALL: [Peer; 4] = [Peer::Framework, Peer::Observed, Peer::Raw, Peer::Amqprs];
+    const ALL: [Peer; 6] = [
+        Peer::Framework,
+        Peer::Observed,
+        Peer::Raw,
+        Peer::Amqprs,
+        Peer::RawTraced,
+        Peer::AmqprsTraced,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -113,6 +130,8 @@ impl Peer {
             Peer::Observed => "observed",
             Peer::Raw => "raw",
             Peer::Amqprs => "amqprs",
+            Peer::RawTraced => "raw-traced",
+            Peer::AmqprsTraced => "amqprs-traced",
         }
     }
 
@@ -127,6 +146,8 @@ impl Peer {
             Peer::Observed => "observed framework",
             Peer::Raw => "raw lapin",
             Peer::Amqprs => "raw amqprs",
+            Peer::RawTraced => "raw lapin, traceparent",
+            Peer::AmqprsTraced => "raw amqprs, traceparent",
         }
     }
 
@@ -135,7 +156,10 @@ impl Peer {
             .into_iter()
             .find(|peer| peer.name() == name)
             .ok_or_else(|| {
-                format!("unknown peer `{name}`: framework, observed, raw or amqprs").into()
+                format!(
+                    "unknown peer `{name}`: framework, observed, raw, amqprs, raw-traced or amqprs-traced"
+                )
+                .into()
             })
     }
 }
@@ -313,16 +337,16 @@ async fn serve(peer: Peer, queue: &str, prefetch: u16) -> Result<(), Error> {
     // Before the server starts: it registers its metrics handles then.
     let metrics = match peer {
         Peer::Observed => Some(observed::install_globally()?),
-        Peer::Framework | Peer::Raw | Peer::Amqprs => None,
+        _ => None,
     };
     // The hand-written servers run until the process exits.
     let server = match peer {
         Peer::Framework | Peer::Observed => Some(framework::serve(&url, queue, prefetch).await?),
-        Peer::Raw => {
+        Peer::Raw | Peer::RawTraced => {
             raw::serve(&url, queue, prefetch).await?;
             None
         }
-        Peer::Amqprs => {
+        Peer::Amqprs | Peer::AmqprsTraced => {
             amqprs::serve(&url, queue, prefetch).await?;
             None
         }
@@ -525,12 +549,14 @@ impl PeerClient {
             Peer::Observed => PeerClient::Observed(Box::new(
                 observed::ObservedClient::connect(url, queue, workers).await?,
             )),
-            Peer::Raw => PeerClient::Raw(
-                Box::new(raw::RawClient::connect(url, queue).await?),
+            Peer::Raw | Peer::RawTraced => PeerClient::Raw(
+                Box::new(raw::RawClient::connect(url, queue, peer == Peer::RawTraced).await?),
                 payload,
             ),
-            Peer::Amqprs => PeerClient::Amqprs(
-                Box::new(amqprs::AmqprsClient::connect(url, queue).await?),
+            Peer::Amqprs | Peer::AmqprsTraced => PeerClient::Amqprs(
+                Box::new(
+                    amqprs::AmqprsClient::connect(url, queue, peer == Peer::AmqprsTraced).await?,
+                ),
                 payload,
             ),
         })

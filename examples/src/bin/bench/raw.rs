@@ -5,7 +5,10 @@
 //! as the lapin examples do) and `mandatory`. The client multiplexes its calls
 //! over one channel with a map of correlation id to oneshot.
 
-use crate::service::{FIB_N, Payload};
+use crate::{
+    headers,
+    service::{FIB_N, Payload},
+};
 use futures_util::StreamExt;
 use rpc_examples::fib;
 use rpc_runtime::lapin::{
@@ -15,7 +18,7 @@ use rpc_runtime::lapin::{
         BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
         ConfirmSelectOptions, QueueDeclareOptions,
     },
-    types::{FieldTable, ShortString},
+    types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::{
@@ -63,10 +66,12 @@ pub(crate) struct RawClient {
     prefix: String,
     next: AtomicU64,
     queue: ShortString,
+    /// Whether each request carries a `traceparent` (`headers.rs`).
+    traced: bool,
 }
 
 impl RawClient {
-    pub(crate) async fn connect(url: &str, queue: &str) -> Result<Self, Error> {
+    pub(crate) async fn connect(url: &str, queue: &str, traced: bool) -> Result<Self, Error> {
         let connection = Connection::connect(url, ConnectionProperties::default()).await?;
         let channel = connection.create_channel().await?;
         if crate::service::raw_confirms() {
@@ -119,6 +124,7 @@ impl RawClient {
             prefix: format!("{}.", uuid::Uuid::new_v4().simple()),
             next: AtomicU64::new(0),
             queue: queue.into(),
+            traced,
         })
     }
 
@@ -140,6 +146,22 @@ impl RawClient {
             .with_reply_to(self.reply_to.clone());
         if crate::service::expiration() {
             properties = properties.with_expiration("30000".into());
+        }
+        let deadline = headers::deadline();
+        if deadline || self.traced {
+            let mut table = FieldTable::default();
+            if self.traced {
+                let traceparent = LongString::from(headers::traceparent());
+                table.insert(
+                    headers::TRACEPARENT.into(),
+                    AMQPValue::LongString(traceparent),
+                );
+            }
+            if deadline {
+                let millis = AMQPValue::LongLongInt(headers::deadline_millis());
+                table.insert(headers::DEADLINE.into(), millis);
+            }
+            properties = properties.with_headers(table);
         }
         let confirmation = self
             .channel
@@ -211,6 +233,15 @@ pub(crate) async fn serve(url: &str, queue: &str, prefetch: u16) -> Result<(), E
 }
 
 async fn handle(channel: Channel, delivery: Delivery) {
+    if let Some(table) = delivery.properties.headers() {
+        let table = table.inner();
+        if let Some(AMQPValue::LongString(traceparent)) = table.get(headers::TRACEPARENT) {
+            std::hint::black_box(headers::continue_trace(traceparent.as_bytes()));
+        }
+        if let Some(AMQPValue::LongLongInt(deadline)) = table.get(headers::DEADLINE) {
+            std::hint::black_box(deadline);
+        }
+    }
     let reply = match delivery
         .properties
         .kind()
