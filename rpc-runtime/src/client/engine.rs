@@ -291,8 +291,9 @@ impl Engine {
     /// call. An `async` block, not an `async fn`: the latter keeps its
     /// arguments twice in its state (rustc#62958; 128 bytes here), and a
     /// call's future must stay within glibc's largest thread-cached size
-    /// (1,032 bytes, with its span) or each one is allocated through the
-    /// arena (callgrind: about 1,000 instructions more a call).
+    /// (1,032 bytes, with its span; it is 792) or each one is allocated
+    /// through the arena (callgrind: 260 instructions more a call on lapin;
+    /// sizes from `-Zprint-type-sizes`, docs/BENCHMARKS.md).
     pub(crate) fn call(
         self: Arc<Self>,
         mut spec: CallSpec,
