@@ -294,6 +294,10 @@ impl Engine {
     /// (1,032 bytes, with its span; it is 792) or each one is allocated
     /// through the arena (callgrind: 260 instructions more a call on lapin;
     /// sizes from `-Zprint-type-sizes`, docs/BENCHMARKS.md).
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in its state"
+    )]
     pub(crate) fn call(
         self: Arc<Self>,
         mut spec: CallSpec,
