@@ -45,6 +45,21 @@ use tracing::Instrument;
 /// client.fib(5).one_way().await?; // runs on the server; nobody waits for the result
 /// # Ok(()) }
 /// ```
+///
+/// A `Call` is [`IntoFuture`](std::future::IntoFuture), not a `Future`:
+/// where a `Future` is asked for (`tokio::spawn`, `join_all`,
+/// `FuturesUnordered`), turn it into one with `.into_future()`:
+///
+/// ```no_run
+/// # use rpc_runtime::rpc_service;
+/// # #[rpc_service]
+/// # pub trait Fibonacci { async fn fib(&self, n: u32) -> u64; }
+/// # async fn demo(client: FibonacciClient) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::future::IntoFuture;
+/// let in_flight = tokio::spawn(client.fib(30).into_future());
+/// let n = in_flight.await??;
+/// # Ok(()) }
+/// ```
 #[must_use = "a call does nothing until it is awaited"]
 pub struct Call<R> {
     client: Client,
