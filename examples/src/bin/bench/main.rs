@@ -70,6 +70,15 @@
 //! `BENCH_CONFIRMS=raw-off` the framework with them against raw pairs
 //! without them (issue 16's goal);
 //! `BENCH_EXPIRATION=off` the raw peers without a per-message `expiration`.
+//!
+//! Built with `--features mimalloc`, every process of the run (the driver and
+//! the servers it starts) allocates with mimalloc instead of glibc's
+//! allocator: what a call costs depends on it (BENCHMARKS.md, "The
+//! allocator").
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
 mod amqprs;
