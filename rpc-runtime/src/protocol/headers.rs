@@ -156,7 +156,7 @@ fn write_hex(out: &mut [u8], mut value: u64) {
 /// any is not one (W3C forbids upper case). Without a branch per digit: each
 /// digit's value comes from a table whose entries for anything else have
 /// their high bits set, checked once at the end (a server reads 50 digits a
-/// request; branching on each cost 440 instructions).
+/// request; callgrind: about 100 instructions fewer than a branch per digit).
 fn hex_value(digits: &[u8]) -> Option<u64> {
     let mut value = 0u64;
     let mut invalid = 0u8;
