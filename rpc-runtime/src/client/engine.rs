@@ -387,6 +387,8 @@ impl Engine {
                                 // Whether the request was sent decides between a
                                 // retry and a lost call.
                                 Err(Unanswered::SessionEnded) => {
+                                    // No reply will wake it now.
+                                    publication.wake_on_ack();
                                     let sent = tokio::time::timeout_at(deadline.at, publication);
                                     match Box::pin(sent).await {
                                         Ok(Verdict::NotSent) => break 'attempt,

@@ -12,9 +12,9 @@
 //! with `multiple`). So publications are numbered here, as the broker
 //! numbers them (from 1 after `confirm.select`), under an async lock held
 //! from a number's choice until amqprs has queued the request's frames,
-//! which the wire follows; the callback resolves each number's waiter
+//! which the wire follows; the callback resolves each number's slot
 //! ([`Confirms`]). A channel that ends (closed, or its connection lost)
-//! drops its callback, which ends every waiter: those requests are
+//! drops its callback, which ends every slot still waiting: those requests are
 //! [`Lost`](Verdict::Lost).
 //!
 //! The broker returns (`basic.return`) a request that no queue takes, then
@@ -26,38 +26,63 @@
 //! that the confirmation carrying a return there is always the one
 //! request's.
 //!
+//! **A plain `basic.ack` does not wake a call.** The verdict is kept in
+//! its publication's slot, and the call reads it when something else
+//! wakes it: its reply (which proves the broker took the request anyway),
+//! its confirm patience, or its deadline. A `basic.nack`, a confirmation
+//! carrying a return and a channel that ends do wake it, as does any
+//! verdict for a call that has nothing else to wait for
+//! ([`Publication::wake_on_ack`]) and for one-way requests. At one call in
+//! flight, where the broker's acknowledgement comes alone, that saves
+//! waking the call between its write and its reply.
+//!
 //! Unlike lapin, amqprs keeps nothing for a confirmation no one waits for:
 //! a call that stops waiting (it timed out, or its future was dropped)
-//! drops its publication, and the callback's answer for it finds no waiter.
+//! drops its publication, which lets its slot go, and the callback's
+//! answer for it finds no waiter.
 
 use super::{AmqpChannel, link::Link, properties};
 use crate::protocol::request::mandatory;
 pub(crate) use crate::transport::shared::{Request, ReturnedTo, Verdict};
 use amqprs::channel::{BasicPublishArguments, ConfirmSelectArguments};
 use std::{
-    collections::BTreeMap,
+    collections::VecDeque,
     future::Future,
     pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::debug;
 
-/// What a confirmation said.
-#[derive(Debug, Clone, Copy)]
-struct Confirmed {
-    /// `basic.ack` rather than `basic.nack`.
-    acked: bool,
-    /// A request was returned since the previous confirmation.
-    carried_return: bool,
+/// A publication's place in [`Confirms`].
+enum Slot {
+    /// Its confirmation has not come; `waker` is its publication's, once
+    /// polled.
+    Waiting {
+        waker: Option<Waker>,
+        /// Woken by a plain `basic.ack` too (see the module doc).
+        wake_on_ack: bool,
+    },
+    /// The broker's verdict, not yet read.
+    Done(Verdict),
+    /// Its verdict was read, or its publication stopped waiting.
+    Gone,
 }
 
-/// A channel's publications waiting for their confirmation, by number;
-/// resolved by the channel's callback.
+/// A channel's publications waiting for their confirmation, in the order
+/// of their numbers; resolved by the channel's callback.
+///
+/// Numbers are consecutive (chosen under [`Publisher`]'s lock, and taken
+/// back only by the last publication, whose write failed), so a queue
+/// indexed from the first one's number finds each without a search. A
+/// slot is kept until its verdict is read or its publication is dropped,
+/// and the front's are let go as they end.
 #[derive(Default)]
 pub(super) struct Confirms {
-    waiting: BTreeMap<u64, oneshot::Sender<Confirmed>>,
+    /// The number of the first of `slots`.
+    first: u64,
+    slots: VecDeque<Slot>,
     /// A request was returned, and no confirmation has come since.
     returned: bool,
     /// The channel ended: nothing more will be resolved.
@@ -65,20 +90,79 @@ pub(super) struct Confirms {
 }
 
 impl Confirms {
-    /// Waits for publication `number`'s confirmation; `None` if the channel
+    /// Makes room for publication `number`'s verdict; `false` if the channel
     /// has ended.
-    fn wait_for(&mut self, number: u64) -> Option<oneshot::Receiver<Confirmed>> {
+    fn wait_for(&mut self, number: u64) -> bool {
         if self.ended {
-            return None;
+            return false;
         }
-        let (confirmed, confirmation) = oneshot::channel();
-        self.waiting.insert(number, confirmed);
-        Some(confirmation)
+        match number.checked_sub(self.first) {
+            // A publication dropped during its write left its slot, and its
+            // number, never used: taken over.
+            Some(index) if index <= self.slots.len() as u64 && !self.slots.is_empty() => {
+                self.slots.truncate(index as usize);
+            }
+            _ => {
+                debug_assert!(self.slots.is_empty(), "publication numbers out of order");
+                self.slots.clear();
+                self.first = number;
+            }
+        }
+        self.slots.push_back(Slot::Waiting {
+            waker: None,
+            wake_on_ack: false,
+        });
+        true
     }
 
-    /// Publication `number` was not written after all.
+    /// Publication `number`, the last, was not written after all.
     fn forget(&mut self, number: u64) {
-        self.waiting.remove(&number);
+        if number + 1 == self.first + self.slots.len() as u64 {
+            self.slots.pop_back();
+        }
+    }
+
+    fn slot(&mut self, number: u64) -> Option<&mut Slot> {
+        let index = usize::try_from(number.checked_sub(self.first)?).ok()?;
+        self.slots.get_mut(index)
+    }
+
+    /// Publication `number`'s verdict, once it has come; its waker is kept
+    /// until then, woken by a plain `basic.ack` only if `wake_on_ack`.
+    fn poll(&mut self, number: u64, wake_on_ack: bool, cx: &Context<'_>) -> Poll<Verdict> {
+        let Some(slot) = self.slot(number) else {
+            return Poll::Ready(Verdict::Lost);
+        };
+        match slot {
+            Slot::Waiting {
+                waker,
+                wake_on_ack: wakes,
+            } => {
+                *wakes = wake_on_ack;
+                match waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            Slot::Done(verdict) => {
+                let verdict = *verdict;
+                self.let_go(number);
+                Poll::Ready(verdict)
+            }
+            Slot::Gone => Poll::Ready(Verdict::Lost),
+        }
+    }
+
+    /// Publication `number` no longer needs its slot.
+    fn let_go(&mut self, number: u64) {
+        if let Some(slot) = self.slot(number) {
+            *slot = Slot::Gone;
+        }
+        while let Some(Slot::Gone) = self.slots.front() {
+            self.slots.pop_front();
+            self.first += 1;
+        }
     }
 
     /// `basic.ack` (`acked`) or `basic.nack` of `tag`, and with `multiple`
@@ -86,20 +170,26 @@ impl Confirms {
     /// confirmation is carried by the first one resolved, as lapin does.
     pub(super) fn resolve(&mut self, tag: u64, multiple: bool, acked: bool) {
         let mut carried_return = std::mem::take(&mut self.returned);
-        let mut send = |confirmed: oneshot::Sender<Confirmed>| {
-            // Its call may have stopped waiting.
-            let _ = confirmed.send(Confirmed {
-                acked,
-                carried_return: std::mem::take(&mut carried_return),
-            });
-        };
-        if multiple {
-            let later = self.waiting.split_off(&tag.saturating_add(1));
-            for (_, confirmed) in std::mem::replace(&mut self.waiting, later) {
-                send(confirmed);
+        let from = if multiple { self.first } else { tag };
+        let last = self.first + self.slots.len() as u64;
+        for number in from..tag.saturating_add(1).min(last) {
+            let verdict = match (acked, std::mem::take(&mut carried_return)) {
+                (false, _) => Verdict::Refused,
+                (true, true) => Verdict::Returned,
+                (true, false) => Verdict::Taken,
+            };
+            let Some(slot) = self.slot(number) else {
+                continue;
+            };
+            if let Slot::Waiting { waker, wake_on_ack } = slot {
+                let waker = waker
+                    .take()
+                    .filter(|_| *wake_on_ack || verdict != Verdict::Taken);
+                *slot = Slot::Done(verdict);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
             }
-        } else if let Some(confirmed) = self.waiting.remove(&tag) {
-            send(confirmed);
         }
     }
 
@@ -108,11 +198,19 @@ impl Confirms {
         self.returned = true;
     }
 
-    /// The channel ended: every waiter ends (dropped, its publication is
-    /// [`Lost`](Verdict::Lost)).
+    /// The channel ended: every publication still waiting is
+    /// [`Lost`](Verdict::Lost), and woken.
     pub(super) fn end(&mut self) {
         self.ended = true;
-        self.waiting.clear();
+        for slot in &mut self.slots {
+            if let Slot::Waiting { waker, .. } = slot {
+                let waker = waker.take();
+                *slot = Slot::Done(Verdict::Lost);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+        }
     }
 }
 
@@ -152,8 +250,9 @@ impl Publisher {
         }
     }
 
-    /// Writes `request`, then waits for its confirmation.
-    async fn publish(&self, request: Request) -> Verdict {
+    /// Writes `request`: with confirms, the number the broker will confirm
+    /// it by.
+    async fn write(&self, request: Request) -> Written {
         let Request {
             queue,
             body,
@@ -165,7 +264,7 @@ impl Publisher {
             Ok(properties) => properties,
             Err(error) => {
                 debug!(%error, "a request that cannot be published");
-                return Verdict::NotSent;
+                return Written::Ended(Verdict::NotSent);
             }
         };
         let arguments = BasicPublishArguments {
@@ -180,49 +279,35 @@ impl Publisher {
         let amqp = self.channel.amqp();
         if !self.confirms {
             if !self.channel.is_open() {
-                return Verdict::NotSent;
+                return Written::Ended(Verdict::NotSent);
             }
             return match amqp.basic_publish(properties, body, arguments).await {
-                Ok(()) => Verdict::Taken,
+                Ok(()) => Written::Ended(Verdict::Taken),
                 Err(error) => {
                     debug!(%error, "publishing a request failed");
-                    Verdict::NotSent
+                    Written::Ended(Verdict::NotSent)
                 }
             };
         }
-        let confirmation = {
-            let mut next = self.next.lock().await;
-            // Checked under the lock: a frame on a channel the broker
-            // closed would fail the whole connection.
-            if !self.channel.is_open() {
-                return Verdict::NotSent;
-            }
-            let number = *next;
-            // Before the write: its confirmation may come before the write
-            // returns.
-            let Some(confirmation) = self.channel.confirms().wait_for(number) else {
-                return Verdict::NotSent;
-            };
-            if let Err(error) = amqp.basic_publish(properties, body, arguments).await {
-                self.channel.confirms().forget(number);
-                debug!(%error, "publishing a request failed");
-                return Verdict::NotSent;
-            }
-            *next += 1;
-            confirmation
-        };
-        match confirmation.await {
-            Ok(Confirmed { acked: false, .. }) => Verdict::Refused,
-            Ok(Confirmed {
-                acked: true,
-                carried_return: true,
-            }) => Verdict::Returned,
-            Ok(Confirmed { acked: true, .. }) => Verdict::Taken,
-            Err(_) => {
-                debug!("a request's confirmation failed with its channel");
-                Verdict::Lost
-            }
+        let mut next = self.next.lock().await;
+        // Checked under the lock: a frame on a channel the broker closed
+        // would fail the whole connection.
+        if !self.channel.is_open() {
+            return Written::Ended(Verdict::NotSent);
         }
+        let number = *next;
+        // Before the write: its confirmation may come before the write
+        // returns.
+        if !self.channel.confirms().wait_for(number) {
+            return Written::Ended(Verdict::NotSent);
+        }
+        if let Err(error) = amqp.basic_publish(properties, body, arguments).await {
+            self.channel.confirms().forget(number);
+            debug!(%error, "publishing a request failed");
+            return Written::Ended(Verdict::NotSent);
+        }
+        *next += 1;
+        Written::Confirming(number)
     }
 
     async fn close(&self) {
@@ -230,8 +315,13 @@ impl Publisher {
     }
 }
 
-/// A request from its write to its confirmation.
-type Publishing = Pin<Box<dyn Future<Output = Verdict> + Send>>;
+/// What [`Publisher::write`] did.
+enum Written {
+    /// The request is written; its confirmation is awaited by this number.
+    Confirming(u64),
+    /// The request's verdict, known without a confirmation.
+    Ended(Verdict),
+}
 
 /// The channel calls publish their requests on.
 pub(crate) struct CallPublisher(Arc<Publisher>);
@@ -262,29 +352,85 @@ impl CallPublisher {
     }
 
     /// Publishes a call's request; the returned future (nothing happens
-    /// until it is polled) resolves to the broker's verdict. Dropped before
-    /// that, its confirmation finds no one waiting (see the module doc).
+    /// until it is polled) resolves to the broker's verdict. A plain
+    /// `basic.ack` does not wake it (see the module doc): the call learns of
+    /// it when its reply or its patience wakes it, unless
+    /// [`wake_on_ack`](Publication::wake_on_ack). Dropped before that, its
+    /// confirmation finds no one waiting.
     pub(crate) fn publish(&self, request: Request) -> Publication {
-        let publisher = self.0.clone();
-        Publication(Some(Box::pin(
-            async move { publisher.publish(request).await },
-        )))
+        Publication::new(self.0.clone(), request, false)
     }
 }
 
-/// A call's request on its way; see [`CallPublisher::publish`].
-pub(crate) struct Publication(Option<Publishing>);
+/// A request from its write to its confirmation.
+type Writing = Pin<Box<dyn Future<Output = Written> + Send>>;
+
+/// A request on its way; see [`CallPublisher::publish`].
+pub(crate) struct Publication {
+    publisher: Arc<Publisher>,
+    stage: Stage,
+    wake_on_ack: bool,
+}
+
+/// Where a [`Publication`] is.
+enum Stage {
+    Writing(Writing),
+    Confirming(u64),
+    Ended,
+}
+
+impl Publication {
+    fn new(publisher: Arc<Publisher>, request: Request, wake_on_ack: bool) -> Self {
+        let writer = publisher.clone();
+        Self {
+            publisher,
+            stage: Stage::Writing(Box::pin(async move { writer.write(request).await })),
+            wake_on_ack,
+        }
+    }
+
+    /// From now on a plain `basic.ack` wakes this publication too: for a
+    /// call that awaits it alone, with no reply to wake it.
+    pub(crate) fn wake_on_ack(&mut self) {
+        self.wake_on_ack = true;
+    }
+}
 
 impl Future for Publication {
     type Output = Verdict;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Verdict> {
-        let Some(publishing) = self.0.as_mut() else {
-            return Poll::Ready(Verdict::NotSent);
+        let this = &mut *self;
+        let verdict = loop {
+            match &mut this.stage {
+                Stage::Writing(writing) => match std::task::ready!(writing.as_mut().poll(cx)) {
+                    Written::Confirming(number) => this.stage = Stage::Confirming(number),
+                    Written::Ended(verdict) => break verdict,
+                },
+                Stage::Confirming(number) => {
+                    break std::task::ready!(this.publisher.channel.confirms().poll(
+                        *number,
+                        this.wake_on_ack,
+                        cx
+                    ));
+                }
+                Stage::Ended => return Poll::Ready(Verdict::NotSent),
+            }
         };
-        let verdict = std::task::ready!(publishing.as_mut().poll(cx));
-        self.0 = None;
+        this.stage = Stage::Ended;
+        if verdict == Verdict::Lost {
+            debug!("a request's confirmation failed with its channel");
+        }
         Poll::Ready(verdict)
+    }
+}
+
+impl Drop for Publication {
+    /// A publication that stops waiting lets its slot go.
+    fn drop(&mut self) {
+        if let Stage::Confirming(number) = self.stage {
+            self.publisher.channel.confirms().let_go(number);
+        }
     }
 }
 
@@ -338,6 +484,129 @@ async fn publish_one_by_one(
         if verdict.is_closed() {
             continue;
         }
-        let _ = verdict.send(publisher.publish(request).await);
+        let _ = verdict.send(Publication::new(publisher.clone(), request, true).await);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Counted(AtomicUsize);
+
+    impl Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn waker() -> (Arc<Counted>, Waker) {
+        let counted = Arc::new(Counted::default());
+        (counted.clone(), Waker::from(counted))
+    }
+
+    /// Publications 1 to `n`, each polled once (so waiting, with a waker).
+    fn waiting(n: u64, wake_on_ack: bool) -> (Confirms, Vec<Arc<Counted>>) {
+        let mut confirms = Confirms::default();
+        let mut wakes = Vec::new();
+        for number in 1..=n {
+            assert!(confirms.wait_for(number));
+            let (counted, waker) = waker();
+            let cx = Context::from_waker(&waker);
+            assert!(confirms.poll(number, wake_on_ack, &cx).is_pending());
+            wakes.push(counted);
+        }
+        (confirms, wakes)
+    }
+
+    fn verdict(confirms: &mut Confirms, number: u64) -> Poll<Verdict> {
+        let (_, waker) = waker();
+        confirms.poll(number, false, &Context::from_waker(&waker))
+    }
+
+    fn woken(wakes: &[Arc<Counted>]) -> Vec<usize> {
+        wakes.iter().map(|c| c.0.load(Ordering::SeqCst)).collect()
+    }
+
+    #[test]
+    fn a_plain_ack_is_kept_without_waking_a_call() {
+        let (mut confirms, wakes) = waiting(3, false);
+        confirms.resolve(2, true, true);
+        assert_eq!(woken(&wakes), [0, 0, 0]);
+        assert_eq!(verdict(&mut confirms, 1), Poll::Ready(Verdict::Taken));
+        assert_eq!(verdict(&mut confirms, 2), Poll::Ready(Verdict::Taken));
+        assert!(verdict(&mut confirms, 3).is_pending());
+        // Read slots at the front are let go.
+        assert_eq!((confirms.first, confirms.slots.len()), (3, 1));
+    }
+
+    #[test]
+    fn a_plain_ack_wakes_a_publication_that_asked_for_it() {
+        let (mut confirms, wakes) = waiting(2, true);
+        confirms.resolve(1, false, true);
+        assert_eq!(woken(&wakes), [1, 0]);
+    }
+
+    #[test]
+    fn a_nack_a_return_and_an_ended_channel_wake_every_call() {
+        let (mut confirms, wakes) = waiting(4, false);
+        confirms.returned();
+        confirms.resolve(1, false, true);
+        confirms.resolve(2, false, false);
+        assert_eq!(woken(&wakes), [1, 1, 0, 0]);
+        assert_eq!(verdict(&mut confirms, 1), Poll::Ready(Verdict::Returned));
+        assert_eq!(verdict(&mut confirms, 2), Poll::Ready(Verdict::Refused));
+        confirms.end();
+        assert_eq!(woken(&wakes), [1, 1, 1, 1]);
+        assert_eq!(verdict(&mut confirms, 4), Poll::Ready(Verdict::Lost));
+        assert!(!confirms.wait_for(5), "nothing waits on an ended channel");
+    }
+
+    #[test]
+    fn a_return_rides_on_the_first_publication_a_multiple_ack_resolves() {
+        let (mut confirms, _) = waiting(3, false);
+        confirms.returned();
+        confirms.resolve(3, true, true);
+        assert_eq!(verdict(&mut confirms, 1), Poll::Ready(Verdict::Returned));
+        assert_eq!(verdict(&mut confirms, 2), Poll::Ready(Verdict::Taken));
+        assert_eq!(verdict(&mut confirms, 3), Poll::Ready(Verdict::Taken));
+        assert!(confirms.slots.is_empty());
+    }
+
+    #[test]
+    fn slots_let_go_out_of_order_are_freed_once_the_front_is() {
+        let (mut confirms, _) = waiting(3, false);
+        confirms.let_go(2);
+        confirms.let_go(3);
+        assert_eq!(confirms.slots.len(), 3, "the first still waits");
+        confirms.resolve(3, true, true);
+        assert_eq!(verdict(&mut confirms, 1), Poll::Ready(Verdict::Taken));
+        assert!(confirms.slots.is_empty());
+        // The next publication starts the queue again.
+        assert!(confirms.wait_for(4));
+        confirms.resolve(4, false, false);
+        assert_eq!(verdict(&mut confirms, 4), Poll::Ready(Verdict::Refused));
+    }
+
+    #[test]
+    fn a_number_never_written_is_taken_over_by_the_next_publication() {
+        // Publication 2 dropped during its write (or its write failed): the
+        // next one is numbered 2 again.
+        let (mut confirms, _) = waiting(2, false);
+        confirms.forget(2);
+        assert!(confirms.wait_for(2));
+        assert!(confirms.wait_for(3));
+        confirms.wait_for(3); // dropped mid-write, its slot left behind
+        assert!(confirms.wait_for(3));
+        assert_eq!(confirms.slots.len(), 3);
+        confirms.resolve(3, true, true);
+        for number in 1..=3 {
+            assert_eq!(verdict(&mut confirms, number), Poll::Ready(Verdict::Taken));
+        }
+        assert!(confirms.slots.is_empty());
     }
 }

@@ -121,6 +121,13 @@ pub(crate) struct Publication {
     abandoned: mpsc::UnboundedSender<Publishing>,
 }
 
+impl Publication {
+    /// On lapin every verdict wakes a publication (its confirmation is one
+    /// of lapin's futures): nothing to change. amqprs's transport lets a
+    /// plain `basic.ack` wake a call's publication only after this.
+    pub(crate) fn wake_on_ack(&mut self) {}
+}
+
 impl Future for Publication {
     type Output = Verdict;
 
