@@ -15,7 +15,7 @@ use super::{
     config::Config,
     intercept::OutgoingCall,
     observe::CallSite,
-    pending::{Outcome, Pending, Unanswered},
+    pending::{Event, Outcome, Pending, Unanswered},
     presence::{self, Answers, Presence},
     session::Session,
 };
@@ -344,7 +344,15 @@ impl Engine {
                     // One attempt on `session`; leaving the block means the
                     // request was not sent, and the next session is tried.
                     'attempt: {
-                        let Some(mut call) = self.pending.register(session.id, deadline.at) else {
+                        // The confirm patience, with confirms: the table wakes
+                        // the call once if it runs out first (no timer per call).
+                        let patience = self
+                            .config
+                            .publisher_confirms
+                            .then_some(self.config.confirm_patience);
+                        let Some(mut call) =
+                            self.pending.register(session.id, deadline.at, patience)
+                        else {
                             break 'attempt;
                         };
                         if !span.is_disabled() {
@@ -369,10 +377,6 @@ impl Engine {
                                 properties,
                             })
                         };
-                        // Armed only if it ends before the deadline: past that,
-                        // the call times out in the table anyway.
-                        let overdue_at = instant_after(self.config.confirm_patience);
-                        let patient = self.config.publisher_confirms && overdue_at < deadline.at;
                         // The confirmation first: the reply, should it come
                         // sooner, waits in the table. A returned request
                         // (perhaps this one) was routed by its correlation id; a
@@ -383,10 +387,10 @@ impl Engine {
                         let first = tokio::select! {
                             biased;
                             verdict = &mut publication => First::Verdict(verdict),
-                            outcome = call.outcome() => match outcome {
+                            event = call.next() => match event {
                                 // Whether the request was sent decides between a
                                 // retry and a lost call.
-                                Err(Unanswered::SessionEnded) => {
+                                Event::Outcome(Err(Unanswered::SessionEnded)) => {
                                     // No reply will wake it now.
                                     publication.wake_on_ack();
                                     let sent = tokio::time::timeout_at(deadline.at, publication);
@@ -396,9 +400,9 @@ impl Engine {
                                         Err(_) => break 'call Err(Failed::TimedOut),
                                     }
                                 }
-                                outcome => First::Outcome(outcome),
+                                Event::Outcome(outcome) => First::Outcome(outcome),
+                                Event::Overdue => First::Overdue,
                             },
-                            () = tokio::time::sleep_until(overdue_at), if patient => First::Overdue,
                         };
                         let outcome = match first {
                             First::Outcome(outcome) => outcome,

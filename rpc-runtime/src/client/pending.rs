@@ -12,12 +12,20 @@
 //!   `sweep_deadlines` task), and it fails with `Timeout`;
 //! - its future is dropped (`PendingCall`'s `Drop`).
 //!
+//! The first four leave the outcome in the call's entry and wake the call,
+//! which takes the entry out when it reads it: the table is its own reply
+//! slot, with no channel allocated per call.
+//!
 //! Deadlines are kept here rather than in a Tokio timer per call: a heap of
-//! `(deadline, sequence)` under the table's lock, which one task per client
+//! `(time, sequence)` under the table's lock, which one task per client
 //! sleeps on until its earliest entry. Entries of calls that ended stay in
 //! the heap until they come up or the heap is rebuilt from the calls still
 //! waiting (when it holds more than twice as many entries), so a call costs
-//! one push and no removal.
+//! one push and no removal. A call published with confirms is first in the
+//! heap at its *confirm patience* instead, if that ends sooner: then it is
+//! woken once, without an outcome (`Event::Overdue`: its request may need
+//! sending again), and goes back in the heap at its deadline. Its patience
+//! thus costs no timer of its own either.
 //!
 //! A reply whose correlation id is not in the table (unknown, from another
 //! client, or a second reply to the same call) is dropped and logged at debug.
@@ -30,16 +38,16 @@ use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
     fmt,
+    future::poll_fn,
     hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState},
     sync::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
     },
+    task::{Context, Poll, Waker},
+    time::Duration,
 };
-use tokio::{
-    sync::{Notify, oneshot},
-    time::Instant,
-};
+use tokio::{sync::Notify, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -55,6 +63,15 @@ pub(crate) enum Unanswered {
     Returned,
     /// Its deadline passed.
     TimedOut,
+}
+
+/// What wakes a waiting call.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// Its outcome.
+    Outcome(Outcome),
+    /// Its confirm patience ran out with no outcome yet (once a call).
+    Overdue,
 }
 
 /// The table of calls waiting for replies, shared by a client's callers and
@@ -77,7 +94,8 @@ struct Table {
     /// only register on it, so that none registers on a session that already
     /// ended (and would wait for a reply that cannot come).
     live_session: Option<u64>,
-    /// Every waiting call's deadline, and some of calls that ended.
+    /// Every waiting call's next wake-up (its patience, then its
+    /// deadline), and some of calls that ended.
     deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     /// What the deadline task sleeps until (`None`: until woken).
     sweep_at: Option<Instant>,
@@ -95,7 +113,7 @@ impl Table {
         entries.extend(
             self.waiting
                 .iter()
-                .map(|(sequence, waiter)| Reverse((waiter.deadline, *sequence))),
+                .map(|(sequence, waiter)| Reverse((waiter.wake_at(), *sequence))),
         );
         self.deadlines = BinaryHeap::from(entries);
     }
@@ -104,10 +122,45 @@ impl Table {
 struct Waiter {
     session: u64,
     deadline: Instant,
+    /// When its confirm patience runs out, until then.
+    overdue_at: Option<Instant>,
     /// The tag of the call's correlation id, kept to check replies against
     /// without hashing again.
     tag: u64,
-    reply: oneshot::Sender<Outcome>,
+    state: State,
+}
+
+/// Where a call is.
+enum State {
+    /// No outcome yet. `waker`: the call's, once it has polled; `overdue`:
+    /// its patience ran out, and it has not been told.
+    Waiting { waker: Option<Waker>, overdue: bool },
+    /// Its outcome, which the call has not read yet.
+    Done(Outcome),
+}
+
+impl Waiter {
+    /// When the heap should next wake this call.
+    fn wake_at(&self) -> Instant {
+        self.overdue_at.unwrap_or(self.deadline)
+    }
+
+    /// Ends the call with `outcome`, unless it has one already; the waker
+    /// to wake (once the table is unlocked) if it ended now.
+    #[must_use]
+    fn finish(&mut self, outcome: Outcome) -> Option<Option<Waker>> {
+        match std::mem::replace(&mut self.state, State::Done(outcome)) {
+            State::Waiting { waker, .. } => Some(waker),
+            done => {
+                self.state = done;
+                None
+            }
+        }
+    }
+
+    fn is_waiting(&self) -> bool {
+        matches!(self.state, State::Waiting { .. })
+    }
 }
 
 /// Hashes the table's keys, sequence numbers the client chose itself: a
@@ -159,15 +212,19 @@ impl Pending {
 
     /// Registers a call on `session` until `deadline`, returning its
     /// correlation id and the guard that receives its reply, or `None` if
-    /// `session` is no longer live.
+    /// `session` is no longer live. With a `patience`, the call is woken
+    /// once ([`Event::Overdue`]) if that much time passes first.
     pub(crate) fn register(
         self: &Arc<Self>,
         session: u64,
         deadline: Instant,
+        patience: Option<Duration>,
     ) -> Option<PendingCall> {
         let sequence = self.next.fetch_add(1, Ordering::Relaxed);
         let tag = self.tags.hash_one(sequence);
-        let (reply, outcome) = oneshot::channel();
+        let overdue_at = patience
+            .and_then(|patience| Instant::now().checked_add(patience))
+            .filter(|at| *at < deadline);
         let earlier = {
             let mut table = self.lock();
             if table.live_session != Some(session) {
@@ -176,13 +233,18 @@ impl Pending {
             let waiter = Waiter {
                 session,
                 deadline,
+                overdue_at,
                 tag,
-                reply,
+                state: State::Waiting {
+                    waker: None,
+                    overdue: false,
+                },
             };
+            let wake_at = waiter.wake_at();
             table.waiting.insert(sequence, waiter);
             table.prune_deadlines();
-            table.deadlines.push(Reverse((deadline, sequence)));
-            table.sweep_at.is_none_or(|at| deadline < at)
+            table.deadlines.push(Reverse((wake_at, sequence)));
+            table.sweep_at.is_none_or(|at| wake_at < at)
         };
         if earlier {
             self.earlier_deadline.notify_one();
@@ -191,25 +253,35 @@ impl Pending {
             pending: Arc::clone(self),
             sequence,
             correlation_id: self.ids.format(sequence, tag),
-            outcome,
         })
     }
 
-    /// Fails the calls whose deadline has passed by `now`; returns the
-    /// earliest deadline left, if any.
+    /// Fails the calls whose deadline has passed by `now`, and tells those
+    /// whose patience has that it ran out; returns the earliest time left,
+    /// if any.
     pub(crate) fn expire(&self, now: Instant) -> Option<Instant> {
-        let mut expired = Vec::new();
+        let mut woken = Vec::new();
         let next = {
             let mut table = self.lock();
-            while let Some(&Reverse((deadline, sequence))) = table.deadlines.peek() {
-                if deadline > now {
+            while let Some(&Reverse((at, sequence))) = table.deadlines.peek() {
+                if at > now {
                     break;
                 }
                 table.deadlines.pop();
                 // Unless the call already ended: sequence numbers are never
                 // reused, and each call has one entry.
-                if let Some(waiter) = table.waiting.remove(&sequence) {
-                    expired.push(waiter);
+                let Some(waiter) = table.waiting.get_mut(&sequence) else {
+                    continue;
+                };
+                if waiter.deadline <= now {
+                    woken.extend(waiter.finish(Err(Unanswered::TimedOut)).flatten());
+                } else if waiter.overdue_at.take().is_some() {
+                    if let State::Waiting { waker, overdue } = &mut waiter.state {
+                        *overdue = true;
+                        woken.extend(waker.take());
+                    }
+                    let deadline = waiter.deadline;
+                    table.deadlines.push(Reverse((deadline, sequence)));
                 }
             }
             let next = table
@@ -219,9 +291,7 @@ impl Pending {
             table.sweep_at = next;
             next
         };
-        for waiter in expired {
-            let _ = waiter.reply.send(Err(Unanswered::TimedOut));
-        }
+        woken.into_iter().for_each(Waker::wake);
         next
     }
 
@@ -232,40 +302,35 @@ impl Pending {
 
     /// Ends `session`: every call still waiting on it fails at once.
     pub(crate) fn end_session(&self, session: u64) {
-        let ended: Vec<Waiter> = {
+        let mut ended = 0usize;
+        let mut woken = Vec::new();
+        {
             let mut table = self.lock();
             if table.live_session == Some(session) {
                 table.live_session = None;
             }
-            let sequences: Vec<u64> = table
-                .waiting
-                .iter()
-                .filter(|(_, waiter)| waiter.session == session)
-                .map(|(sequence, _)| *sequence)
-                .collect();
-            sequences
-                .into_iter()
-                .filter_map(|sequence| table.waiting.remove(&sequence))
-                .collect()
-        };
-        if !ended.is_empty() {
+            for waiter in table.waiting.values_mut() {
+                if waiter.session == session
+                    && let Some(waker) = waiter.finish(Err(Unanswered::SessionEnded))
+                {
+                    ended += 1;
+                    woken.extend(waker);
+                }
+            }
+        }
+        if ended > 0 {
             debug!(
-                calls = ended.len(),
+                calls = ended,
                 "failing the calls in flight on a lost session"
             );
         }
-        for waiter in ended {
-            // The caller may have gone already; nothing to tell it then.
-            let _ = waiter.reply.send(Err(Unanswered::SessionEnded));
-        }
+        woken.into_iter().for_each(Waker::wake);
     }
 
     /// Hands a reply to the call it answers; drops it if no call waits for it.
     pub(crate) fn complete(&self, correlation_id: Option<&str>, body: Vec<u8>) {
-        match self.remove(correlation_id) {
-            Some(waiter) => {
-                let _ = waiter.reply.send(Ok(body));
-            }
+        match self.finish(correlation_id, Ok(body)) {
+            Some(waker) => waker.into_iter().for_each(Waker::wake),
             None => debug!(
                 ?correlation_id,
                 "dropping a reply that no call waits for (unknown, late, repeated or forged)"
@@ -275,28 +340,60 @@ impl Pending {
 
     /// Fails the call whose request the broker returned undelivered.
     pub(crate) fn returned(&self, correlation_id: Option<&str>) {
-        match self.remove(correlation_id) {
-            Some(waiter) => {
-                let _ = waiter.reply.send(Err(Unanswered::Returned));
-            }
+        match self.finish(correlation_id, Err(Unanswered::Returned)) {
+            Some(waker) => waker.into_iter().for_each(Waker::wake),
             None => debug!(?correlation_id, "a returned request of no waiting call"),
         }
     }
 
-    /// Removes the call `correlation_id` names, if it is one of this
-    /// client's ids, the call waits, and the tag is the call's.
-    fn remove(&self, correlation_id: Option<&str>) -> Option<Waiter> {
+    /// Ends the call `correlation_id` names with `outcome`, if it is one of
+    /// this client's ids, the call waits, and the tag is the call's; the
+    /// call's waker (once it has polled) to wake, with the table unlocked.
+    fn finish(&self, correlation_id: Option<&str>, outcome: Outcome) -> Option<Option<Waker>> {
         let (sequence, tag) = self.ids.parse(correlation_id?)?;
         let mut table = self.lock();
-        match table.waiting.get(&sequence) {
-            Some(waiter) if waiter.tag == tag => table.waiting.remove(&sequence),
+        match table.waiting.get_mut(&sequence) {
+            Some(waiter) if waiter.tag == tag => waiter.finish(outcome),
             _ => None,
         }
     }
 
     /// How many calls are waiting for a reply.
     pub(crate) fn len(&self) -> usize {
-        self.lock().waiting.len()
+        self.lock()
+            .waiting
+            .values()
+            .filter(|waiter| waiter.is_waiting())
+            .count()
+    }
+
+    /// Call `sequence`'s outcome, taking its entry out; or, if `overdue`
+    /// is wanted, the news that its patience ran out.
+    fn poll(&self, sequence: u64, overdue_wanted: bool, cx: &Context<'_>) -> Poll<Event> {
+        let mut table = self.lock();
+        let Some(waiter) = table.waiting.get_mut(&sequence) else {
+            // Read already: nothing more will come.
+            return Poll::Ready(Event::Outcome(Err(Unanswered::SessionEnded)));
+        };
+        match &mut waiter.state {
+            State::Waiting { waker, overdue } => {
+                if overdue_wanted && std::mem::take(overdue) {
+                    return Poll::Ready(Event::Overdue);
+                }
+                match waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    _ => *waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            State::Done(_) => match table.waiting.remove(&sequence) {
+                Some(Waiter {
+                    state: State::Done(outcome),
+                    ..
+                }) => Poll::Ready(Event::Outcome(outcome)),
+                _ => Poll::Ready(Event::Outcome(Err(Unanswered::SessionEnded))),
+            },
+        }
     }
 }
 
@@ -338,7 +435,6 @@ pub(crate) struct PendingCall {
     pending: Arc<Pending>,
     sequence: u64,
     correlation_id: String,
-    outcome: oneshot::Receiver<Outcome>,
 }
 
 impl PendingCall {
@@ -355,12 +451,22 @@ impl PendingCall {
     /// Waits for the reply, or for the news that none will come.
     /// Cancel-safe.
     pub(crate) async fn outcome(&mut self) -> Outcome {
-        // The sender is only dropped with its table entry, which is removed
-        // either after sending or by `Drop` below; a closed channel therefore
-        // means the session ended.
-        (&mut self.outcome)
-            .await
-            .unwrap_or(Err(Unanswered::SessionEnded))
+        let sequence = self.sequence;
+        loop {
+            // The news of its patience is not asked for here, so never comes.
+            if let Event::Outcome(outcome) =
+                poll_fn(|cx| self.pending.poll(sequence, false, cx)).await
+            {
+                return outcome;
+            }
+        }
+    }
+
+    /// Waits for the reply, the news that none will come, or the news that
+    /// the call's patience ran out (see the module doc). Cancel-safe.
+    pub(crate) async fn next(&mut self) -> Event {
+        let sequence = self.sequence;
+        poll_fn(|cx| self.pending.poll(sequence, true, cx)).await
     }
 }
 
@@ -373,7 +479,7 @@ impl Drop for PendingCall {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use futures_util::FutureExt;
 
     fn later() -> Instant {
         Instant::now() + Duration::from_secs(3600)
@@ -383,8 +489,8 @@ mod tests {
     async fn replies_reach_their_own_call_only() {
         let pending = Pending::new("c");
         pending.start_session(1);
-        let mut first = pending.register(1, later()).expect("live");
-        let mut second = pending.register(1, later()).expect("live");
+        let mut first = pending.register(1, later(), None).expect("live");
+        let mut second = pending.register(1, later(), None).expect("live");
         assert_ne!(first.correlation_id(), second.correlation_id());
 
         pending.complete(Some(second.correlation_id()), b"two".to_vec());
@@ -393,7 +499,7 @@ mod tests {
         assert_eq!(second.outcome().await, Ok(b"two".to_vec()));
 
         // Repeated, unknown, forged and foreign ids are dropped without effect.
-        let mut third = pending.register(1, later()).expect("live");
+        let mut third = pending.register(1, later(), None).expect("live");
         pending.complete(Some(first.correlation_id()), b"again".to_vec());
         pending.complete(Some("c.zz"), Vec::new());
         pending.complete(Some("c.3.0"), Vec::new());
@@ -413,13 +519,13 @@ mod tests {
     async fn ending_a_session_fails_its_calls_and_refuses_new_ones() {
         let pending = Pending::new("c");
         pending.start_session(1);
-        let mut old = pending.register(1, later()).expect("live");
+        let mut old = pending.register(1, later(), None).expect("live");
         pending.end_session(1);
         assert_eq!(old.outcome().await, Err(Unanswered::SessionEnded));
-        assert!(pending.register(1, later()).is_none());
+        assert!(pending.register(1, later(), None).is_none());
 
         pending.start_session(2);
-        let call = pending.register(2, later()).expect("live");
+        let call = pending.register(2, later(), None).expect("live");
         assert_eq!(pending.len(), 1);
         drop(call);
         assert_eq!(pending.len(), 0);
@@ -431,9 +537,9 @@ mod tests {
         pending.start_session(1);
         let start = Instant::now();
         let at = |ms| start + Duration::from_millis(ms);
-        let mut first = pending.register(1, at(10)).expect("live");
-        let mut second = pending.register(1, at(20)).expect("live");
-        let mut third = pending.register(1, at(30)).expect("live");
+        let mut first = pending.register(1, at(10), None).expect("live");
+        let mut second = pending.register(1, at(20), None).expect("live");
+        let mut third = pending.register(1, at(30), None).expect("live");
         pending.complete(Some(second.correlation_id()), b"done".to_vec());
 
         assert_eq!(pending.expire(at(5)), Some(at(10)), "nothing due yet");
@@ -449,14 +555,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_call_is_told_once_that_its_patience_ran_out_then_times_out() {
+        let pending = Pending::new("c");
+        pending.start_session(1);
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let patience = Some(Duration::from_millis(10));
+        let mut slow = pending.register(1, at(3_600_000), patience).expect("live");
+        let mut answered = pending.register(1, at(3_600_000), patience).expect("live");
+        // A patience that would end after the deadline is not kept.
+        let mut brief = pending.register(1, at(5), patience).expect("live");
+        pending.complete(Some(answered.correlation_id()), b"done".to_vec());
+
+        let overdue = Instant::now() + Duration::from_millis(10);
+        assert!(pending.expire(at(5)).is_some_and(|next| next <= overdue));
+        assert_eq!(brief.outcome().await, Err(Unanswered::TimedOut));
+        pending.expire(overdue + Duration::from_millis(1));
+        // Told once; a call that was answered is not told.
+        assert_eq!(slow.next().await, Event::Overdue);
+        assert_eq!(answered.next().await, Event::Outcome(Ok(b"done".to_vec())));
+        // The call waits on, now until its deadline.
+        assert!(slow.next().now_or_never().is_none());
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            pending.expire(overdue + Duration::from_millis(2)),
+            Some(at(3_600_000))
+        );
+        pending.expire(at(3_600_000));
+        assert_eq!(slow.next().await, Event::Outcome(Err(Unanswered::TimedOut)));
+        assert_eq!(pending.len(), 0);
+    }
+
+    #[tokio::test]
     async fn the_deadline_heap_stays_proportional_to_the_waiting_calls() {
         let pending = Pending::new("c");
         pending.start_session(1);
         let kept: Vec<_> = (0..10)
-            .map(|_| pending.register(1, later()).expect("live"))
+            .map(|_| pending.register(1, later(), None).expect("live"))
             .collect();
         for _ in 0..100_000 {
-            drop(pending.register(1, later()).expect("live"));
+            drop(pending.register(1, later(), None).expect("live"));
         }
         let heap = pending.lock().deadlines.len();
         assert!(
@@ -472,11 +610,11 @@ mod tests {
         pending.start_session(1);
         let stop = CancellationToken::new();
         let sweeper = tokio::spawn(sweep_deadlines(pending.clone(), stop.clone()));
-        let late = pending.register(1, later()).expect("live");
+        let late = pending.register(1, later(), None).expect("live");
         tokio::task::yield_now().await;
         // Registered after the sweeper went to sleep until the later one.
         let mut soon = pending
-            .register(1, Instant::now() + Duration::from_millis(50))
+            .register(1, Instant::now() + Duration::from_millis(50), None)
             .expect("live");
         assert_eq!(soon.outcome().await, Err(Unanswered::TimedOut));
         assert_eq!(pending.len(), 1, "the later call still waits");
