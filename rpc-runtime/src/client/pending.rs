@@ -269,8 +269,9 @@ impl Pending {
                 }
                 table.deadlines.pop();
                 // Unless the call already ended: sequence numbers are never
-                // reused, and each call has one entry.
-                let Some(waiter) = table.waiting.get_mut(&sequence) else {
+                // reused, and each call waiting has one entry.
+                let Some(waiter) = table.waiting.get_mut(&sequence).filter(|w| w.is_waiting())
+                else {
                     continue;
                 };
                 if waiter.deadline <= now {
