@@ -187,6 +187,31 @@ async fn a_dropped_call_leaves_no_pending_call() {
     fixture.shutdown().await;
 }
 
+/// Clients come and go on a long-lived connection: dropping one closes its
+/// channels without ever costing the connection (lapin's own cancel of a
+/// dropped reply consumer once raced the channel's close, and the broker
+/// closed the connection: 504, on a busy machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_dropped_one_after_another_never_cost_their_connection() {
+    let fixture = LabFixture::start("dropped-clients").await;
+    let LabFixture {
+        connection, queue, ..
+    } = &fixture;
+    for n in 0..100 {
+        let client = Client::new(connection).await.expect("client");
+        let lab = LabClient::new(client).with_queue(&queue.name);
+        assert_eq!(
+            within(PATIENCE, "a call", lab.add(n, 1))
+                .await
+                .expect("add"),
+            n + 1
+        );
+    }
+    assert_eq!(connection.reconnections(), 0, "the connection was lost");
+    assert_eq!(fixture.lab.add(2, 2).await.expect("add"), 4);
+    fixture.shutdown().await;
+}
+
 /// A queue that refuses every request: at its length limit (0) with
 /// `overflow = reject-publish`, so the broker nacks each publish.
 async fn refusing_queue(prefix: &str) -> TestQueue {

@@ -240,14 +240,20 @@ impl Sessions for ClientSessions {
         Ok((session, replies))
     }
 
-    async fn run(&mut self, (session, replies): Self::Session) -> Ended {
-        let ended = self.receive_replies(replies).await;
+    async fn run(&mut self, (session, mut replies): Self::Session) -> Ended {
+        let ended = self.receive_replies(&mut replies).await;
         self.pending.end_session(session.id);
         if ended == Ended::Lost {
             self.published.down();
         }
         // The session may have ended alone, its channels still open.
         session.close().await;
+        // Dropped only now: lapin cancels a consumer dropped while its
+        // channel is open, from a task of its own, and that `basic.cancel`
+        // could follow the channel's `channel.close` onto the wire, which
+        // the broker answers by closing the whole connection (504, seen on
+        // a busy machine); once the channel is closed nothing is sent.
+        drop(replies);
         ended
     }
 
@@ -261,7 +267,7 @@ impl Sessions for ClientSessions {
 }
 
 impl ClientSessions {
-    async fn receive_replies(&self, replies: Replies) -> Ended {
+    async fn receive_replies(&self, replies: &mut Replies) -> Ended {
         // Raced once against the whole loop rather than per reply: a
         // `select!` per reply would move each delivery once more and poll
         // the token each time.
@@ -279,7 +285,7 @@ impl ClientSessions {
 
     /// Hands each reply to the call waiting for it until the consumer ends;
     /// returns why it ended.
-    async fn hand_out_replies(&self, mut replies: Replies) -> String {
+    async fn hand_out_replies(&self, replies: &mut Replies) -> String {
         replies
             .hand_out(|correlation_id, body| self.pending.complete(correlation_id, body))
             .await
