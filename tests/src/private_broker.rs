@@ -80,12 +80,27 @@ pub(crate) fn write_cookie(home: &Path, value: &str) {
     set_mode(&cookie, 0o400);
 }
 
-/// A free TCP port on 127.0.0.1 (free when this returns).
+/// The distribution ports RabbitMQ's CLI tools listen on themselves
+/// (`RABBITMQ_CTL_DIST_PORT_MIN`, 35672 by default, to `_MAX`, ten more),
+/// whatever node they speak to. A node given one of them can lose it to the
+/// `rabbitmqctl wait` started beside it, and fails to boot: "could not bind
+/// to distribution port 35673, it is in use by another node:
+/// rabbitmqcli-637-rpctests-…" (seen in CI). A margin is kept.
+const CLI_DIST_PORTS: std::ops::RangeInclusive<u16> = 35_662..=35_692;
+
+/// A free TCP port on 127.0.0.1 (free when this returns), never one the
+/// CLI tools take ([`CLI_DIST_PORTS`]).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free local port")
-        .port()
+    // Held while another is drawn, so the kernel hands out a new one.
+    let mut refused = Vec::new();
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free local port");
+        let port = listener.local_addr().expect("a bound port").port();
+        if !CLI_DIST_PORTS.contains(&port) {
+            return port;
+        }
+        refused.push(listener);
+    }
 }
 
 impl PrivateBroker {

@@ -362,7 +362,8 @@ impl CallPublisher {
     }
 }
 
-/// A request from its write to its confirmation.
+/// A request's write ([`Publisher::write`]), boxed: its future holds
+/// amqprs's.
 type Writing = Pin<Box<dyn Future<Output = Written> + Send>>;
 
 /// A request on its way; see [`CallPublisher::publish`].
