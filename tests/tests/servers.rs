@@ -261,3 +261,38 @@ async fn shut_down_with_each_request_settled_once(fixture: LabFixture, requests:
     assert_eq!(raw.message_count(&queue.name).await.expect("count"), 0);
     assert_eq!(control.handled.load(Ordering::SeqCst), requests);
 }
+
+/// A shutdown without grace stops waiting for the consumer's cancel at
+/// once; that must cost neither the connection nor the next server on it
+/// (on amqprs an operation dropped half-way once panicked the channel's
+/// task, and a cancel finished later, behind the channel's close, made the
+/// broker close the connection: 504).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_shut_down_without_grace_never_cost_their_connection() {
+    let queue = TestQueue::new("no-grace");
+    let connection = connect("no-grace").await;
+    let control = LabControl::default();
+    let (_client, lab) = lab_client(&connection, &queue).await;
+    for n in 0..40 {
+        let server = rpc_runtime::Server::builder()
+            .queue(&queue.name)
+            .shutdown_grace(std::time::Duration::ZERO)
+            .serve(
+                &connection,
+                rpc_tests::LabServer::new(rpc_tests::LabImpl {
+                    name: "s".into(),
+                    control: control.clone(),
+                }),
+            )
+            .await
+            .expect("serve");
+        assert_eq!(
+            within(PATIENCE, "a call", lab.add(n, 1))
+                .await
+                .expect("add"),
+            n + 1
+        );
+        within(PATIENCE, "a shutdown", server.shutdown()).await;
+    }
+    assert_eq!(connection.reconnections(), 0, "the connection was lost");
+}

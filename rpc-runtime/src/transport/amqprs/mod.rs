@@ -30,8 +30,9 @@
 //!   reader task treats the failed hand-over as a broken connection), and
 //!   its channel task panics when a `channel.close-ok` does. A caller that
 //!   stops waiting (a deadline, a dropped future) must not do that: opening
-//!   and closing a channel, and the probe's questions, run in tasks of the
-//!   link's ([`AmqpChannel::ask`]), which finish whatever their caller does.
+//!   and closing a channel, the probe's questions and a server's consumer
+//!   cancel run in tasks of the link's ([`AmqpChannel::ask`]), which finish
+//!   whatever their caller does.
 //!   amqprs's channel task also panics when an operation is dropped between
 //!   its registration and the registration's acknowledgement, as a runtime
 //!   drops its tasks once `main` returns: closing the connection waits for

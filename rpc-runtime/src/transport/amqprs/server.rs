@@ -9,6 +9,7 @@
 use super::{
     AmqpChannel, AmqpError,
     link::Link,
+    lock,
     properties::{self, IncomingProperties},
 };
 use crate::protocol::reply::ReplyProperties;
@@ -20,6 +21,10 @@ use amqprs::{
         BasicPublishArguments, BasicQosArguments, BasicRejectArguments, ConsumerMessage,
         QueueDeclareArguments,
     },
+};
+use futures_util::{
+    FutureExt,
+    future::{BoxFuture, Shared},
 };
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -115,7 +120,14 @@ impl Requests {
 pub(crate) struct RequestChannel {
     channel: Arc<AmqpChannel>,
     consumer_tag: String,
+    /// The consumer's cancel, once asked: [`close`](Self::close) waits for
+    /// it (see [`cancel_consumer`](Self::cancel_consumer)).
+    cancel: std::sync::Mutex<Option<Cancel>>,
 }
+
+/// A consumer's cancel, running in a task of the link's, awaited by whoever
+/// asks.
+type Cancel = Shared<BoxFuture<'static, Result<(), AmqpError>>>;
 
 /// A text argument of a queue declaration.
 fn text_argument(text: &str) -> Result<FieldValue, AmqpError> {
@@ -192,6 +204,7 @@ pub(crate) async fn open_session(
         RequestChannel {
             channel: channel.clone(),
             consumer_tag,
+            cancel: std::sync::Mutex::new(None),
         },
         Requests {
             deliveries,
@@ -258,12 +271,29 @@ impl RequestChannel {
         if !self.channel.is_open() {
             return Err(self.channel.closed_error());
         }
-        self.channel
-            .amqp()
-            .basic_cancel(BasicCancelArguments::new(&self.consumer_tag))
-            .await
-            .map(drop)
-            .map_err(|error| self.channel.error(error))
+        // In a task of the link's: a shutdown without grace stops waiting
+        // at once, and amqprs's channel task panics when an operation is
+        // dropped half-way (see the module doc). Once asked, the cancel is
+        // seen to its end, by this call or by `close`.
+        let cancel = lock(&self.cancel)
+            .get_or_insert_with(|| {
+                let channel = self.channel.clone();
+                let tag = self.consumer_tag.clone();
+                async move {
+                    let amqp = channel.amqp().clone();
+                    channel
+                        .ask(
+                            async move { amqp.basic_cancel(BasicCancelArguments::new(&tag)).await },
+                        )
+                        .await
+                        .map(drop)
+                        .map_err(|error| channel.error(error))
+                }
+                .boxed()
+                .shared()
+            })
+            .clone();
+        cancel.await
     }
 
     /// Whether the channel is still open.
@@ -274,6 +304,14 @@ impl RequestChannel {
     /// Closes the channel: the requests not acknowledged on it go back to
     /// the queue.
     pub(crate) async fn close(&self, reason: &str) {
+        // After the consumer's cancel, if one was asked: its `basic.cancel`
+        // written behind the `channel.close` would make the broker close
+        // the whole connection (504 CHANNEL_ERROR, seen on a busy machine
+        // when a shutdown without grace stopped waiting for the cancel).
+        let cancel = lock(&self.cancel).clone();
+        if let Some(cancel) = cancel {
+            let _ = cancel.await;
+        }
         self.channel.close(reason).await;
     }
 }
