@@ -142,7 +142,8 @@ impl<'a> ServiceGenerator<'a> {
         let doc = format!(
             "Client of the [`{trait_ident}`] RPC service: one method per service method, each \
              returning an `rpc_runtime::Call` to await.\n\n\
-             Build it with [`{client}::new`] from an `rpc_runtime::Client`; clone it freely.",
+             Build it with [`{client}::new`] from an `rpc_runtime::Client`; clone it freely. \
+             `AsRef<rpc_runtime::Client>` gives that client back (for `pending_calls`, say).",
             trait_ident = self.trait_ident,
         );
         quote! {
@@ -185,6 +186,14 @@ impl<'a> ServiceGenerator<'a> {
                 }
 
                 #(#methods)*
+            }
+
+            // A trait, not an inherent method: no service method's name can
+            // clash with it.
+            impl ::core::convert::AsRef<::rpc_runtime::Client> for #client {
+                fn as_ref(&self) -> &::rpc_runtime::Client {
+                    &self.client
+                }
             }
         }
     }

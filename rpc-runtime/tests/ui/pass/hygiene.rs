@@ -38,6 +38,8 @@ mod service {
         async fn count(&self) -> u64;
         async fn clear(&self);
         async fn r#type(&self, r#match: u8) -> u8;
+        // Named as the client's `AsRef` method: the service's wins.
+        async fn as_ref(&self) -> u8;
     }
 
     pub struct Shelf;
@@ -53,6 +55,9 @@ mod service {
         async fn r#type(&self, r#match: u8) -> u8 {
             r#match
         }
+        async fn as_ref(&self) -> u8 {
+            0
+        }
     }
 
     fn assert_service<S: ::rpc_runtime::Service>() {}
@@ -67,6 +72,9 @@ mod service {
         let _count: ::rpc_runtime::Call<::rpc_runtime::Plain<u64>> = catalog.count();
         let _clear: ::rpc_runtime::Call<::rpc_runtime::Plain<()>> = catalog.clear();
         let _type = catalog.r#type(1);
+        let _as_ref: ::rpc_runtime::Call<::rpc_runtime::Plain<u8>> = catalog.as_ref();
+        let _client: &::rpc_runtime::Client =
+            ::core::convert::AsRef::<::rpc_runtime::Client>::as_ref(&catalog);
     }
 }
 
