@@ -30,8 +30,9 @@ pub struct Metadata {
 #[non_exhaustive]
 pub enum InvalidHeader {
     /// The name is empty, too long, or not printable ASCII.
+    // Quoted and escaped: the name may hold control characters.
     #[error(
-        "`{0}` is not a valid header name: use 1 to 255 printable ASCII characters without \
+        "{0:?} is not a valid header name: use 1 to 255 printable ASCII characters without \
          spaces"
     )]
     Name(String),
