@@ -19,7 +19,7 @@
 
 use crate::{
     broker::{TestQueue, connect},
-    lab::{LabClient, LabControl, LabImpl, LabServer, lab_client, serve_lab},
+    lab::{LabClient, LabControl, lab_client, lab_server, serve_lab},
 };
 use rpc_runtime::{Client, ClientBuilder, Connection, ServerBuilder, ServerHandle};
 
@@ -139,13 +139,7 @@ impl LabFixtureBuilder {
             Some(builder) => builder
                 .queue(&queue.name)
                 .prefetch(self.prefetch)
-                .serve(
-                    &connection,
-                    LabServer::new(LabImpl {
-                        name: self.server_name.clone(),
-                        control: control.clone(),
-                    }),
-                )
+                .serve(&connection, lab_server(self.server_name.clone(), &control))
                 .await
                 .expect("serve"),
         };

@@ -175,6 +175,15 @@ pub struct LabImpl {
     pub control: LabControl,
 }
 
+/// What most tests serve: a [`LabImpl`] named `name` (its replies say which
+/// server ran them), counting into `control`.
+pub fn lab_server(name: impl Into<String>, control: &LabControl) -> LabServer<LabImpl> {
+    LabServer::new(LabImpl {
+        name: name.into(),
+        control: control.clone(),
+    })
+}
+
 impl Lab for LabImpl {
     async fn echo(&self, text: String) -> String {
         self.control.handled.fetch_add(1, Ordering::SeqCst);
@@ -276,13 +285,7 @@ pub async fn serve_lab(
     Server::builder()
         .queue(&queue.name)
         .prefetch(prefetch)
-        .serve(
-            connection,
-            LabServer::new(LabImpl {
-                name: name.to_owned(),
-                control: control.clone(),
-            }),
-        )
+        .serve(connection, lab_server(name, control))
         .await
         .expect("serve")
 }

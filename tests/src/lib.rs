@@ -52,7 +52,7 @@ pub use fixture::{LabFixture, LabFixtureBuilder};
 pub use guards::{PATIENCE, within};
 pub use lab::{
     Caller, ContextReport, Lab, LabClient, LabControl, LabError, LabImpl, LabServer, Point, Shape,
-    lab_client, serve_lab,
+    lab_client, lab_server, serve_lab,
 };
 pub use logs::Captured;
 pub use process::LabServerProcess;

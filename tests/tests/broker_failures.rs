@@ -18,8 +18,8 @@
 
 use rpc_runtime::{Client, Connection, RpcError, Server};
 use rpc_tests::{
-    CallStream, LabClient, LabControl, LabImpl, LabServer, PATIENCE, Tally,
-    private_broker::PrivateBroker, unique, within,
+    CallStream, LabClient, LabControl, PATIENCE, Tally, lab_server, private_broker::PrivateBroker,
+    unique, within,
 };
 use std::{
     future::IntoFuture,
@@ -68,13 +68,7 @@ async fn setup() -> Setup {
     let control = LabControl::default();
     let server = Server::builder()
         .queue(&queue)
-        .serve(
-            &server_connection,
-            LabServer::new(LabImpl {
-                name: "s1".into(),
-                control: control.clone(),
-            }),
-        )
+        .serve(&server_connection, lab_server("s1", &control))
         .await
         .expect("serve");
     let client_connection = Connection::builder(broker.url())

@@ -34,7 +34,7 @@ use rpc_runtime::{
     Client, Connection, DEFAULT_CONFIRM_PATIENCE, QueueType, ReplyTo, Server, ServerHandle,
 };
 use rpc_tests::{
-    CallStream, Cluster, LabClient, LabControl, LabImpl, LabServer, PATIENCE, Tally, unique, within,
+    CallStream, Cluster, LabClient, LabControl, PATIENCE, Tally, lab_server, unique, within,
 };
 use std::time::{Duration, Instant};
 
@@ -126,13 +126,7 @@ async fn serve(
         .queue(queue)
         .queue_type(queue_type)
         .prefetch(PREFETCH)
-        .serve(
-            &connection,
-            LabServer::new(LabImpl {
-                name: format!("server@{node}"),
-                control: control.clone(),
-            }),
-        )
+        .serve(&connection, lab_server(format!("server@{node}"), &control))
         .await
         .expect("serve the queue");
     (connection, server)

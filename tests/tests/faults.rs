@@ -136,13 +136,7 @@ async fn hostile_properties_and_sizes_get_faults_and_never_loop() {
     let server = rpc_runtime::Server::builder()
         .queue(&queue.name)
         .max_request_size(1024)
-        .serve(
-            &connection,
-            rpc_tests::LabServer::new(rpc_tests::LabImpl {
-                name: "s1".into(),
-                control: control.clone(),
-            }),
-        )
+        .serve(&connection, rpc_tests::lab_server("s1", &control))
         .await
         .expect("serve");
     let raw = Raw::open().await.expect("raw connection");
@@ -263,13 +257,7 @@ async fn a_reply_to_naming_an_application_queue_is_refused() {
         .queue(&queue.name)
         .prefetch(1)
         .reply_to_policy(rpc_runtime::ReplyToPolicy::any())
-        .serve(
-            connection,
-            rpc_tests::LabServer::new(rpc_tests::LabImpl {
-                name: "s2".into(),
-                control: control.clone(),
-            }),
-        )
+        .serve(connection, rpc_tests::lab_server("s2", &control))
         .await
         .expect("serve");
     let allowed = request("echo").with_reply_to(victim.name.as_str().into());

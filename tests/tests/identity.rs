@@ -12,8 +12,7 @@ use rpc_runtime::{
     lapin::{self, BasicProperties, ConnectionProperties, options::BasicPublishOptions},
 };
 use rpc_tests::{
-    LabClient, LabControl, LabImpl, LabServer, PATIENCE, private_broker::PrivateBroker, raw,
-    unique, within,
+    LabClient, LabControl, PATIENCE, lab_server, private_broker::PrivateBroker, raw, unique, within,
 };
 use std::sync::atomic::Ordering;
 
@@ -30,13 +29,7 @@ async fn handlers_see_the_callers_user_which_the_broker_vouches_for() {
     let control = LabControl::default();
     let server = Server::builder()
         .queue(&queue)
-        .serve(
-            &server_connection,
-            LabServer::new(LabImpl {
-                name: "s1".into(),
-                control: control.clone(),
-            }),
-        )
+        .serve(&server_connection, lab_server("s1", &control))
         .await
         .expect("serve");
 

@@ -2,7 +2,7 @@
 //! types and docs included, unless introspection is off.
 
 use rpc_runtime::{Client, RpcError, Server, Shape, TypeDefinition, VariantFields};
-use rpc_tests::{LabControl, LabFixture, LabImpl, LabServer, PATIENCE, TestQueue, within};
+use rpc_tests::{LabControl, LabFixture, PATIENCE, TestQueue, lab_server, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_describes_its_methods_types_and_docs() {
@@ -84,13 +84,7 @@ async fn with_introspection_off_describe_is_an_unknown_method() {
     let server = Server::builder()
         .queue(&queue.name)
         .introspection(false)
-        .serve(
-            &connection,
-            LabServer::new(LabImpl {
-                name: "quiet".into(),
-                control: LabControl::default(),
-            }),
-        )
+        .serve(&connection, lab_server("quiet", &LabControl::default()))
         .await
         .expect("serve");
     let client = Client::new(&connection).await.expect("client");

@@ -13,7 +13,7 @@ use rpc_runtime::{
 };
 use rpc_tests::{
     LabControl, LabImpl, LabServer, LabServerProcess, PATIENCE, TestQueue, amqp_url, connect,
-    lab_client, raw::Raw, within,
+    lab_client, lab_server, raw::Raw, within,
 };
 use std::{future::IntoFuture, time::Duration};
 
@@ -130,10 +130,7 @@ fn first_death(headers: &FieldTable) -> FieldTable {
 
 /// A `Lab` service nobody will call.
 fn idle_lab() -> LabServer<LabImpl> {
-    LabServer::new(LabImpl {
-        name: "s".into(),
-        control: LabControl::default(),
-    })
+    lab_server("s", &LabControl::default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

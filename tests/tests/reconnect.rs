@@ -256,10 +256,7 @@ async fn a_channel_error_does_not_replace_the_connection() {
         .queue_type(rpc_runtime::QueueType::Quorum)
         .serve(
             &connection,
-            rpc_tests::LabServer::new(rpc_tests::LabImpl {
-                name: "conflict".into(),
-                control: LabControl::default(),
-            }),
+            rpc_tests::lab_server("conflict", &LabControl::default()),
         )
         .await;
     assert!(matches!(

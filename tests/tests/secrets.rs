@@ -7,8 +7,8 @@
 
 use rpc_runtime::{Client, ConnectError, Connection, Server};
 use rpc_tests::{
-    Captured, LabClient, LabControl, LabImpl, LabServer, PATIENCE, private_broker::PrivateBroker,
-    unique, within,
+    Captured, LabClient, LabControl, PATIENCE, lab_server, private_broker::PrivateBroker, unique,
+    within,
 };
 use std::time::Duration;
 
@@ -63,13 +63,7 @@ async fn passwords_appear_in_no_log_and_no_error() {
     let queue = unique("secrets");
     let server = Server::builder()
         .queue(&queue)
-        .serve(
-            &connection,
-            LabServer::new(LabImpl {
-                name: "s".into(),
-                control: LabControl::default(),
-            }),
-        )
+        .serve(&connection, lab_server("s", &LabControl::default()))
         .await
         .expect("serve");
     let lab = LabClient::new(Client::new(&connection).await.expect("client")).with_queue(&queue);

@@ -152,10 +152,7 @@ async fn a_quorum_request_queue_works() {
         .queue_type(rpc_runtime::QueueType::Quorum)
         .serve(
             &connection,
-            rpc_tests::LabServer::new(rpc_tests::LabImpl {
-                name: "q".into(),
-                control: LabControl::default(),
-            }),
+            rpc_tests::lab_server("q", &LabControl::default()),
         )
         .await
         .expect("serve on a quorum queue");
@@ -168,10 +165,7 @@ async fn a_quorum_request_queue_works() {
         .queue(&queue.name)
         .serve(
             &connection,
-            rpc_tests::LabServer::new(rpc_tests::LabImpl {
-                name: "c".into(),
-                control: LabControl::default(),
-            }),
+            rpc_tests::lab_server("c", &LabControl::default()),
         )
         .await
         .expect_err("a queue of another type");
@@ -277,13 +271,7 @@ async fn servers_shut_down_without_grace_never_cost_their_connection() {
         let server = rpc_runtime::Server::builder()
             .queue(&queue.name)
             .shutdown_grace(std::time::Duration::ZERO)
-            .serve(
-                &connection,
-                rpc_tests::LabServer::new(rpc_tests::LabImpl {
-                    name: "s".into(),
-                    control: control.clone(),
-                }),
-            )
+            .serve(&connection, rpc_tests::lab_server("s", &control))
             .await
             .expect("serve");
         assert_eq!(

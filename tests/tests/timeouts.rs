@@ -87,7 +87,7 @@ async fn every_duration_the_api_takes_accepts_zero_and_the_maximum() {
             let server = Server::builder()
                 .queue(&queue.name)
                 .shutdown_grace(grace)
-                .serve(&connection, rpc_tests::LabServer::new(lab_impl(&control)))
+                .serve(&connection, rpc_tests::lab_server("s1", &control))
                 .await
                 .expect("serve");
             // A zero confirm patience is taken as the shortest (100 ms), not
@@ -141,13 +141,6 @@ async fn every_duration_the_api_takes_accepts_zero_and_the_maximum() {
         assert_eq!(zero.pending_calls(), 0);
         server.shutdown().await;
         connection.close().await;
-    }
-}
-
-fn lab_impl(control: &LabControl) -> rpc_tests::LabImpl {
-    rpc_tests::LabImpl {
-        name: "s1".into(),
-        control: control.clone(),
     }
 }
 

@@ -5,7 +5,7 @@
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rpc_runtime::{Client, ConnectError, Connection, Server};
 use rpc_tests::{
-    LabClient, LabControl, LabImpl, LabServer, PATIENCE,
+    LabClient, LabControl, PATIENCE, lab_server,
     private_broker::{PrivateBroker, TlsFiles},
     unique, within,
 };
@@ -58,13 +58,7 @@ async fn amqps_works_with_the_ca_given_and_fails_without_it() {
     let queue = unique("tls");
     let server = Server::builder()
         .queue(&queue)
-        .serve(
-            &connection,
-            LabServer::new(LabImpl {
-                name: "tls".into(),
-                control: LabControl::default(),
-            }),
-        )
+        .serve(&connection, lab_server("tls", &LabControl::default()))
         .await
         .expect("serve over TLS");
     let lab = LabClient::new(Client::new(&connection).await.expect("client")).with_queue(&queue);

@@ -331,10 +331,7 @@ async fn spans_left_out_by_a_filter_still_carry_the_trace_and_a_level_brings_the
         .span_level(Level::INFO)
         .serve(
             &fixture.connection,
-            rpc_tests::LabServer::new(rpc_tests::LabImpl {
-                name: "info".into(),
-                control: rpc_tests::LabControl::default(),
-            }),
+            rpc_tests::lab_server("info", &rpc_tests::LabControl::default()),
         )
         .await
         .expect("serve");

@@ -7,7 +7,7 @@
 //! Prints `serving` once consuming, and `started TAG` whenever a `hold` call
 //! starts; `hold` calls never finish (the test kills the process).
 
-use rpc_tests::{LabControl, LabImpl, LabServer};
+use rpc_tests::{LabControl, lab_server};
 use std::io::Write;
 
 #[tokio::main]
@@ -36,13 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let connection = rpc_runtime::Connection::connect(&url).await?;
     let control = LabControl::default();
     let server = builder
-        .serve(
-            &connection,
-            LabServer::new(LabImpl {
-                name,
-                control: control.clone(),
-            }),
-        )
+        .serve(&connection, lab_server(name, &control))
         .await?;
     println!("serving");
     std::io::stdout().flush()?;
