@@ -126,7 +126,7 @@ async fn serve(
         .queue(queue)
         .queue_type(queue_type)
         .prefetch(PREFETCH)
-        .serve(&connection, lab_server(format!("server@{node}"), &control))
+        .serve(&connection, lab_server(format!("server@{node}"), control))
         .await
         .expect("serve the queue");
     (connection, server)

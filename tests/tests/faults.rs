@@ -257,7 +257,7 @@ async fn a_reply_to_naming_an_application_queue_is_refused() {
         .queue(&queue.name)
         .prefetch(1)
         .reply_to_policy(rpc_runtime::ReplyToPolicy::any())
-        .serve(connection, rpc_tests::lab_server("s2", &control))
+        .serve(connection, rpc_tests::lab_server("s2", control))
         .await
         .expect("serve");
     let allowed = request("echo").with_reply_to(victim.name.as_str().into());
