@@ -9,8 +9,8 @@
 //! - [`guards`]: guards against hanging forever ([`within`], [`PATIENCE`]).
 //! - [`lab`]: the test service `Lab` ([`LabImpl`], steered through a
 //!   [`LabControl`]; the [`Shape`] and [`Point`] it sends across) and its
-//!   set-up step by step ([`serve_lab`], [`lab_client`]), for tests that
-//!   [`LabFixture`] does not fit.
+//!   set-up step by step ([`lab_server`], [`serve_lab`], [`lab_client`]),
+//!   for tests that [`LabFixture`] does not fit.
 //! - [`logs`]: capturing what is logged ([`Captured`]).
 //! - [`rabbitmqctl`]: the broker's CLI, to find and close connections
 //!   ([`connections_named`], [`close_connections_named`], [`CLI_PATIENCE`]).
