@@ -113,6 +113,7 @@ impl Table {
         entries.extend(
             self.waiting
                 .iter()
+                .filter(|(_, waiter)| waiter.is_waiting())
                 .map(|(sequence, waiter)| Reverse((waiter.wake_at(), *sequence))),
         );
         self.deadlines = BinaryHeap::from(entries);
