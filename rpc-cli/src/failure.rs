@@ -51,7 +51,7 @@ pub(crate) enum Failure {
     /// An argument is not JSON.
     #[error(
         "argument {position} (`{name}`) is not JSON: {message} (strings go in quotes: \
-         '\"text\"'; an argument for a string may also be written bare)"
+         '\"text\"'; a string argument, or an enum's unit variant, may also be written bare)"
     )]
     NotJson {
         position: usize,

@@ -7,7 +7,8 @@ use crate::{
     failure::Failure,
 };
 use rpc_runtime::{
-    Client, Connection, FaultKind, Metadata, MethodDescription, ServiceDescription, Shape, TypeRef,
+    Client, Connection, FaultKind, Metadata, MethodDescription, ServiceDescription, Shape,
+    TypeDefinition, TypeRef,
 };
 use serde_json::Value as Json;
 use std::{collections::BTreeMap, time::Duration};
@@ -96,7 +97,7 @@ impl Target {
         let converter = Converter::new(types);
         let Some(described) = described else {
             // Nothing to check against: the JSON as it is.
-            let values = args.values(|_| None)?;
+            let values = args.values(|_| None, types)?;
             return Ok(convert::encode(&rmpv::Value::Array(
                 values.iter().map(convert::plain).collect(),
             )));
@@ -108,7 +109,10 @@ impl Target {
         {
             return Err(count_error(described, words.len()));
         }
-        let values = args.values(|i| described.args.get(i).map(|arg| (&arg.name, &arg.ty)))?;
+        let values = args.values(
+            |i| described.args.get(i).map(|arg| (&arg.name, &arg.ty)),
+            types,
+        )?;
         if values.len() > takes {
             return Err(count_error(described, values.len()));
         }
@@ -164,10 +168,13 @@ pub(crate) enum ArgSource {
 impl ArgSource {
     /// The arguments as JSON. `described(i)` gives argument `i`'s name and
     /// shape, if known: a word that is not JSON is taken as a string where a
-    /// string is expected (`rpc call greeter greet Alice`).
+    /// string is expected (`rpc call greeter greet Alice`), and a name where
+    /// an enum is (`rpc call shop order '..' Pickup`: serde writes a unit
+    /// variant as its name, `"Pickup"`).
     fn values<'a>(
         &self,
         described: impl Fn(usize) -> Option<(&'a String, &'a TypeRef)>,
+        types: &BTreeMap<String, TypeDefinition>,
     ) -> Result<Vec<Json>, Failure> {
         match self {
             ArgSource::Array(text) => match serde_json::from_str(text) {
@@ -183,7 +190,9 @@ impl ArgSource {
                 .map(|(i, word)| match serde_json::from_str(word) {
                     Ok(value) => Ok(value),
                     Err(error) => match described(i) {
-                        Some((_, ty)) if is_text(&ty.shape) => Ok(Json::String(word.clone())),
+                        Some((_, ty)) if stands_for(word, &ty.shape, types, 0) => {
+                            Ok(Json::String(word.clone()))
+                        }
                         known => Err(Failure::NotJson {
                             position: i + 1,
                             name: known.map_or_else(
@@ -199,13 +208,37 @@ impl ArgSource {
     }
 }
 
-/// Whether a bare word can stand for a value of `shape` (bytes: a `Uuid`).
-fn is_text(shape: &Shape) -> bool {
+/// Whether a bare word can stand for a value of `shape`: any word for a
+/// string (bytes: a `Uuid`), a name for an enum, as serde writes a unit
+/// variant (the converter then checks that it is one, and lists them if
+/// not). `depth` bounds the newtypes followed, in case a description names
+/// itself.
+fn stands_for(
+    word: &str,
+    shape: &Shape,
+    types: &BTreeMap<String, TypeDefinition>,
+    depth: usize,
+) -> bool {
     match shape {
         Shape::Str | Shape::Char | Shape::Bytes => true,
-        Shape::Option(inner) => is_text(inner),
+        Shape::Option(inner) => stands_for(word, inner, types, depth),
+        Shape::Named(name) if depth < 8 => match types.get(name) {
+            Some(TypeDefinition::Enum(_)) => is_name(word),
+            Some(TypeDefinition::Newtype(inner)) => stands_for(word, inner, types, depth + 1),
+            _ => false,
+        },
         _ => false,
     }
+}
+
+/// A word as a variant's name is written: a letter or `_`, then letters,
+/// digits and `_` (anything else, `{Courier: Bob}` say, is JSON gone wrong).
+fn is_name(word: &str) -> bool {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_alphabetic() || first == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
 /// Call metadata from `-H name=value` options.

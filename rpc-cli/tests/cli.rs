@@ -379,6 +379,11 @@ async fn arguments_of_every_shape_are_converted_by_the_description() {
     let output = rpc(&["call", q, "greet", "Alice"]).await;
     assert_eq!(json_out(&output), json!("Hello, Alice!"));
 
+    // A bare word for an enum's unit variant, as for a string.
+    let output = rpc(&["call", q, "order", r#"{"name":"tea","price":3}"#, "Pickup"]).await;
+    assert_status(&output, 0);
+    assert_eq!(json_out(&output), json!("1 x tea (-) by Pickup"));
+
     // A method returning nothing prints null.
     let output = rpc(&["call", q, "nap", "1"]).await;
     assert_status(&output, 0);
@@ -426,6 +431,27 @@ async fn mistakes_are_reported_with_what_to_fix_and_status_2() {
     .await;
     assert_status(&output, 2);
     assert_stderr_has(&output, r#"one of "Pickup", {"Courier": string}"#);
+    // A bare name that is no variant gets the list of variants; a variant
+    // that holds a value, its form; a bare word that is no name, the JSON
+    // error.
+    let output = rpc(&["call", q, "order", r#"{"name":"tea","price":3}"#, "Drone"]).await;
+    assert_status(&output, 2);
+    assert_stderr_has(&output, r#"one of "Pickup", {"Courier": string}"#);
+    assert_stderr_has(&output, "found `Drone`");
+    let output = rpc(&["call", q, "order", r#"{"name":"tea","price":3}"#, "Courier"]).await;
+    assert_status(&output, 2);
+    assert_stderr_has(&output, r#"expected {"Courier": string}, found no value"#);
+    let output = rpc(&[
+        "call",
+        q,
+        "order",
+        r#"{"name":"tea","price":3}"#,
+        "{Courier: Bob}",
+    ])
+    .await;
+    assert_status(&output, 2);
+    assert_stderr_has(&output, "argument 2 (`delivery: Delivery`) is not JSON");
+    assert_stderr_has(&output, "an enum's unit variant, may also be written bare");
 
     let output = rpc(&["call", q, "greet", "a", "b"]).await;
     assert_status(&output, 2);
