@@ -36,7 +36,18 @@ pub(super) fn short<'a>(text: &'a str, what: &'static str) -> Result<&'a str, To
     }
 }
 
+/// `text`, owned, if it fits in a short string.
+fn short_owned(text: String, what: &'static str) -> Result<String, TooLong> {
+    short(&text, what)?;
+    Ok(text)
+}
+
 /// A request's properties as amqprs publishes them.
+///
+/// Built with `BasicProperties::new`, which takes its texts owned: the
+/// correlation id and the expiration, made for this request, move in,
+/// where the `with_` setters would copy them (an allocation, a copy and a
+/// free each, per call).
 pub(super) fn request(properties: RequestProperties) -> Result<BasicProperties, TooLong> {
     let RequestProperties {
         method,
@@ -47,25 +58,37 @@ pub(super) fn request(properties: RequestProperties) -> Result<BasicProperties, 
         user_id,
         headers,
     } = properties;
-    let mut amqp = BasicProperties::default();
-    amqp.with_content_type(short(content_type, "content type")?)
-        .with_message_type(short(method, "method")?);
-    if let Some(correlation_id) = &correlation_id {
-        amqp.with_correlation_id(short(correlation_id, "correlation id")?);
-    }
-    if let Some(reply_to) = &reply_to {
-        amqp.with_reply_to(short(reply_to, "reply address")?);
-    }
-    if let Some(expiration) = &expiration {
-        amqp.with_expiration(short(expiration, "expiration")?);
-    }
-    if let Some(user_id) = &user_id {
-        amqp.with_user_id(short(user_id, "user id")?);
-    }
-    if let Some(table) = header_table(headers)? {
-        amqp.with_headers(table);
-    }
-    Ok(amqp)
+    let content_type = short(content_type, "content type")?.to_owned();
+    let method = short(method, "method")?.to_owned();
+    let correlation_id = correlation_id
+        .map(|id| short_owned(id, "correlation id"))
+        .transpose()?;
+    let reply_to = reply_to
+        .map(|to| short(&to, "reply address").map(str::to_owned))
+        .transpose()?;
+    let expiration = expiration
+        .map(|ms| short_owned(ms, "expiration"))
+        .transpose()?;
+    let user_id = user_id
+        .map(|user| short(&user, "user id").map(str::to_owned))
+        .transpose()?;
+    let headers = header_table(headers)?;
+    Ok(BasicProperties::new(
+        Some(content_type),
+        None,
+        headers,
+        None,
+        None,
+        correlation_id,
+        reply_to,
+        expiration,
+        None,
+        None,
+        Some(method),
+        user_id,
+        None,
+        None,
+    ))
 }
 
 /// The `headers` table of a request, if it has any.
