@@ -88,19 +88,50 @@ pub(crate) fn write_cookie(home: &Path, value: &str) {
 /// rabbitmqcli-637-rpctests-…" (seen in CI). A margin is kept.
 const CLI_DIST_PORTS: std::ops::RangeInclusive<u16> = 35_662..=35_692;
 
-/// A free TCP port on 127.0.0.1 (free when this returns), never one the
-/// CLI tools take ([`CLI_DIST_PORTS`]).
+/// Where private nodes' ports are drawn from: below the kernel's ephemeral
+/// range (`net.ipv4.ip_local_port_range`, 32768 to 60999 by default), where
+/// nothing that binds port 0 is given one. A port drawn there, free when
+/// checked, can be taken before the node binds it by any process handed an
+/// ephemeral port: the transient `epmd-starter-…` node that
+/// `rabbitmq-server` starts while another private node boots did take one,
+/// and the node failed to boot ("could not bind to distribution port 40483,
+/// it is in use by another node: epmd-starter-280023752@localhost", seen in
+/// a run of the suite).
+fn port_range() -> std::ops::Range<u16> {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    10_000..ephemeral_start.max(20_000)
+}
+
+/// The ports this process has handed out: never twice (the tests of one
+/// binary boot their nodes side by side).
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A free TCP port on 127.0.0.1 (free when this returns), from
+/// [`port_range`], from a random place in it (other test processes draw
+/// too), never one the CLI tools take ([`CLI_DIST_PORTS`]) nor one handed
+/// out before.
 fn free_port() -> u16 {
-    // Held while another is drawn, so the kernel hands out a new one.
-    let mut refused = Vec::new();
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a free local port");
-        let port = listener.local_addr().expect("a bound port").port();
-        if !CLI_DIST_PORTS.contains(&port) {
-            return port;
-        }
-        refused.push(listener);
-    }
+    let range = port_range();
+    let span = u32::from(range.end - range.start);
+    let start = (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u32;
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    (0..span)
+        .map(|i| range.start + ((start + i) % span) as u16)
+        .find(|port| {
+            !CLI_DIST_PORTS.contains(port)
+                && !handed_out.contains(port)
+                && TcpListener::bind(("127.0.0.1", *port)).is_ok()
+        })
+        .inspect(|port| {
+            handed_out.insert(*port);
+        })
+        .unwrap_or_else(|| panic!("no free port from {} to {}", range.start, range.end))
 }
 
 impl PrivateBroker {
@@ -193,7 +224,10 @@ impl PrivateBroker {
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
             .env("RABBITMQ_CONF_ENV_FILE", dir.join("env.conf"))
             .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
-            .env("ERL_EPMD_ADDRESS", "127.0.0.1");
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            // A node that fails to boot writes its crash dump here, not into
+            // the test's working directory (the repository).
+            .env("ERL_CRASH_DUMP", dir.join("erl_crash.dump"));
         command
     }
 
