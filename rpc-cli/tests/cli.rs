@@ -142,9 +142,12 @@ impl Shop for ShopImpl {
 
 /// A service served on a queue of its own for one test.
 struct Served {
-    queue: TestQueue,
     server: ServerHandle,
     connection: rpc_runtime::Connection,
+    /// Last: fields drop in order, so that a test that fails drops the
+    /// server (aborting it) before the queue is deleted, rather than leave
+    /// it to declare the queue again.
+    queue: TestQueue,
 }
 
 impl Served {
@@ -158,9 +161,9 @@ impl Served {
             .await
             .expect("serve the shop");
         Self {
-            queue,
             server,
             connection,
+            queue,
         }
     }
 
@@ -177,9 +180,9 @@ impl Served {
             .await
             .expect("serve fib");
         Self {
-            queue,
             server,
             connection,
+            queue,
         }
     }
 
