@@ -246,30 +246,52 @@ async fn fib_server_answers_then_stops_gracefully_on_sigterm() {
 async fn fib_server_serves_its_metrics_for_prometheus() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let queue = Queue::declare().await;
-    let addr = {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        free.local_addr().expect("addr")
-    };
-    let mut server = tokio::process::Command::new(SERVER)
-        .args(["--queue", &queue.name, "--metrics", &addr.to_string()])
-        .env("AMQP_URL", amqp_url())
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn fib_server");
-    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
-    loop {
-        let line = tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .expect("fib_server started")
-            .expect("read")
-            .expect("a line");
-        if line.contains("Awaiting RPC requests") {
-            break;
+    // The port is free when drawn, but let go before fib_server binds it:
+    // a process that listens on an ephemeral port meanwhile (an Erlang node
+    // of a test running beside, say) can take it, and fib_server then exits
+    // with "cannot serve metrics". Tried again with another port.
+    let mut tries = 0;
+    // Its stdout is kept open (it prints each request) and read no more.
+    let (mut server, _stdout, addr) = loop {
+        tries += 1;
+        let addr = {
+            let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            free.local_addr().expect("addr")
+        };
+        let mut server = tokio::process::Command::new(SERVER)
+            .args(["--queue", &queue.name, "--metrics", &addr.to_string()])
+            .env("AMQP_URL", amqp_url())
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn fib_server");
+        let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+        let started = loop {
+            match tokio::time::timeout(PATIENCE, lines.next_line())
+                .await
+                .expect("fib_server started")
+                .expect("read")
+            {
+                Some(line) if line.contains("Awaiting RPC requests") => break true,
+                Some(_) => {}
+                None => break false,
+            }
+        };
+        if started {
+            break (server, lines, addr);
         }
-    }
+        let output = server
+            .wait_with_output()
+            .await
+            .expect("fib_server's output");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("cannot serve metrics") && tries < 5,
+            "fib_server did not start (try {tries}): {stderr}"
+        );
+    };
     let output = fib_client(&amqp_url(), &["--queue", &queue.name, "30", "94"]).await;
     assert_eq!(
         output.status.code(),
