@@ -60,18 +60,12 @@ pub(super) fn request(properties: RequestProperties) -> Result<BasicProperties, 
     } = properties;
     let content_type = short(content_type, "content type")?.to_owned();
     let method = short(method, "method")?.to_owned();
-    let correlation_id = correlation_id
-        .map(|id| short_owned(id, "correlation id"))
-        .transpose()?;
-    let reply_to = reply_to
-        .map(|to| short(&to, "reply address").map(str::to_owned))
-        .transpose()?;
-    let expiration = expiration
-        .map(|ms| short_owned(ms, "expiration"))
-        .transpose()?;
-    let user_id = user_id
-        .map(|user| short(&user, "user id").map(str::to_owned))
-        .transpose()?;
+    let optional =
+        |text: Option<String>, what| text.map(|text| short_owned(text, what)).transpose();
+    let correlation_id = optional(correlation_id, "correlation id")?;
+    let reply_to = optional(reply_to.as_deref().map(str::to_owned), "reply address")?;
+    let expiration = optional(expiration, "expiration")?;
+    let user_id = optional(user_id.as_deref().map(str::to_owned), "user id")?;
     let headers = header_table(headers)?;
     Ok(BasicProperties::new(
         Some(content_type),
