@@ -174,6 +174,9 @@ struct Report {
     rejoined: Duration,
     reruns: u64,
     servers_lost: usize,
+    /// How many times the servers lost their connection, in all.
+    server_losses: u64,
+    reply_to: ReplyTo,
 }
 
 impl Report {
@@ -194,7 +197,8 @@ impl Report {
         println!(
             "CLUSTER {}: {calls} calls, {ok} ok, {} ConnectionLost (latest {:?} after the loss), \
              {others} other errors, the longest call {:?}, every client answered again within \
-             {:?}, rejoined in {:?}, {} requests run again ({} servers lost their node)",
+             {:?}, rejoined in {:?}, {} requests run again ({} servers lost their node, {} \
+             connections lost in all)",
             self.name,
             lost.len(),
             lost.iter().max().copied().unwrap_or_default(),
@@ -207,6 +211,7 @@ impl Report {
             self.rejoined,
             self.reruns,
             self.servers_lost,
+            self.server_losses,
         );
     }
 
@@ -258,13 +263,27 @@ impl Report {
                 self.name
             );
         }
-        let bound = self.servers_lost as u64 * u64::from(PREFETCH);
+        // Each connection a server loses hands back at most its prefetch of
+        // requests, to run again. With exclusive reply queues a server loses
+        // its connection once at most (its node lost). With direct reply-to,
+        // RabbitMQ 3.10.8 closes it again for every reply to an address on
+        // the dead requester's node, for as long as that node is down
+        // (SCALING.md, "Direct reply-to in a cluster"): the longer a loaded
+        // machine takes to restart the node, the more losses (a run beside
+        // the suite saw 2,491 reruns), each bounded alike.
+        let losses = match self.reply_to {
+            ReplyTo::DirectReplyTo => self.server_losses,
+            _ => self.servers_lost as u64,
+        };
+        let bound = losses * u64::from(PREFETCH);
         assert!(
             self.reruns <= bound,
-            "{}: {} requests ran again; {} servers lost their node, holding at most {bound}",
+            "{}: {} requests ran again; {} servers lost their node, {} connections in all, \
+             holding at most {bound}",
             self.name,
             self.reruns,
-            self.servers_lost
+            self.servers_lost,
+            self.server_losses
         );
     }
 }
@@ -383,6 +402,12 @@ async fn scenario(
         .iter()
         .filter(|(node, (connection, _))| *node == lost || connection.reconnections() > 0)
         .count();
+    // A server of the lost node loses its connection once even if it has not
+    // connected again yet.
+    let server_losses = servers
+        .iter()
+        .map(|(node, (connection, _))| connection.reconnections().max(u64::from(*node == lost)))
+        .sum();
     for (_, (connection, server)) in servers {
         within(PATIENCE, "a server to shut down", server.shutdown()).await;
         connection.close().await;
@@ -407,6 +432,8 @@ async fn scenario(
         rejoined: alone.saturating_duration_since(back_at),
         reruns: control.echo_reruns(),
         servers_lost,
+        server_losses,
+        reply_to,
     };
     cluster.wait_all_members_online(queue).await;
     report
