@@ -3,7 +3,8 @@
 //! or shut down gracefully.
 //!
 //! Every delivery is handled in its own task, so up to `prefetch` requests
-//! run at once. When a session ends with its connection, the requests in
+//! run at once (save a lone request's handler, first polled in the
+//! consumer's task on a runtime with one worker; see [`Handlers`]). When a session ends with its connection, the requests in
 //! flight go back to the queue (they were not acknowledged) and their
 //! handlers are aborted; when it ends alone (the broker cancelled the
 //! consumer, its channel still open), its handlers may finish and reply
@@ -28,8 +29,10 @@ use crate::{
     },
 };
 use std::{
-    future::Future,
+    future::{Future, poll_fn},
+    panic::{self, AssertUnwindSafe},
     sync::{Arc, atomic::AtomicUsize},
+    task::Poll,
     time::Duration,
 };
 use tokio::{
@@ -159,12 +162,18 @@ impl<S: Service> ServerSessions<S> {
             match session.requests.next().await {
                 Ok(request) => {
                     session.responder.received(&request.delivery);
-                    handlers.spawn(handle(
-                        self.handling.clone(),
-                        session.responder.clone(),
-                        request,
-                        InFlight::enter(&self.in_flight, &self.handling.metrics.in_flight),
-                    ));
+                    let alone = !session.requests.has_more();
+                    handlers
+                        .run(
+                            handle(
+                                self.handling.clone(),
+                                session.responder.clone(),
+                                request,
+                                InFlight::enter(&self.in_flight, &self.handling.metrics.in_flight),
+                            ),
+                            alone,
+                        )
+                        .await;
                 }
                 Err(Some(error)) => {
                     if !self.connection.is_closing() {
@@ -242,9 +251,23 @@ impl<S: Service> ServerSessions<S> {
 /// cancellation future (which costs more, on every poll): a task tracker is
 /// one counter, and the abort handles live in a vector only the consumer
 /// touches, pruned as it grows.
+///
+/// A request that comes alone (no other handler of the session running, no
+/// other delivery waiting) on a runtime with one worker is first polled
+/// here, in the consumer's task; one that finishes then (a method with
+/// nothing to wait for, as the tutorial's Fibonacci) costs no task, and
+/// answers a task switch sooner. Its own task would run on the same
+/// thread, right after the consumer yields, so nothing runs later for it.
+/// With other requests about, every handler gets its task from the start,
+/// so that their acknowledgements go out in batches
+/// ([`ack_policy`](super::ack_policy)); with more workers too, where a
+/// handler in its own task runs beside the consumer, which then starts the
+/// next request at once.
 struct Handlers {
     tracker: TaskTracker,
     running: Vec<AbortHandle>,
+    /// The runtime has one worker.
+    one_worker: bool,
 }
 
 impl Handlers {
@@ -252,16 +275,32 @@ impl Handlers {
         Self {
             tracker: TaskTracker::new(),
             running: Vec::new(),
+            one_worker: tokio::runtime::Handle::current().metrics().num_workers() == 1,
         }
     }
 
-    fn spawn(&mut self, handler: impl Future<Output = ()> + Send + 'static) {
+    /// Runs `handler` (the request came `alone`, or not: see above).
+    async fn run(&mut self, handler: impl Future<Output = ()> + Send + 'static, alone: bool) {
+        // Boxed once here, so that the layers of spawning move a pointer
+        // rather than the whole future, several times.
+        let mut handler = Box::pin(handler);
+        if alone && self.one_worker && self.tracker.is_empty() {
+            // A panic outside the method's own (which the handler catches)
+            // ends this handler alone, as it would end its task.
+            let first = poll_fn(|cx| {
+                Poll::Ready(panic::catch_unwind(AssertUnwindSafe(|| {
+                    handler.as_mut().poll(cx)
+                })))
+            });
+            match first.await {
+                Ok(Poll::Ready(())) | Err(_) => return,
+                // Polled again in its task, which registers its own waker.
+                Ok(Poll::Pending) => {}
+            }
+        }
         if self.running.len() == self.running.capacity() {
             self.running.retain(|handle| !handle.is_finished());
         }
-        // Boxed once here, so that the layers of spawning move a pointer
-        // rather than the whole future, several times.
-        let handler = Box::pin(handler);
         self.running
             .push(self.tracker.spawn(handler).abort_handle());
     }

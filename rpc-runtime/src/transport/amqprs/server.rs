@@ -84,6 +84,11 @@ pub(crate) struct Requests {
 }
 
 impl Requests {
+    /// Whether another delivery has come and waits to be taken.
+    pub(crate) fn has_more(&self) -> bool {
+        !self.deliveries.is_empty()
+    }
+
     /// The next request, or why no more will come (`Err(None)`: the broker
     /// cancelled the consumer, or it was cancelled here).
     pub(crate) async fn next(&mut self) -> Result<Incoming, Option<String>> {

@@ -66,6 +66,13 @@ impl RequestTag {
 pub(crate) struct Requests(Consumer);
 
 impl Requests {
+    /// Whether another delivery may wait to be taken: always, as lapin's
+    /// consumer cannot tell (so every request gets a task of its own; see
+    /// `server::consume`).
+    pub(crate) fn has_more(&self) -> bool {
+        true
+    }
+
     /// The next request, or why no more will come (`Err(None)`: the broker
     /// cancelled the consumer).
     pub(crate) async fn next(&mut self) -> Result<Incoming, Option<String>> {
