@@ -56,8 +56,8 @@
 //!   `correlation_id`) and waits for its *reply*. A generated `FooClient`
 //!   wraps a `Client`; its methods return a [`Call`] to configure and await.
 //! - A [`Server`] serves one [`Service`] (the generated `FooServer<S>`) on its
-//!   request queue: it runs each request in a task of its own, publishes the
-//!   reply, then acknowledges the request. Any number of servers may consume
+//!   request queue: it runs up to its prefetch of requests at once,
+//!   publishes each reply, then acknowledges the request. Any number of servers may consume
 //!   one queue; each request goes to one of them.
 //! - A *session* is what a client or a server sets up on one connection to
 //!   do its work: a channel with its consumer (of replies, or of requests).

@@ -7,7 +7,7 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`consume`] | the sessions: a handler task per request, and how a session ends (lost, or shut down gracefully) |
+//! | [`consume`] | the sessions: a handler task per request (a lone one first polled in the consumer's task on one worker), and how a session ends (lost, or shut down gracefully) |
 //! | [`handle`] | one request: checked, skipped past its deadline, intercepted, run, answered, logged |
 //! | [`context`] | the [`RequestContext`](crate::RequestContext) a method runs in |
 //! | [`observe`] | its span and metrics |
