@@ -145,7 +145,7 @@ impl Engine {
                 span.record("trace_id", field::display(TraceId(ids.trace_id)));
                 span.record("span_id", field::display(SpanId(ids.span_id)));
             }
-            headers.traceparent = Some(ids.traceparent().format());
+            headers.traceparent = Some(ids.traceparent());
             headers.tracestate = ids.tracestate;
         }
         Ok(headers)

@@ -28,7 +28,9 @@ const RESERVED_PREFIXES: &[&str] = &["rpc-", "x-"];
 /// The headers of a request, as a client sets them.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RequestHeaders {
-    pub(crate) traceparent: Option<String>,
+    /// Formatted as each publication's header table is built: a retry's
+    /// copy of these headers then copies no string.
+    pub(crate) traceparent: Option<TraceParent>,
     pub(crate) tracestate: Option<String>,
     /// [`deadline_millis`] of the caller's deadline.
     pub(crate) deadline: Option<i64>,

@@ -109,7 +109,7 @@ fn header_table(headers: RequestHeaders) -> Result<Option<FieldTable>, TooLong> 
             .map_err(|_| TooLong("header value"))
     };
     if let Some(traceparent) = traceparent {
-        insert(headers::TRACEPARENT, text(traceparent)?)?;
+        insert(headers::TRACEPARENT, text(traceparent.format())?)?;
     }
     if let Some(tracestate) = tracestate {
         insert(headers::TRACESTATE, text(tracestate)?)?;

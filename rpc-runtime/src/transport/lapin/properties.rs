@@ -59,7 +59,7 @@ fn header_table(headers: RequestHeaders) -> Option<FieldTable> {
     let mut table = FieldTable::default();
     let text = |value: String| AMQPValue::LongString(LongString::from(value));
     if let Some(traceparent) = traceparent {
-        table.insert(headers::TRACEPARENT.into(), text(traceparent));
+        table.insert(headers::TRACEPARENT.into(), text(traceparent.format()));
     }
     if let Some(tracestate) = tracestate {
         table.insert(headers::TRACESTATE.into(), text(tracestate));
