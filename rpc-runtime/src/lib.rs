@@ -57,8 +57,8 @@
 //!   wraps a `Client`; its methods return a [`Call`] to configure and await.
 //! - A [`Server`] serves one [`Service`] (the generated `FooServer<S>`) on its
 //!   request queue: it runs up to its prefetch of requests at once,
-//!   publishes each reply, then acknowledges the request. Any number of servers may consume
-//!   one queue; each request goes to one of them.
+//!   publishes each reply, then acknowledges the request. Any number of
+//!   servers may consume one queue; each request goes to one of them.
 //! - A *session* is what a client or a server sets up on one connection to
 //!   do its work: a channel with its consumer (of replies, or of requests).
 //!   When the channel or the connection is lost, the session ends: a client's

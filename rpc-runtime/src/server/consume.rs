@@ -4,13 +4,13 @@
 //!
 //! Every delivery is handled in its own task, so up to `prefetch` requests
 //! run at once (save a lone request's handler, first polled in the
-//! consumer's task on a runtime with one worker; see [`Handlers`]). When a session ends with its connection, the requests in
-//! flight go back to the queue (they were not acknowledged) and their
-//! handlers are aborted; when it ends alone (the broker cancelled the
-//! consumer, its channel still open), its handlers may finish and reply
-//! first. A graceful shutdown stops consuming, requeues what was received
-//! but not started, and lets the requests in flight finish within the
-//! shutdown grace.
+//! consumer's task on a runtime with one worker; see [`Handlers`]). When a
+//! session ends with its connection, the requests in flight go back to the
+//! queue (they were not acknowledged) and their handlers are aborted; when
+//! it ends alone (the broker cancelled the consumer, its channel still
+//! open), its handlers may finish and reply first. A graceful shutdown
+//! stops consuming, requeues what was received but not started, and lets
+//! the requests in flight finish within the shutdown grace.
 
 use super::{
     Config,
@@ -262,7 +262,8 @@ impl<S: Service> ServerSessions<S> {
 /// so that their acknowledgements go out in batches
 /// ([`ack_policy`](super::ack_policy)); with more workers too, where a
 /// handler in its own task runs beside the consumer, which then starts the
-/// next request at once.
+/// next request at once. On lapin, whose consumer cannot tell whether
+/// another delivery waits, every handler gets its task.
 struct Handlers {
     tracker: TaskTracker,
     running: Vec<AbortHandle>,
