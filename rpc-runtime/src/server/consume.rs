@@ -262,8 +262,8 @@ impl<S: Service> ServerSessions<S> {
 /// so that their acknowledgements go out in batches
 /// ([`ack_policy`](super::ack_policy)); with more workers too, where a
 /// handler in its own task runs beside the consumer, which then starts the
-/// next request at once. On lapin, whose consumer cannot tell whether
-/// another delivery waits, every handler gets its task.
+/// next request at once. On lapin every handler gets its task (see its
+/// `Requests::has_more`).
 struct Handlers {
     tracker: TaskTracker,
     running: Vec<AbortHandle>,
