@@ -11,7 +11,10 @@
 //! of exactly what the framework adds when its trace context is on: one
 //! more string entry in a table that already holds the deadline.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::LazyLock,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 /// The W3C header's name.
 pub(crate) const TRACEPARENT: &str = "traceparent";
@@ -19,9 +22,11 @@ pub(crate) const TRACEPARENT: &str = "traceparent";
 pub(crate) const DEADLINE: &str = "rpc-deadline";
 
 /// Whether every raw peer's requests carry `rpc-deadline`: with
-/// `BENCH_RAW_DEADLINE=on`.
+/// `BENCH_RAW_DEADLINE=on`. Read once, as `service::expiration`.
 pub(crate) fn deadline() -> bool {
-    std::env::var("BENCH_RAW_DEADLINE").is_ok_and(|value| value == "on")
+    static DEADLINE: LazyLock<bool> =
+        LazyLock::new(|| std::env::var("BENCH_RAW_DEADLINE").is_ok_and(|value| value == "on"));
+    *DEADLINE
 }
 
 /// A deadline 30 s from now, as the header carries it.
