@@ -162,7 +162,7 @@ impl<S: Service> ServerSessions<S> {
             match session.requests.next().await {
                 Ok(request) => {
                     session.responder.received(&request.delivery);
-                    let alone = !session.requests.has_more();
+                    let none_waiting = !session.requests.has_more();
                     handlers
                         .run(
                             handle(
@@ -171,7 +171,7 @@ impl<S: Service> ServerSessions<S> {
                                 request,
                                 InFlight::enter(&self.in_flight, &self.handling.metrics.in_flight),
                             ),
-                            alone,
+                            none_waiting,
                         )
                         .await;
                 }
@@ -280,12 +280,18 @@ impl Handlers {
         }
     }
 
-    /// Runs `handler` (the request came `alone`, or not: see above).
-    async fn run(&mut self, handler: impl Future<Output = ()> + Send + 'static, alone: bool) {
+    /// Runs `handler`; `none_waiting`: no other delivery waited behind its
+    /// request (with no other handler running, it came alone: see above).
+    async fn run(
+        &mut self,
+        handler: impl Future<Output = ()> + Send + 'static,
+        none_waiting: bool,
+    ) {
         // Boxed once here, so that the layers of spawning move a pointer
         // rather than the whole future, several times.
         let mut handler = Box::pin(handler);
-        if alone && self.one_worker && self.tracker.is_empty() {
+        let alone = none_waiting && self.tracker.is_empty();
+        if alone && self.one_worker {
             // A panic outside the method's own (which the handler catches)
             // ends this handler alone, as it would end its task.
             let first = poll_fn(|cx| {
