@@ -174,6 +174,52 @@ async fn server_interceptors_refuse_with_faults_and_attach_extensions() {
     fixture.shutdown().await;
 }
 
+/// An interceptor's panic is caught as a method's: the caller gets a
+/// `handler_panicked` fault at once, and the request is settled, so that
+/// with one request of prefetch the next one is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_server_interceptor_answers_with_a_fault_and_the_server_goes_on() {
+    let server = Server::builder().interceptor(|request| {
+        if request.header("boom").is_some() {
+            panic!("an interceptor's bug");
+        }
+        Ok(())
+    });
+    let fixture = LabFixture::builder("interceptor-panic")
+        .server(server)
+        .prefetch(1)
+        .start()
+        .await;
+
+    let error = within(
+        PATIENCE,
+        "a call whose interceptor panics",
+        fixture.lab.echo("x".into()).header("boom", "1"),
+    )
+    .await
+    .expect_err("the interceptor panicked");
+    let fault = error.fault().expect("a fault, not a timeout");
+    assert_eq!(fault.kind(), &FaultKind::HandlerPanicked);
+    assert!(
+        !fault.message().contains("an interceptor's bug"),
+        "the panic's message stays in the server's log: {fault:?}"
+    );
+    assert_eq!(
+        fixture.control.handled.load(Ordering::SeqCst),
+        0,
+        "never ran"
+    );
+
+    // With one request of prefetch, this is served only if the first was
+    // settled.
+    let echoed = within(PATIENCE, "the next call", fixture.lab.echo("fine".into()))
+        .await
+        .expect("the server goes on");
+    assert_eq!(echoed, "fine");
+    assert_eq!(fixture.server.in_flight(), 0);
+    fixture.shutdown().await;
+}
+
 #[test]
 fn metadata_refuses_reserved_and_invalid_names() {
     let mut metadata = Metadata::new();

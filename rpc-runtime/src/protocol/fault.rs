@@ -88,7 +88,8 @@ pub enum FaultKind {
     /// `bad_request`: the body is not the method's arguments (invalid
     /// MessagePack, wrong count, wrong types, out-of-range integers, empty).
     BadRequest,
-    /// `handler_panicked`: the method panicked; the server keeps serving.
+    /// `handler_panicked`: the method, or a server interceptor before it,
+    /// panicked; the server keeps serving.
     HandlerPanicked,
     /// `unsupported_content_type`: the request's `content_type` is not
     /// MessagePack, or it has a `content_encoding`.

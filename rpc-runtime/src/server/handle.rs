@@ -207,7 +207,16 @@ async fn handle_request<S: Service>(
         return Outcome::Skipped;
     }
     for interceptor in &handling.interceptors {
-        if let Err(fault) = interceptor(&mut context) {
+        // An interceptor is the application's code as a method is: its
+        // panic must not leave the request unsettled, holding its prefetch
+        // credit for the life of the channel.
+        let verdict = std::panic::catch_unwind(AssertUnwindSafe(|| interceptor(&mut context)))
+            .unwrap_or_else(|panic| {
+                let (fault, message) = panicked(Culprit::Interceptor, method_name, panic);
+                handling.log_panic(&properties, Culprit::Interceptor, &message);
+                Err(fault)
+            });
+        if let Err(fault) = verdict {
             return handling
                 .fault(responder, delivery, &properties, fault)
                 .await;
@@ -227,8 +236,8 @@ async fn handle_request<S: Service>(
         .catch_unwind()
         .await
         .unwrap_or_else(|panic| {
-            let (fault, message) = panicked(method_name, panic);
-            handling.log_panic(&properties, &message);
+            let (fault, message) = panicked(Culprit::Method, method_name, panic);
+            handling.log_panic(&properties, Culprit::Method, &message);
             Err(fault)
         });
     method.ran_for(started.elapsed());
@@ -245,15 +254,9 @@ async fn handle_request<S: Service>(
             outcome
         }
         Err(fault) => {
-            if fault.kind() == &FaultKind::HandlerPanicked {
-                handling.metrics.fault(fault.kind());
-                responder.respond(delivery, &properties, Err(fault)).await;
-                Outcome::Fault
-            } else {
-                handling
-                    .fault(responder, delivery, &properties, fault)
-                    .await
-            }
+            handling
+                .fault(responder, delivery, &properties, fault)
+                .await
         }
     }
 }
@@ -290,7 +293,10 @@ impl<S: Service> Handling<S> {
         properties: &IncomingProperties,
         fault: Fault,
     ) -> Outcome {
-        self.log_refused(properties, &fault.for_log());
+        // A panic was logged at ERROR where it was caught.
+        if fault.kind() != &FaultKind::HandlerPanicked {
+            self.log_refused(properties, &fault.for_log());
+        }
         self.metrics.fault(fault.kind());
         responder.respond(delivery, properties, Err(fault)).await;
         Outcome::Fault
@@ -312,8 +318,9 @@ impl<S: Service> Handling<S> {
         );
     }
 
-    /// Logs a method's panic at ERROR, within the same budget.
-    fn log_panic(&self, properties: &IncomingProperties, panic: &str) {
+    /// Logs a method's or an interceptor's panic at ERROR, within the same
+    /// budget.
+    fn log_panic(&self, properties: &IncomingProperties, culprit: Culprit, panic: &str) {
         let Some(suppressed) = self.faults.take() else {
             return;
         };
@@ -325,14 +332,31 @@ impl<S: Service> Handling<S> {
             correlation_id,
             suppressed,
             panic,
-            "a service method panicked; the caller gets a handler_panicked fault"
+            "{} panicked; the caller gets a handler_panicked fault",
+            culprit.as_str(),
         );
+    }
+}
+
+/// What panicked while a request was handled.
+#[derive(Clone, Copy)]
+enum Culprit {
+    Method,
+    Interceptor,
+}
+
+impl Culprit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Culprit::Method => "a service method",
+            Culprit::Interceptor => "a server interceptor",
+        }
     }
 }
 
 /// The fault of a method that panicked, and the panic's message (for the
 /// server's log only: it may say more than a caller should see).
-fn panicked(method: &str, panic: Box<dyn Any + Send>) -> (Fault, String) {
+fn panicked(culprit: Culprit, method: &str, panic: Box<dyn Any + Send>) -> (Fault, String) {
     let message = panic
         .downcast_ref::<&str>()
         .map(|message| (*message).to_owned())
@@ -340,7 +364,13 @@ fn panicked(method: &str, panic: Box<dyn Any + Send>) -> (Fault, String) {
         .unwrap_or_else(|| "a non-string payload".to_owned());
     let fault = Fault::new(
         FaultKind::HandlerPanicked,
-        format!("the method `{method}` panicked; see the server's log"),
+        match culprit {
+            Culprit::Method => format!("the method `{method}` panicked; see the server's log"),
+            Culprit::Interceptor => format!(
+                "a server interceptor panicked before the method `{method}` ran; see the \
+                 server's log"
+            ),
+        },
     );
     (fault, message)
 }

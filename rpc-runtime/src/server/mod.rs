@@ -278,7 +278,9 @@ impl ServerBuilder {
     /// [`FaultKind::Unauthenticated`](crate::FaultKind::Unauthenticated) or
     /// [`FaultKind::PermissionDenied`](crate::FaultKind::PermissionDenied)).
     /// Interceptors run in the order they were added; the first fault ends
-    /// the request.
+    /// the request. One that panics is caught as a method's panic is: the
+    /// caller gets a `handler_panicked` fault, the request is rejected, and
+    /// the server goes on.
     ///
     /// ```no_run
     /// # use rpc_runtime::rpc_service;
