@@ -62,8 +62,6 @@ struct Inner {
     cancel: CancellationToken,
     /// Every address, redacted, for `Debug`.
     urls: Vec<String>,
-    /// The user the broker authenticates the connection as, if the URLs say.
-    user: Option<Arc<str>>,
     /// The broker last connected to, kept by the supervisor.
     last: Arc<Mutex<Last>>,
 }
@@ -75,6 +73,8 @@ struct Last {
     url: String,
     /// How many times the connection was made again.
     reconnections: u64,
+    /// The user its URL authenticates as, if it says.
+    user: Option<Arc<str>>,
 }
 
 impl Drop for Inner {
@@ -222,7 +222,6 @@ impl ConnectionBuilder {
             fastrand::shuffle(&mut dialers);
         }
         let brokers = Brokers { dialers };
-        let user = brokers.dialers[0].user().map(Arc::from);
         let urls = brokers
             .dialers
             .iter()
@@ -236,6 +235,7 @@ impl ConnectionBuilder {
         let last = Arc::new(Mutex::new(Last {
             url: first.url().to_owned(),
             reconnections: 0,
+            user: first.user().cloned(),
         }));
         tokio::spawn(supervise(
             brokers,
@@ -249,7 +249,6 @@ impl ConnectionBuilder {
                 links,
                 cancel,
                 urls,
-                user,
                 last,
             }),
         })
@@ -328,15 +327,18 @@ impl Connection {
     }
 
     /// The user the broker authenticates this connection as, when the URL
-    /// says (its user name, `guest` without one); `None` with the EXTERNAL
-    /// mechanism (`?auth_mechanism=external`), where the broker takes it from
-    /// the client's certificate.
-    pub fn user(&self) -> Option<&str> {
-        self.inner.user.as_deref()
-    }
-
-    pub(crate) fn user_id(&self) -> Option<Arc<str>> {
-        self.inner.user.clone()
+    /// of the broker connected to now (or, while reconnecting, of the last
+    /// one) says: its user name, `guest` without one; `None` with the
+    /// EXTERNAL mechanism (`?auth_mechanism=external`), where the broker
+    /// takes it from the client's certificate. The addresses of a cluster
+    /// may name different users: calls carry the user of the connection
+    /// they are published on.
+    pub fn user(&self) -> Option<String> {
+        let user = match self.inner.links.current_newer_than(0) {
+            Some(link) => link.user().cloned(),
+            None => self.last().user,
+        };
+        user.map(|user| user.to_string())
     }
 
     /// The AMQP connections, as the supervisor makes them.
@@ -457,6 +459,7 @@ async fn supervise(
         if let Ok(mut last) = last.lock() {
             link.url().clone_into(&mut last.url);
             last.reconnections += 1;
+            last.user = link.user().cloned();
         }
         links.up(link.clone());
     }

@@ -131,12 +131,22 @@ pub enum RpcError {
         message: String,
     },
 
-    /// The queue name is too long for AMQP (more than 255 bytes); the
-    /// request was not sent.
-    #[error("`{queue}` is not a valid queue name: AMQP queue names are at most 255 bytes")]
+    /// The queue name is empty or too long for AMQP (more than 255 bytes);
+    /// the request was not sent.
+    #[error("`{queue}` is not a valid queue name: a request queue's name is 1 to 255 bytes")]
     InvalidQueueName {
         /// The queue name.
         queue: String,
+    },
+
+    /// The method name is longer than AMQP's `type` property holds (255
+    /// bytes), as only a name given at run time can be
+    /// ([`Client::call_raw`](crate::Client::call_raw)); the request was not
+    /// sent.
+    #[error("`{method}` is not a valid method name: a method's name is at most 255 bytes")]
+    InvalidMethodName {
+        /// The method name.
+        method: String,
     },
 
     /// The request body is larger than the client's maximum request size;
@@ -223,7 +233,7 @@ impl RpcError {
     /// label it (`rpc_client_calls_total`'s `outcome`): `fault`, `timeout`,
     /// `connection_lost`, `not_connected`, `no_such_service` (a missing or
     /// unavailable queue), `no_server`, `refused`, `not_sent` (refused
-    /// before sending: arguments, size, queue name, headers, an
+    /// before sending: arguments, size, queue or method name, headers, an
     /// interceptor), `decode_error` or `closed`. For counting errors by
     /// kind, or an exit status.
     ///
@@ -351,11 +361,11 @@ pub enum ServeError {
     /// The connection was closed.
     #[error(transparent)]
     Connect(#[from] ConnectError),
-    /// The queue name is too long for AMQP (more than 255 bytes), or names
-    /// the request queue as its own dead-letter queue.
+    /// The queue name is empty or too long for AMQP (more than 255 bytes),
+    /// or names the request queue as its own dead-letter queue.
     #[error(
-        "`{queue}` is not a valid queue name here: AMQP queue names are at most 255 bytes, and \
-         a dead-letter queue is not the request queue"
+        "`{queue}` is not a valid queue name here: a queue's name is 1 to 255 bytes, and a \
+         dead-letter queue is not the request queue"
     )]
     InvalidQueueName {
         /// The queue name.

@@ -43,6 +43,40 @@ async fn a_connection_uses_the_first_address_that_answers() {
     connection.close().await;
 }
 
+/// Calls carry the user of the address connected to, which the broker
+/// checks their `user_id` against: not the first address's, when another
+/// answered (the broker would refuse every request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_carry_the_user_of_the_address_connected_to() {
+    let queue = TestQueue::new("addresses-user");
+    let control = LabControl::default();
+    let server_connection = connect("addresses-user-server").await;
+    let server = serve_lab(&server_connection, &queue, "s1", &control, 8).await;
+    let live_user = server_connection.user().expect("a URL with a user");
+
+    let dead = dead_url().await.replace("guest:", "nobody:");
+    let connection = within(
+        PATIENCE,
+        "connecting",
+        Connection::connect(format!("{dead}, {}", amqp_url())),
+    )
+    .await
+    .expect("the second address answers");
+    assert_eq!(connection.user().as_deref(), Some(live_user.as_str()));
+    let client = Client::builder()
+        .timeout(LONG)
+        .build(&connection)
+        .await
+        .expect("client");
+    let lab = LabClient::new(client).with_queue(&queue.name);
+    let report = within(PATIENCE, "a call", lab.context())
+        .await
+        .expect("the broker takes the request");
+    assert_eq!(report.user_id.as_deref(), Some(live_user.as_str()));
+    server.shutdown().await;
+    connection.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_no_address_answers_the_error_names_each() {
     let first = dead_url().await;

@@ -492,11 +492,11 @@ async fn one_way_calls_to_a_missing_queue_fail_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_names_too_long_for_amqp_are_errors_not_panics() {
+async fn names_empty_or_too_long_for_amqp_are_errors_not_panics() {
     let connection = connect("long-names").await;
     let client = Client::new(&connection).await.expect("client");
     let long = "q".repeat(300);
-    let lab = LabClient::new(client).with_queue(&long);
+    let lab = LabClient::new(client.clone()).with_queue(&long);
     match lab.echo("x".into()).await {
         Err(RpcError::InvalidQueueName { queue }) => assert_eq!(queue, long),
         other => panic!("expected InvalidQueueName, got {other:?}"),
@@ -509,6 +509,37 @@ async fn queue_names_too_long_for_amqp_are_errors_not_panics() {
         refused,
         Err(rpc_runtime::ServeError::InvalidQueueName { .. })
     ));
+
+    // An empty name would have the broker name the server's queue itself.
+    let lab = LabClient::new(client.clone()).with_queue("");
+    assert!(matches!(
+        lab.echo("x".into()).await,
+        Err(RpcError::InvalidQueueName { .. })
+    ));
+    let refused = Server::builder()
+        .queue("")
+        .serve(&connection, FibonacciServer::new(IterativeFib))
+        .await;
+    assert!(matches!(
+        refused,
+        Err(rpc_runtime::ServeError::InvalidQueueName { .. })
+    ));
+
+    // A method named at run time can be too long for AMQP's `type`: an
+    // error at once, before anything is sent.
+    let method = "m".repeat(300);
+    let error = within(
+        PATIENCE,
+        "a call with a long method name",
+        client.call_raw("calls-long-method", "Lab", &method, vec![0x90]),
+    )
+    .await
+    .expect_err("not sent");
+    assert_eq!(error.kind(), "not_sent");
+    match error {
+        RpcError::InvalidMethodName { method: named } => assert_eq!(named, method),
+        other => panic!("expected InvalidMethodName, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

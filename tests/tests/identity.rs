@@ -37,7 +37,7 @@ async fn handlers_see_the_callers_user_which_the_broker_vouches_for() {
     let alice = Connection::connect(&broker.url_for("alice", "alice-pw"))
         .await
         .expect("alice connects");
-    assert_eq!(alice.user(), Some("alice"));
+    assert_eq!(alice.user().as_deref(), Some("alice"));
     let lab = LabClient::new(Client::new(&alice).await.expect("client")).with_queue(&queue);
     let report = within(PATIENCE, "a call", lab.context())
         .await

@@ -3,7 +3,7 @@
 
 use super::intercept::ClientInterceptor;
 use crate::metadata::Metadata;
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, time::Duration};
 
 /// The timeout of a call when neither the client nor the call sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,8 +56,8 @@ pub(crate) struct Config {
     pub(crate) span_level: tracing::Level,
     /// Whether calls carry `traceparent` (and `tracestate`).
     pub(crate) trace_context: bool,
-    /// The `user_id` calls carry: the connection's user.
-    pub(crate) user_id: Option<Arc<str>>,
+    /// Whether calls carry their connection's user as `user_id`.
+    pub(crate) send_user_id: bool,
 }
 
 impl fmt::Debug for Config {

@@ -25,8 +25,8 @@ use crate::{
     error::RpcError,
     metadata::Metadata,
     protocol::{
-        MAX_QUEUE_NAME,
         headers::{self, RequestHeaders},
+        is_queue_name, is_short_string,
         request::RequestProperties,
     },
     session::Watch,
@@ -80,9 +80,14 @@ impl Engine {
 
     /// The deadline of a call that may be sent, or why it may not.
     fn deadline_for(&self, spec: &CallSpec) -> Result<Deadline, RpcError> {
-        if spec.queue.len() > MAX_QUEUE_NAME {
+        if !is_queue_name(&spec.queue) {
             return Err(RpcError::InvalidQueueName {
                 queue: spec.queue.as_ref().to_owned(),
+            });
+        }
+        if !is_short_string(spec.site.method) {
+            return Err(RpcError::InvalidMethodName {
+                method: spec.site.method.to_owned(),
             });
         }
         let limit = self.config.max_request_size;
@@ -369,7 +374,7 @@ impl Engine {
                                 session.reply_to.clone(),
                                 deadline.remaining(),
                             );
-                            properties.user_id = self.config.user_id.clone();
+                            properties.user_id = session.user_id.clone();
                             properties.headers = headers.clone();
                             requests.publish(Request {
                                 queue: spec.queue.clone(),
@@ -567,7 +572,7 @@ impl Engine {
         // call set its own timeout.
         let remaining = spec.timeout.map(|_| deadline.remaining());
         let mut properties = RequestProperties::one_way(spec.site.method, remaining);
-        properties.user_id = self.config.user_id.clone();
+        properties.user_id = session.user_id.clone();
         properties.headers = headers.clone();
         if spec.timeout.is_none() {
             properties.headers.deadline = None;

@@ -276,7 +276,9 @@ impl ClientBuilder {
     /// [`RequestContext::user_id`](crate::RequestContext::user_id). The
     /// broker checks it against the connection's user; with the EXTERNAL
     /// mechanism (certificates), the client does not know that user and
-    /// sends none.
+    /// sends none, nor for a user name longer than the property holds (255
+    /// bytes). After a failover to an address with another user, calls
+    /// carry that one.
     pub fn send_user_id(mut self, enabled: bool) -> Self {
         self.send_user_id = enabled;
         self
@@ -298,11 +300,7 @@ impl ClientBuilder {
             interceptors: self.interceptors,
             trace_context: self.trace_context,
             span_level: self.span_level,
-            user_id: if self.send_user_id {
-                connection.user_id()
-            } else {
-                None
-            },
+            send_user_id: self.send_user_id,
         });
         let link = connection.link().await?;
         let first = session::open(&link, &config, &pending, 1)

@@ -124,7 +124,7 @@ pub enum Outcome {
     NoSuchService,
     NoServer,
     Refused,
-    /// Not sent: its arguments, size, queue name or headers were refused
+    /// Not sent: its arguments, size, queue or method name, or headers were refused
     /// locally, or an interceptor refused it.
     NotSent,
     DecodeError,
@@ -180,6 +180,7 @@ impl Outcome {
             RpcError::Closed => Outcome::Closed,
             RpcError::Encode { .. }
             | RpcError::InvalidQueueName { .. }
+            | RpcError::InvalidMethodName { .. }
             | RpcError::RequestTooLarge { .. }
             | RpcError::InvalidHeader { .. }
             | RpcError::Intercepted { .. } => Outcome::NotSent,

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     connection::Connection,
-    protocol::reply_address::reply_queue_name,
+    protocol::{is_short_string, reply_address::reply_queue_name},
     session::{Ended, Generation, Publisher, Sessions},
     transport::{
         AmqpError,
@@ -59,6 +59,9 @@ pub(crate) struct Session {
     pub(crate) link: Link,
     confirms: bool,
     returned: ReturnedTo,
+    /// The `user_id` its calls carry: its connection's user (see
+    /// [`ClientBuilder::send_user_id`](crate::ClientBuilder::send_user_id)).
+    pub(crate) user_id: Option<Arc<str>>,
     /// When it was set up.
     opened: std::time::Instant,
 }
@@ -216,9 +219,23 @@ pub(crate) async fn open(
         link: link.clone(),
         confirms: config.publisher_confirms,
         returned,
+        user_id: user_id(link, config),
         opened: std::time::Instant::now(),
     });
     Ok((session, replies))
+}
+
+/// The `user_id` of calls published on `link`, if they carry one.
+fn user_id(link: &Link, config: &Config) -> Option<Arc<str>> {
+    let user = link.user().filter(|_| config.send_user_id)?;
+    if !is_short_string(user) {
+        warn!(
+            "the connection's user name is longer than 255 bytes, more than a request's \
+             user_id holds: calls carry no caller identity"
+        );
+        return None;
+    }
+    Some(user.clone())
 }
 
 /// A client's sessions, for [`session::keep`](crate::session::keep): publishes

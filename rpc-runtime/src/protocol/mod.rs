@@ -4,7 +4,7 @@
 //!
 //! | PROTOCOL.md | here |
 //! |---|---|
-//! | §1 Request queue | [`MAX_QUEUE_NAME`]; the default name (the trait's, in snake case) is the macro's |
+//! | §1 Request queue | [`is_queue_name`]; the default name (the trait's, in snake case) is the macro's |
 //! | §2 Request: properties and `mandatory` | [`request`]: the properties a client sets and a server reads, the correlation id format, the expiration, the `mandatory` rule |
 //! | §2 Request: headers | [`headers`]: trace context, the caller's deadline, call metadata |
 //! | §2 Request: body | [`args`]: the MessagePack array of arguments |
@@ -39,5 +39,19 @@ pub(crate) const CONTENT_TYPE: &str = "application/msgpack";
 /// send them.
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 4 << 20;
 
-/// The longest name AMQP allows for a queue (a short string).
-pub(crate) const MAX_QUEUE_NAME: usize = 255;
+/// The longest AMQP short string: a queue's name, a method's (`type`), a
+/// user's (`user_id`).
+const MAX_SHORT_STRING: usize = 255;
+
+/// Whether `text` fits a short string, as a method's name (the `type`
+/// property) or a user's (`user_id`) must.
+pub(crate) fn is_short_string(text: &str) -> bool {
+    text.len() <= MAX_SHORT_STRING
+}
+
+/// Whether `name` can name a request queue: 1 to 255 bytes. An empty name
+/// would have the broker make one up for a server, which no client could
+/// address.
+pub(crate) fn is_queue_name(name: &str) -> bool {
+    !name.is_empty() && is_short_string(name)
+}

@@ -47,7 +47,7 @@ use crate::{
     error::ServeError,
     protocol::fault::Fault,
     protocol::{
-        DEFAULT_MAX_REQUEST_SIZE, MAX_QUEUE_NAME, reply::encode_ok, reply_address::ReplyToPolicy,
+        DEFAULT_MAX_REQUEST_SIZE, is_queue_name, reply::encode_ok, reply_address::ReplyToPolicy,
     },
 };
 use std::{
@@ -327,7 +327,7 @@ impl ServerBuilder {
         service: S,
     ) -> Result<ServerHandle, ServeError> {
         let queue = self.queue.unwrap_or_else(|| S::DEFAULT_QUEUE.to_owned());
-        if queue.len() > MAX_QUEUE_NAME {
+        if !is_queue_name(&queue) {
             return Err(ServeError::InvalidQueueName { queue });
         }
         if self.delivery_limit.is_some() && self.queue_type != QueueType::Quorum {
@@ -338,7 +338,7 @@ impl ServerBuilder {
             });
         }
         if let Some(dead_letters) = &self.dead_letter_queue
-            && (dead_letters.len() > MAX_QUEUE_NAME || *dead_letters == queue)
+            && (!is_queue_name(dead_letters) || *dead_letters == queue)
         {
             return Err(ServeError::InvalidQueueName {
                 queue: dead_letters.clone(),

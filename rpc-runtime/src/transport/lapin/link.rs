@@ -27,6 +27,8 @@ pub(crate) struct Link {
     generation: u64,
     /// The broker's URL, redacted.
     url: Arc<str>,
+    /// The user its URL authenticates as (see [`Dialer::user`]).
+    user: Option<Arc<str>>,
 }
 
 impl Link {
@@ -39,6 +41,13 @@ impl Link {
     /// The URL of the broker this link is to, with its password redacted.
     pub(crate) fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The user the broker authenticated this link as, when its URL says:
+    /// the caller identity its calls carry (`user_id`), which the broker
+    /// checks against it.
+    pub(crate) fn user(&self) -> Option<&Arc<str>> {
+        self.user.as_ref()
     }
 
     /// Whether the connection is still open.
@@ -170,6 +179,7 @@ impl Dialer {
                 amqp: Arc::new(connected.map_err(broker_error)?),
                 generation,
                 url: Arc::from(self.url.as_str()),
+                user: self.user().map(Arc::from),
             }),
             Err(_) => Err(DialError::Timeout(self.timeout)),
         }
