@@ -33,6 +33,8 @@ pub struct Relay {
     held: watch::Sender<bool>,
     frozen: watch::Sender<bool>,
     confirms: Arc<ConfirmDrops>,
+    /// Bytes clients sent that wait in the relay, held or frozen.
+    waiting: Arc<AtomicUsize>,
 }
 
 /// How many of the broker's `basic.ack` frames to drop, and how many were.
@@ -71,18 +73,26 @@ impl Relay {
         let (frozen, freezing) = watch::channel(false);
         let confirms = Arc::new(ConfirmDrops::default());
         let dropping = confirms.clone();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let counting = waiting.clone();
         let acceptor = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let target = target.clone();
                 let holding = holding.clone();
                 let freezing = freezing.clone();
                 let dropping = dropping.clone();
+                let counting = counting.clone();
                 let link = tokio::spawn(async move {
                     if let Ok(broker) = TcpStream::connect(&target).await {
                         let (from_client, to_client) = client.into_split();
                         let (from_broker, to_broker) = broker.into_split();
                         tokio::select! {
-                            () = pump(from_client, to_broker, vec![holding, freezing.clone()]) => {}
+                            () = pump(
+                                from_client,
+                                to_broker,
+                                vec![holding, freezing.clone()],
+                                &counting,
+                            ) => {}
                             () = pump_frames(from_broker, to_client, freezing, dropping) => {}
                         }
                     }
@@ -98,6 +108,7 @@ impl Relay {
             held,
             frozen,
             confirms,
+            waiting,
         }
     }
 
@@ -125,6 +136,12 @@ impl Relay {
     /// held bytes are forwarded on release, in order.
     pub fn hold(&self, held: bool) {
         self.held.send_replace(held);
+    }
+
+    /// How many bytes clients sent that wait in the relay (held or frozen):
+    /// a test waits for it to grow to know that a client wrote something.
+    pub fn held_bytes(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
     }
 
     /// An AMQP URL that reaches the broker through the relay.
@@ -161,28 +178,76 @@ impl Drop for Relay {
     }
 }
 
-/// Copies `from` into `to` until either ends, waiting while any of `holds`
-/// says so before forwarding each read.
+/// Copies `from` into `to` until either ends. While any of `holds` says so,
+/// what is read waits in the relay (counted in `waiting`), up to
+/// [`MOST_WAITING`] bytes, after which the relay stops reading, as a broker
+/// that blocks a publisher does; it is forwarded in order once none does.
 async fn pump(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     mut holds: Vec<watch::Receiver<bool>>,
+    waiting: &AtomicUsize,
 ) {
+    const MOST_WAITING: usize = 256 * 1024;
     let mut buffer = vec![0; 16 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let held = |holds: &[watch::Receiver<bool>]| holds.iter().any(|hold| *hold.borrow());
     loop {
-        let read = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(read) => read,
-        };
-        for hold in &mut holds {
-            if hold.wait_for(|held| !held).await.is_err() {
+        if !pending.is_empty() && !held(&holds) {
+            let written = to.write_all(&pending).await;
+            waiting.fetch_sub(pending.len(), Ordering::SeqCst);
+            pending.clear();
+            if written.is_err() {
                 return;
             }
         }
-        if to.write_all(&buffer[..read]).await.is_err() {
+        let read = if !held(&holds) {
+            from.read(&mut buffer).await
+        } else if pending.len() < MOST_WAITING {
+            tokio::select! {
+                read = from.read(&mut buffer) => read,
+                released = released(&mut holds) => {
+                    if !released {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            if !released(&mut holds).await {
+                return;
+            }
+            continue;
+        };
+        let read = match read {
+            Ok(0) | Err(_) => {
+                // What was sent before the end still goes, once released.
+                if !pending.is_empty() && released(&mut holds).await {
+                    let _ = to.write_all(&pending).await;
+                }
+                waiting.fetch_sub(pending.len(), Ordering::SeqCst);
+                return;
+            }
+            Ok(read) => read,
+        };
+        // Held meanwhile: what was read waits too.
+        if held(&holds) || !pending.is_empty() {
+            pending.extend_from_slice(&buffer[..read]);
+            waiting.fetch_add(read, Ordering::SeqCst);
+        } else if to.write_all(&buffer[..read]).await.is_err() {
             return;
         }
     }
+}
+
+/// Waits until none of `holds` says to hold; `false` if the relay is gone.
+async fn released(holds: &mut [watch::Receiver<bool>]) -> bool {
+    for hold in holds {
+        if hold.wait_for(|held| !held).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Copies the broker's frames from `from` into `to` until either ends,

@@ -274,3 +274,61 @@ async fn calls_that_require_a_server_fail_at_once_without_one() {
     assert_eq!(client.pending_calls(), 0);
     server.shutdown().await;
 }
+
+/// A question about a queue given up half-way (its call's patience ran
+/// out while the broker had not yet read it) must not answer the next
+/// question, about another queue: the broker's 404 for a missing queue
+/// closes the channel it was asked on, and must not make a served queue
+/// look missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_given_up_does_not_answer_the_next_one() {
+    let served = TestQueue::new("question-served");
+    let control = LabControl::default();
+    let server_connection = connect("question-server").await;
+    let server = serve_lab(&server_connection, &served, "s1", &control, 8).await;
+    let relay = rpc_tests::relay::Relay::start().await;
+    let connection = relay.connect().await;
+    let client = Client::builder()
+        .require_server(true)
+        .build(&connection)
+        .await
+        .expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&served.name);
+    // The first question opens the channel questions go on.
+    let sum = within(PATIENCE, "a first call", lab.add(1, 2).timeout(NEVER)).await;
+    assert_eq!(sum.expect("served"), 3);
+
+    // A question about a missing queue that the broker reads only after
+    // its call gave up (a tenth of 200 ms of patience).
+    relay.hold(true);
+    let missing = LabClient::new(client.clone()).with_queue(&format!("{}.missing", served.name));
+    let given_up = within(
+        PATIENCE,
+        "a call held at the relay",
+        missing.add(1, 2).timeout(Duration::from_millis(200)),
+    )
+    .await;
+    assert!(given_up.is_err(), "{given_up:?}");
+
+    // The next question, about a served queue the client has not asked
+    // about (no answer kept), written while the first is still held.
+    let other = TestQueue::new("question-other");
+    let other_server = serve_lab(&server_connection, &other, "s2", &control, 8).await;
+    let before = relay.held_bytes();
+    let asked = LabClient::new(client.clone()).with_queue(&other.name);
+    let call = tokio::spawn(asked.add(2, 3).timeout(NEVER).into_future());
+    within(PATIENCE, "the next question to be written", async {
+        while relay.held_bytes() == before {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    relay.hold(false);
+    let sum = within(PATIENCE, "the call to a served queue", call)
+        .await
+        .expect("the call's task");
+    assert_eq!(sum.expect("the queue is served"), 5);
+    other_server.shutdown().await;
+    server.shutdown().await;
+    connection.close().await;
+}

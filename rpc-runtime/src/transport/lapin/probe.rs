@@ -7,7 +7,16 @@ use lapin::{Channel, options::QueueDeclareOptions, types::FieldTable};
 /// A channel to ask questions on. A passive declare of a queue that does
 /// not exist closes its channel: the next question opens another.
 #[derive(Default)]
-pub(crate) struct ProbeChannel(Option<Channel>);
+pub(crate) struct ProbeChannel {
+    channel: Option<Channel>,
+    /// A question is being asked: if it is still set when the next one
+    /// comes, that one was given up half-way, and its answer may still
+    /// come. Should it be the broker's `channel.close` (404: the queue does
+    /// not exist), it would fail the next question asked on that channel,
+    /// about another queue, as if that one did not exist: the next question
+    /// gets a new channel.
+    asking: bool,
+}
 
 impl ProbeChannel {
     /// How many consumers `queue` has, or why it has none to tell.
@@ -16,20 +25,33 @@ impl ProbeChannel {
         link: &Link,
         queue: &str,
     ) -> Result<QueueState, AmqpError> {
+        if std::mem::take(&mut self.asking)
+            && let Some(abandoned) = self.channel.take()
+        {
+            // lapin leaves a channel open when its handles are dropped.
+            tokio::spawn(async move {
+                let _ = abandoned.close(200, "question given up".into()).await;
+            });
+        }
         // Kept in place while asking (a clone is a handle): a question given
-        // up half-way leaves the channel to the next one, not to a leak.
-        let channel = match self.0.as_ref() {
+        // up half-way leaves the channel to be closed, not to a leak.
+        let channel = match self.channel.as_ref() {
             Some(open) if open.status().connected() => open.clone(),
-            _ => self.0.insert(link.amqp.create_channel().await?).clone(),
+            _ => self
+                .channel
+                .insert(link.amqp.create_channel().await?)
+                .clone(),
         };
         let passive = QueueDeclareOptions {
             passive: true,
             ..QueueDeclareOptions::default()
         };
-        match channel
+        self.asking = true;
+        let answer = channel
             .queue_declare(queue.into(), passive, FieldTable::default())
-            .await
-        {
+            .await;
+        self.asking = false;
+        match answer {
             Ok(declared) => Ok(QueueState::Consumers(declared.consumer_count())),
             Err(error) => QueueState::refused(AmqpError::from(error)),
         }
@@ -37,7 +59,7 @@ impl ProbeChannel {
 
     /// Closes the channel, if one is open.
     pub(crate) async fn close(&mut self) {
-        if let Some(channel) = self.0.take() {
+        if let Some(channel) = self.channel.take() {
             let _ = channel.close(200, "session over".into()).await;
         }
     }
