@@ -171,6 +171,33 @@ async fn a_request_the_broker_never_confirms_is_sent_again() {
     server.shutdown().await;
 }
 
+/// A call whose confirm is overdue on a frozen broker (one that answers
+/// nothing, `channel.open` included) ends at its own deadline with
+/// `Timeout`, not when the connection is given up heartbeats later, nor as
+/// `NotConnected` (its request was written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_overdue_on_a_frozen_broker_times_out_at_its_deadline() {
+    let relay = Relay::start().await;
+    let connection = relay.connect().await;
+    let client = Client::builder()
+        .timeout(Duration::from_secs(1))
+        .confirm_patience(Duration::from_millis(100))
+        .build(&connection)
+        .await
+        .expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&unique("frozen-overdue"));
+    relay.freeze(true);
+    // A call held until the connection is given up (two heartbeats, some
+    // 20 s) would end with another error.
+    let failed = within(PATIENCE, "a call on a frozen broker", lab.add(1, 2)).await;
+    assert!(
+        matches!(failed, Err(RpcError::Timeout { .. })),
+        "{failed:?}"
+    );
+    assert_eq!(client.pending_calls(), 0);
+    relay.freeze(false);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_flight_on_a_lost_server_is_redelivered_and_answered() {
     let queue = TestQueue::new("server-loss");

@@ -31,7 +31,7 @@ use crate::{
     },
     session::Watch,
     trace::{self, SpanId, TraceId},
-    transport::publish::{Request, Verdict},
+    transport::publish::{CallPublisher, Request, Verdict},
 };
 use futures_util::FutureExt;
 use std::{
@@ -414,11 +414,17 @@ impl Engine {
                             First::Verdict(Verdict::NotSent) => {
                                 // The channel is gone; unless the session is
                                 // too, a new channel sends it.
-                                if reopened < MAX_REOPENED
-                                    && Box::pin(session.replace_requests(&requests)).await
-                                {
-                                    reopened += 1;
-                                    continue 'sessions;
+                                if reopened < MAX_REOPENED {
+                                    match Box::pin(replace_within(&session, &requests, deadline))
+                                        .await
+                                    {
+                                        Some(true) => {
+                                            reopened += 1;
+                                            continue 'sessions;
+                                        }
+                                        Some(false) => {}
+                                        None => break 'call Err(Failed::TimedOut),
+                                    }
                                 }
                                 break 'attempt;
                             }
@@ -426,8 +432,11 @@ impl Engine {
                                 // Perhaps the channel's doing, not the queue's
                                 // (see `client::session`): sent again on another.
                                 refusals += 1;
-                                Box::pin(session.replace_requests(&requests)).await;
-                                if Box::pin(self.after_refusal(deadline, refusals)).await {
+                                let replaced =
+                                    Box::pin(replace_within(&session, &requests, deadline)).await;
+                                if replaced.is_some()
+                                    && Box::pin(self.after_refusal(deadline, refusals)).await
+                                {
                                     continue 'sessions;
                                 }
                                 break 'call Err(Failed::Rpc(RpcError::Refused { method }));
@@ -443,7 +452,12 @@ impl Engine {
                                     patience = ?self.config.confirm_patience,
                                     "the broker has not confirmed a request; sending it again"
                                 );
-                                Box::pin(session.replace_requests(&requests)).await;
+                                if Box::pin(replace_within(&session, &requests, deadline))
+                                    .await
+                                    .is_none()
+                                {
+                                    break 'call Err(Failed::TimedOut);
+                                }
                                 continue 'sessions;
                             }
                             First::Verdict(Verdict::Lost) => {
@@ -456,7 +470,7 @@ impl Engine {
                                 // never come: a new channel for the next calls,
                                 // and this one fails as in flight on a lost
                                 // connection, unless its reply is already here.
-                                Box::pin(session.replace_requests(&requests)).await;
+                                Box::pin(replace_within(&session, &requests, deadline)).await;
                                 call.outcome()
                                     .now_or_never()
                                     .unwrap_or(Err(Unanswered::SessionEnded))
@@ -639,6 +653,21 @@ impl Engine {
             }
         })
     }
+}
+
+/// Replaces `session`'s publishing channel `stale` (see
+/// [`Session::replace_requests`]) within a call's deadline: `None` if the
+/// deadline came first. A broker that does not answer `channel.open` (a
+/// frozen node) would otherwise hold the call until its connection is
+/// given up, heartbeats later.
+async fn replace_within(
+    session: &Session,
+    stale: &Arc<CallPublisher>,
+    deadline: Deadline,
+) -> Option<bool> {
+    tokio::time::timeout_at(deadline.at, session.replace_requests(stale))
+        .await
+        .ok()
 }
 
 /// When a call gives up.
