@@ -9,7 +9,7 @@ use proc_macro2::TokenStream;
 use std::cell::RefCell;
 use syn::{
     Attribute, FnArg, GenericArgument, Ident, Item, ItemTrait, LitStr, Pat, PathArguments,
-    PathSegment, ReturnType, TraitItem, TraitItemFn, Type, parse::Parser,
+    PathSegment, ReturnType, TraitItem, TraitItemFn, Type, ext::IdentExt, parse::Parser,
 };
 
 /// Errors collected across all passes, reported together.
@@ -153,7 +153,8 @@ impl<'a> Service<'a> {
                 literal: Some(literal),
             },
             None => Queue {
-                name: snake_case(&item.ident.to_string()),
+                // `unraw`: a trait named `r#Inventory` is `Inventory`.
+                name: snake_case(&item.ident.unraw().to_string()),
                 literal: None,
             },
         };
@@ -177,6 +178,17 @@ impl<'a> Method<'a> {
             .iter()
             .filter_map(|input| match input {
                 FnArg::Receiver(_) => None,
+                FnArg::Typed(arg) if !arg.attrs.is_empty() => {
+                    // The generated code repeats each argument without its
+                    // attributes: a `#[cfg]` there would leave the trait and
+                    // the generated items with different arguments.
+                    errors.spanned(
+                        &arg.attrs[0],
+                        "RPC method arguments take no attributes; put a `#[cfg]` on the \
+                         method instead",
+                    );
+                    None
+                }
                 FnArg::Typed(arg) => match &*arg.pat {
                     Pat::Ident(pat)
                         if pat.by_ref.is_none()
@@ -209,12 +221,13 @@ impl<'a> Method<'a> {
         &self.item.sig.ident
     }
 
-    /// `#[doc]` attributes, to copy onto the client method.
+    /// `#[doc]` and `#[deprecated]` attributes, to copy onto the client
+    /// method: its callers are told as the trait's are.
     pub(crate) fn docs(&self) -> impl Iterator<Item = &'a Attribute> {
         self.item
             .attrs
             .iter()
-            .filter(|attr| attr.path().is_ident("doc"))
+            .filter(|attr| attr.path().is_ident("doc") || attr.path().is_ident("deprecated"))
     }
 
     /// The doc comment's text, for the service's description.

@@ -467,6 +467,8 @@ impl<'a> ServiceGenerator<'a> {
         };
         quote! {
             #(#cfgs)*
+            // Serving a deprecated method is no use of it.
+            #[allow(deprecated)]
             async fn #handler<__RpcService>(
                 __rpc_service: &__RpcService,
                 __rpc_body: &[u8],

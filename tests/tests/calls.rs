@@ -341,6 +341,24 @@ async fn default_queue_names_follow_the_documented_rule() {
     );
     assert_eq!(LabClient::DEFAULT_QUEUE, "lab");
     assert_eq!(FibonacciClient::DEFAULT_QUEUE, "rpc_queue");
+    // A raw identifier's name is the name without `r#`.
+    assert_eq!(InventoryClient::DEFAULT_QUEUE, "inventory");
+    assert_eq!(
+        <InventoryServer<()> as Service>::NAME,
+        "Inventory",
+        "the same name as the queue's"
+    );
+}
+
+#[rpc_runtime::rpc_service]
+pub trait r#Inventory {
+    async fn stock(&self) -> u32;
+}
+
+impl Inventory for () {
+    async fn stock(&self) -> u32 {
+        0
+    }
 }
 
 /// An application's own error type, wrapping the errors of the calls it makes.
