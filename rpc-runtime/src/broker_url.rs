@@ -104,7 +104,10 @@ fn is_plain_user(user: &str) -> bool {
 /// its authority, or that lacks `scheme://`: a password with an unencoded
 /// `/`, `#` or `?`, or a mistyped `amqp:/`, would otherwise parse as a
 /// different host, user or virtual host, and the broker's answer (`vhost
-/// "user:password@host/" not found`) would quote the password.
+/// "user:password@host/" not found`) would quote the password. Refuses an
+/// IPv6 address as host too: the URL parser both transports use
+/// (`amq-protocol-uri`) reads it as no host, and connects to `localhost`
+/// instead.
 pub(crate) fn check_shape(url: &str) -> Result<(), String> {
     let (scheme, rest) = split_scheme(url);
     if scheme.is_empty() {
@@ -115,6 +118,17 @@ pub(crate) fn check_shape(url: &str) -> Result<(), String> {
         return Err(
             "an `@` follows a `/`, `#` or `?`: percent-encode those characters in the user \
              name and password (`/` is `%2F`, `#` is `%23`, `?` is `%3F`, `@` is `%40`)"
+                .to_owned(),
+        );
+    }
+    let authority = &rest[..authority_end];
+    let host = authority
+        .rfind('@')
+        .map_or(authority, |at| &authority[at + 1..]);
+    if host.starts_with('[') {
+        return Err(
+            "its host is an IPv6 address, which the AMQP URL parser cannot read (it would \
+             connect to `localhost`): use a host name that resolves to the address"
                 .to_owned(),
         );
     }
@@ -197,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn urls_whose_password_would_move_the_authority_are_refused() {
+    fn urls_that_would_reach_another_host_or_user_are_refused() {
         for url in [
             "amqp://guest:s3cr/etPW@127.0.0.1:5672/%2f",
             "amqp://guest:s3cr#etPW@127.0.0.1",
@@ -205,6 +219,8 @@ mod tests {
             "amqp:/guest:s3cretPW@127.0.0.1",
             "amqp//guest:s3cretPW@127.0.0.1",
             "127.0.0.1:5672",
+            "amqp://guest:guest@[2001:db8::1]:5672/%2f",
+            "amqp://[::1]",
         ] {
             assert!(check_shape(url).is_err(), "{url}");
         }
