@@ -198,6 +198,20 @@ async fn a_call_overdue_on_a_frozen_broker_times_out_at_its_deadline() {
     relay.freeze(false);
 }
 
+/// Closing a connection to a broker that answers nothing returns once the
+/// broker would be given up anyway (two heartbeats, 20 s by default), not
+/// never (lapin awaits the broker's `close-ok` without watching the
+/// heartbeats).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_connection_to_a_frozen_broker_returns() {
+    let relay = Relay::start().await;
+    let connection = relay.connect().await;
+    relay.freeze(true);
+    within(PATIENCE, "closing", connection.close()).await;
+    assert!(!connection.is_connected());
+    relay.freeze(false);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_flight_on_a_lost_server_is_redelivered_and_answered() {
     let queue = TestQueue::new("server-loss");

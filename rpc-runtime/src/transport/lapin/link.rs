@@ -55,13 +55,25 @@ impl Link {
         self.amqp.status().connected()
     }
 
-    /// Closes the connection, as the application asked.
+    /// Closes the connection, as the application asked: within two
+    /// heartbeats (the time after which a broker that does not answer is
+    /// given up), or 20 s without heartbeats. lapin stops watching the
+    /// heartbeats once closing, so a frozen broker's `close-ok`, which never
+    /// comes, would be awaited for ever.
     pub(crate) async fn close(&self) {
         if self.is_open() {
-            let _ = self
-                .amqp
-                .close(200, "closed by the application".into())
-                .await;
+            let heartbeat = match self.amqp.configuration().heartbeat() {
+                0 => DEFAULT_HEARTBEAT_SECS,
+                seconds => seconds,
+            };
+            let patience = Duration::from_secs(2 * u64::from(heartbeat));
+            let closing = self.amqp.close(200, "closed by the application".into());
+            if tokio::time::timeout(patience, closing).await.is_err() {
+                debug!(
+                    ?patience,
+                    "the broker did not answer the connection's close"
+                );
+            }
         }
     }
 
