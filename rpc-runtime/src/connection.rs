@@ -27,6 +27,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -44,7 +45,8 @@ const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(1);
 /// [`RpcError::ConnectionLost`](crate::RpcError::ConnectionLost), new calls
 /// wait for the connection (up to their timeout), and servers stop receiving
 /// requests; everything resumes on the new connection. Reconnection attempts
-/// back off exponentially, from 100 ms up to 5 s by default.
+/// back off exponentially, from 100 ms up to 5 s by default (see
+/// [`ConnectionBuilder::reconnect_delay`]).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), rpc_runtime::ConnectError> {
@@ -167,7 +169,10 @@ impl ConnectionBuilder {
     /// jitter within its upper half, and never exceeds `max`: once the broker
     /// is back, the connection is back within `max` plus the time to connect.
     /// `min` is at least 1 ms, so that a broker that is down is not dialled
-    /// in a busy loop; `max` is at least `min`.
+    /// in a busy loop; `max` is at least `min`. A connection lost again
+    /// within `max` of being made is redialled after the same growing
+    /// delays, not at once, so that one the broker closes as soon as it
+    /// opens is not remade in a tight loop.
     pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
         self.min_delay = min.max(MIN_RECONNECT_DELAY);
         self.max_delay = max.max(self.min_delay);
@@ -415,12 +420,36 @@ async fn supervise(
     (links, last): (Publisher<Link>, Arc<Mutex<Last>>),
     cancel: CancellationToken,
 ) {
+    // Links in a row that died young (within the longest delay): the first
+    // loss is redialled at once, and each next one after a growing delay,
+    // so that a connection the broker closes as soon as it opens (or one
+    // that a poisoned request kills each time it is redelivered) is not
+    // remade in a tight loop.
+    let mut died_young = 0u32;
+    let mut since = Instant::now();
     loop {
         match link.until_lost(&cancel).await {
             None => break,
             Some(reason) => {
                 warn!(url = %link.url(), %reason, "connection to the broker lost; reconnecting");
                 links.down();
+            }
+        }
+        let lived = since.elapsed();
+        died_young = if lived < max_delay { died_young + 1 } else { 0 };
+        if died_young > 1 {
+            let delay = backoff::delay(min_delay, max_delay, died_young - 2);
+            debug!(
+                ?lived,
+                ?delay,
+                "the connection died young; waiting before reconnecting"
+            );
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    links.closed();
+                    return;
+                }
+                () = tokio::time::sleep(delay) => {}
             }
         }
         let mut attempt = 0u32;
@@ -461,6 +490,7 @@ async fn supervise(
             last.reconnections += 1;
             last.user = link.user().cloned();
         }
+        since = Instant::now();
         links.up(link.clone());
     }
     link.close().await;

@@ -2,7 +2,7 @@
 //! server are redelivered, and both sides recover by themselves.
 
 use futures_util::future::join_all;
-use rpc_runtime::{Client, RpcError};
+use rpc_runtime::{Client, Connection, RpcError};
 use rpc_tests::{
     CLI_PATIENCE, LabClient, LabControl, LabFixture, PATIENCE, TestQueue, close_connections_named,
     connect, connection_builder, relay::Relay, serve_lab, unique, within,
@@ -210,6 +210,44 @@ async fn closing_a_connection_to_a_frozen_broker_returns() {
     within(PATIENCE, "closing", connection.close()).await;
     assert!(!connection.is_connected());
     relay.freeze(false);
+}
+
+/// A connection lost again and again as soon as it is made (a broker that
+/// closes it at once, a request that kills it each time it is redelivered)
+/// is not remade in a tight loop: the first loss is redialled at once, each
+/// next one in a row after the back-off (half of it at least: its jitter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_keeps_dying_young_is_remade_after_growing_delays() {
+    let relay = Relay::start().await;
+    let min = Duration::from_millis(400);
+    let connection = within(
+        PATIENCE,
+        "connecting",
+        Connection::builder(relay.url())
+            .reconnect_delay(min, Duration::from_secs(60))
+            .connect(),
+    )
+    .await
+    .expect("connects");
+    let mut took = Vec::new();
+    for _ in 0..4 {
+        let before = connection.reconnections();
+        let cut = tokio::time::Instant::now();
+        relay.cut();
+        within(PATIENCE, "the reconnection", async {
+            while connection.reconnections() == before {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        took.push(cut.elapsed());
+    }
+    // The second loss in a row waits half of `min` at least, the third
+    // `min`, the fourth twice `min`.
+    assert!(took[1] >= min / 2, "{took:?}");
+    assert!(took[2] >= min, "{took:?}");
+    assert!(took[3] >= min * 2, "{took:?}");
+    connection.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
