@@ -191,7 +191,11 @@ pub(crate) async fn run(
     }
     let started = Instant::now();
     let until = match (args.calls, args.duration) {
-        (_, Some(duration)) => Until::Deadline(started + duration),
+        (_, Some(duration)) => match started.checked_add(duration) {
+            Some(deadline) => Until::Deadline(deadline),
+            // Longer than the clock can count: until interrupted.
+            None => Until::Calls(u64::MAX),
+        },
         (Some(calls), None) => Until::Calls(calls),
         (None, None) => Until::Calls(10_000),
     };

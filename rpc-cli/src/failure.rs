@@ -7,6 +7,7 @@
 //! | 2 | the command is wrong: its options, an unknown method, arguments that do not match the method |
 //! | 3 | the server could not run the method: a fault (its kind and message) |
 //! | 4 | the call did not complete: no such service, no server, a timeout, the connection |
+//! | 101 | `rpc` itself failed: it could not start, or a bug (as a Rust panic exits) |
 
 use crate::convert::Mismatch;
 use rpc_runtime::{ConnectError, RpcError};
@@ -19,6 +20,8 @@ pub(crate) const EXIT_USAGE: u8 = 2;
 pub(crate) const EXIT_FAULT: u8 = 3;
 /// The call did not complete.
 pub(crate) const EXIT_TRANSPORT: u8 = 4;
+/// `rpc` itself failed.
+pub(crate) const EXIT_INTERNAL: u8 = 101;
 
 /// The exit statuses, as `rpc --help` lists them.
 pub(crate) const EXIT_STATUSES: &str = "\
@@ -27,7 +30,8 @@ Exit status:
   1  the method returned its own error (printed as JSON on stdout)
   2  the command is wrong: options, an unknown method, arguments that do not match
   3  the server could not run the method: a fault
-  4  the call did not complete: no such service, no server, timeout, connection";
+  4  the call did not complete: no such service, no server, timeout, connection
+  101  rpc itself failed: it could not start, or a bug";
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +119,14 @@ impl Failure {
             | Failure::UnknownMethod { .. }
             | Failure::NotJson { .. }
             | Failure::BadArgument { .. }
-            | Failure::ArgumentCount { .. } => EXIT_USAGE,
+            | Failure::ArgumentCount { .. }
+            // Names and a URL that cannot be sent are the command's.
+            | Failure::Rpc(
+                RpcError::InvalidQueueName { .. }
+                | RpcError::InvalidMethodName { .. }
+                | RpcError::InvalidHeader { .. },
+            )
+            | Failure::Connect(ConnectError::InvalidUrl { .. }) => EXIT_USAGE,
             Failure::NotDescribed { .. } | Failure::Fault(_) => EXIT_FAULT,
             Failure::Rpc(_) | Failure::Connect(_) => EXIT_TRANSPORT,
         }

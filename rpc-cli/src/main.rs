@@ -28,7 +28,7 @@ mod service;
 mod show;
 
 use clap::{Args, Parser, Subcommand};
-use failure::{EXIT_APP_ERROR, EXIT_STATUSES, Failure};
+use failure::{EXIT_APP_ERROR, EXIT_INTERNAL, EXIT_STATUSES, Failure};
 use rpc_runtime::RawReply;
 use service::{ArgSource, Target};
 use std::{process::ExitCode, time::Duration};
@@ -63,6 +63,10 @@ enum Command {
         /// Prints the description as JSON (PROTOCOL.md §10).
         #[arg(long)]
         json: bool,
+        /// Attaches metadata to the question, as many as needed (for a
+        /// server whose interceptors want credentials).
+        #[arg(short = 'H', long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
     },
     /// Calls METHOD of the service on QUEUE and prints its result as JSON.
     #[command(allow_negative_numbers = true)]
@@ -122,7 +126,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: could not start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_INTERNAL);
         }
     };
     // On a worker, as application code runs, not on the blocked main thread.
@@ -137,16 +141,21 @@ fn main() -> ExitCode {
             ExitCode::from(failure.exit_status())
         }
         Err(panic) => {
-            eprintln!("error: {panic}");
-            ExitCode::FAILURE
+            eprintln!("error: {panic} (a bug in rpc: please report it)");
+            ExitCode::from(EXIT_INTERNAL)
         }
     }
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
-        Command::Describe { queue, json } => {
-            let target = Target::open(&cli.url, &queue, cli.timeout, true).await?;
+        Command::Describe {
+            queue,
+            json,
+            headers,
+        } => {
+            let metadata = service::metadata(&headers)?;
+            let target = Target::open(&cli.url, &queue, cli.timeout, true, &metadata).await?;
             let Some(description) = &target.description else {
                 return Err(Failure::NotDescribed { queue });
             };
@@ -162,7 +171,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Call { call, one_way } => {
             let metadata = service::metadata(&call.headers)?;
-            let target = Target::open(&cli.url, &call.queue, cli.timeout, true).await?;
+            let target = Target::open(&cli.url, &call.queue, cli.timeout, true, &metadata).await?;
             warn_if_undescribed(&target);
             let body = target.encode_args(&call.method, &call.source())?;
             let mut request =
@@ -191,8 +200,14 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Bench(args) => {
             let metadata = service::metadata(&args.call.headers)?;
-            let target =
-                Target::open(&cli.url, &args.call.queue, cli.timeout, args.trace_context).await?;
+            let target = Target::open(
+                &cli.url,
+                &args.call.queue,
+                cli.timeout,
+                args.trace_context,
+                &metadata,
+            )
+            .await?;
             warn_if_undescribed(&target);
             let body = target.encode_args(&args.call.method, &args.call.source())?;
             bench::run(&target, &args, body, metadata).await

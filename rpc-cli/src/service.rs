@@ -25,13 +25,16 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// Connects and asks the service on `queue` to describe itself; calls
-    /// carry W3C trace context if `trace_context`.
+    /// Connects and asks the service on `queue` to describe itself, with
+    /// the command's `metadata` (a server's interceptors see that question
+    /// as any request: one that wants credentials wants them there too);
+    /// calls carry W3C trace context if `trace_context`.
     pub(crate) async fn open(
         url: &str,
         queue: &str,
         timeout: Option<Duration>,
         trace_context: bool,
+        metadata: &Metadata,
     ) -> Result<Self, Failure> {
         let mut connection = Connection::builder(url).name("rpc");
         if let Some(timeout) = timeout {
@@ -44,7 +47,11 @@ impl Target {
         }
         let client = client.build(&connection).await?;
         // No server is an error at once, not a request left to wait.
-        let description = match client.describe(queue).require_server().await {
+        let mut describe = client.describe(queue).require_server();
+        for (name, value) in metadata.iter() {
+            describe = describe.header(name, value);
+        }
+        let description = match describe.await {
             Ok(description) => Some(description),
             Err(error)
                 if error

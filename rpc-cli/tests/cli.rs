@@ -152,11 +152,30 @@ struct Served {
 
 impl Served {
     async fn shop(name: &str, shop: ShopImpl, introspection: bool) -> Self {
+        Self::shop_with(name, shop, Server::builder().introspection(introspection)).await
+    }
+
+    /// The shop, behind an interceptor that wants `authorization: Bearer
+    /// s3cret` on every request, `rpc.describe` included.
+    async fn guarded_shop(name: &str) -> Self {
+        let guard = Server::builder().interceptor(|request| {
+            if request.header("authorization") == Some("Bearer s3cret") {
+                Ok(())
+            } else {
+                Err(rpc_runtime::Fault::new(
+                    rpc_runtime::FaultKind::Unauthenticated,
+                    "send a valid token".into(),
+                ))
+            }
+        });
+        Self::shop_with(name, ShopImpl::default(), guard).await
+    }
+
+    async fn shop_with(name: &str, shop: ShopImpl, builder: rpc_runtime::ServerBuilder) -> Self {
         let connection = connect(name).await;
         let queue = TestQueue::new(name);
-        let server = Server::builder()
+        let server = builder
             .queue(&queue.name)
-            .introspection(introspection)
             .serve(&connection, ShopServer::new(shop))
             .await
             .expect("serve the shop");
@@ -402,10 +421,16 @@ async fn mistakes_are_reported_with_what_to_fix_and_status_2() {
     let output = rpc(&["call", q, "greeet", "Alice"]).await;
     assert_status(&output, 2);
     assert_stderr_has(&output, "has no method `greeet`");
+
     assert_stderr_has(
         &output,
         "catalogue, order, stock, lookup, couriers, greet, header, note, nap, explode",
     );
+
+    // Names AMQP cannot carry are the command's fault too.
+    let output = rpc(&["call", "", "greet", "Alice"]).await;
+    assert_status(&output, 2);
+    assert_stderr_has(&output, "is not a valid queue name");
 
     // Which argument, where in it, what was expected, what was found.
     let output = rpc(&[
@@ -559,6 +584,41 @@ async fn headers_and_one_way_calls_reach_the_handler() {
     assert_status(&output, 0);
     within(PATIENCE, "the one-way call", noted).await;
     assert_eq!(*shop_impl.notes.lock().expect("notes"), ["hello"]);
+    shop.stop().await;
+}
+
+/// A service whose interceptor wants credentials is described and called
+/// with them: `-H` goes with the `rpc.describe` asked first too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_reach_a_guarded_service_description_and_calls() {
+    let shop = Served::guarded_shop("cli-guarded").await;
+    let token = "authorization=Bearer s3cret";
+
+    let output = rpc(&["describe", shop.queue(), "-H", token]).await;
+    assert_status(&output, 0);
+    assert!(stdout(&output).contains("greet"), "{}", stdout(&output));
+    let output = rpc(&["call", shop.queue(), "greet", "Alice", "-H", token]).await;
+    assert_status(&output, 0);
+    assert_eq!(json_out(&output), json!("Hello, Alice!"));
+    let output = rpc(&[
+        "bench",
+        shop.queue(),
+        "greet",
+        "Bob",
+        "-H",
+        token,
+        "--calls",
+        "20",
+        "--warm-up",
+        "0",
+    ])
+    .await;
+    assert_status(&output, 0);
+
+    // Without them, the server's fault says why.
+    let output = rpc(&["call", shop.queue(), "greet", "Alice"]).await;
+    assert_status(&output, 3);
+    assert_stderr_has(&output, "send a valid token");
     shop.stop().await;
 }
 
