@@ -216,7 +216,7 @@ impl<'a> ServiceGenerator<'a> {
             // reported there, but resolved at the call site like the local
             // it uses (the type may come from another macro's expansion).
             let span = Span::call_site().located_at(arg.ty.span());
-            quote_spanned!(span=> __rpc_args.arg(#arg_name, &#ident);)
+            quote_spanned!(span=> ::rpc_runtime::__private::ArgsEncoder::arg(&mut __rpc_args, #arg_name, &#ident);)
         });
         let returns = match &method.output {
             Output::Unit => quote!(::rpc_runtime::Plain<()>),
@@ -249,7 +249,7 @@ impl<'a> ServiceGenerator<'a> {
                     ::rpc_runtime::__private::CallSite::new(#service_name, #method_name);
                 let mut __rpc_args = ::rpc_runtime::__private::ArgsEncoder::new(#count);
                 #(#pushes)*
-                ::rpc_runtime::Call::new(&self.client, &self.queue, &__RPC_SITE, __rpc_args.finish())
+                ::rpc_runtime::Call::new(&self.client, &self.queue, &__RPC_SITE, ::rpc_runtime::__private::ArgsEncoder::finish(__rpc_args))
             }
         }
     }
@@ -379,17 +379,17 @@ impl<'a> ServiceGenerator<'a> {
             let args = method.args.iter().map(|arg| {
                 let (ty, arg_name) = (arg.ty, name_literal(arg.ident));
                 let written = LitStr::new(&crate::ast::written(ty), Span::call_site());
-                quote!(.arg(#arg_name, #written, |__rpc_tracer| {
-                    (&&::rpc_runtime::__private::TypeTrace::<#ty>::new()).trace(__rpc_tracer)
-                }))
+                quote!(::rpc_runtime::__private::Describer::arg(&mut __rpc_describer, #arg_name, #written, |__rpc_tracer| {
+                    (&&::rpc_runtime::__private::TypeTrace::<#ty>::new()).trace_rpc_shape(__rpc_tracer)
+                });)
             });
             let output = match &method.output {
                 Output::Unit => quote!(),
                 Output::Plain(ty) => {
                     let written = LitStr::new(&crate::ast::written(ty), Span::call_site());
-                    quote!(.returns(#written, |__rpc_tracer| {
-                        (&&::rpc_runtime::__private::TypeTrace::<#ty>::new()).trace(__rpc_tracer)
-                    }))
+                    quote!(::rpc_runtime::__private::Describer::returns(&mut __rpc_describer, #written, |__rpc_tracer| {
+                        (&&::rpc_runtime::__private::TypeTrace::<#ty>::new()).trace_rpc_shape(__rpc_tracer)
+                    });)
                 }
                 Output::Result { ok, err } => {
                     let (ok_written, err_written) = (
@@ -397,18 +397,25 @@ impl<'a> ServiceGenerator<'a> {
                         LitStr::new(&crate::ast::written(err), Span::call_site()),
                     );
                     quote! {
-                        .returns(#ok_written, |__rpc_tracer| {
-                            (&&::rpc_runtime::__private::TypeTrace::<#ok>::new()).trace(__rpc_tracer)
-                        })
-                        .error(#err_written, |__rpc_tracer| {
-                            (&&::rpc_runtime::__private::TypeTrace::<#err>::new()).trace(__rpc_tracer)
-                        })
+                        ::rpc_runtime::__private::Describer::returns(&mut __rpc_describer, #ok_written, |__rpc_tracer| {
+                            (&&::rpc_runtime::__private::TypeTrace::<#ok>::new()).trace_rpc_shape(__rpc_tracer)
+                        });
+                        ::rpc_runtime::__private::Describer::error(&mut __rpc_describer, #err_written, |__rpc_tracer| {
+                            (&&::rpc_runtime::__private::TypeTrace::<#err>::new()).trace_rpc_shape(__rpc_tracer)
+                        });
                     }
                 }
             };
+            // Each step called by its path: a trait of the user's scope with
+            // a method of the same name would be found first by method
+            // syntax.
             quote! {
                 #(#cfgs)*
-                __rpc_describer.method(#method_name, #method_docs) #(#args)* #output;
+                {
+                    ::rpc_runtime::__private::Describer::method(&mut __rpc_describer, #method_name, #method_docs);
+                    #(#args)*
+                    #output
+                }
             }
         });
         quote! {
@@ -419,7 +426,7 @@ impl<'a> ServiceGenerator<'a> {
             let mut __rpc_describer =
                 ::rpc_runtime::__private::Describer::new(#service_name, #docs);
             #(#methods)*
-            ::core::option::Option::Some(__rpc_describer.finish())
+            ::core::option::Option::Some(::rpc_runtime::__private::Describer::finish(__rpc_describer))
         }
     }
 
@@ -437,7 +444,7 @@ impl<'a> ServiceGenerator<'a> {
             // Located on the type, so that a type without `Deserialize` is
             // reported there (see `client_method`).
             let span = Span::call_site().located_at(ty.span());
-            quote_spanned!(span=> let #ident: #ty = __rpc_args.arg(#arg_name)?;)
+            quote_spanned!(span=> let #ident: #ty = ::rpc_runtime::__private::ArgsDecoder::arg(&mut __rpc_args, #arg_name)?;)
         });
         // Each value encoded by a call located on its type, so that a type
         // without `Serialize` is reported there (see `client_method`).
@@ -478,7 +485,7 @@ impl<'a> ServiceGenerator<'a> {
             {
                 let mut __rpc_args = ::rpc_runtime::__private::ArgsDecoder::new(__rpc_body, #count)?;
                 #(#decodes)*
-                __rpc_args.finish()?;
+                ::rpc_runtime::__private::ArgsDecoder::finish(__rpc_args)?;
                 let __rpc_value =
                     <__RpcService as #trait_ident>::#name(__rpc_service, #(#idents),*).await;
                 #encode

@@ -135,7 +135,7 @@ impl Describer {
 }
 
 /// A type to trace, for the generated code: `(&&TypeTrace::<T>::new())
-/// .trace(tracer)` traces `T` if it is `DeserializeOwned`
+/// .trace_rpc_shape(tracer)` traces `T` if it is `DeserializeOwned`
 /// ([`TraceDeserialize`]) and says [`Shape::Unknown`] otherwise
 /// ([`TraceNothing`]), so that a type without `Deserialize` is reported once,
 /// where the dispatcher decodes it, not again by its description.
@@ -158,11 +158,14 @@ impl<T> std::fmt::Debug for TypeTrace<T> {
 /// Traces a `DeserializeOwned` type; see [`TypeTrace`].
 #[doc(hidden)]
 pub trait TraceDeserialize {
-    fn trace(&self, tracer: &mut Tracer) -> Shape;
+    // Named so that no trait of the user's scope has a method like it: the
+    // generated code calls it with method syntax, which specialization by
+    // autoref needs.
+    fn trace_rpc_shape(&self, tracer: &mut Tracer) -> Shape;
 }
 
 impl<T: DeserializeOwned> TraceDeserialize for &TypeTrace<T> {
-    fn trace(&self, tracer: &mut Tracer) -> Shape {
+    fn trace_rpc_shape(&self, tracer: &mut Tracer) -> Shape {
         tracer.trace::<T>()
     }
 }
@@ -170,11 +173,11 @@ impl<T: DeserializeOwned> TraceDeserialize for &TypeTrace<T> {
 /// The fallback of [`TraceDeserialize`]; see [`TypeTrace`].
 #[doc(hidden)]
 pub trait TraceNothing {
-    fn trace(&self, tracer: &mut Tracer) -> Shape;
+    fn trace_rpc_shape(&self, tracer: &mut Tracer) -> Shape;
 }
 
 impl<T> TraceNothing for TypeTrace<T> {
-    fn trace(&self, _: &mut Tracer) -> Shape {
+    fn trace_rpc_shape(&self, _: &mut Tracer) -> Shape {
         Shape::Unknown
     }
 }
@@ -329,9 +332,11 @@ mod tests {
         describer
             .method("set", "")
             .arg("mood", "Option<Mood>", |t| {
-                (&&TypeTrace::<Option<Mood>>::new()).trace(t)
+                (&&TypeTrace::<Option<Mood>>::new()).trace_rpc_shape(t)
             })
-            .arg("card", "Card", |t| (&&TypeTrace::<Card>::new()).trace(t));
+            .arg("card", "Card", |t| {
+                (&&TypeTrace::<Card>::new()).trace_rpc_shape(t)
+            });
         let description = describer.finish();
         let variants = |name: &str| match &description.types[name] {
             TypeDefinition::Enum(variants) => {
@@ -348,15 +353,17 @@ mod tests {
         describer
             .method("area", "The area.")
             .arg("shape", "Shape2", |t| {
-                (&&TypeTrace::<Shape2>::new()).trace(t)
+                (&&TypeTrace::<Shape2>::new()).trace_rpc_shape(t)
             })
             .arg("extra", "Option<HashMap<String, Vec<Point>>>", |t| {
-                (&&TypeTrace::<Option<HashMap<String, Vec<Point>>>>::new()).trace(t)
+                (&&TypeTrace::<Option<HashMap<String, Vec<Point>>>>::new()).trace_rpc_shape(t)
             });
         if returns_point {
-            describer.returns("Point", |t| (&&TypeTrace::<Point>::new()).trace(t));
+            describer.returns("Point", |t| {
+                (&&TypeTrace::<Point>::new()).trace_rpc_shape(t)
+            });
         } else {
-            describer.returns("f64", |t| (&&TypeTrace::<f64>::new()).trace(t));
+            describer.returns("f64", |t| (&&TypeTrace::<f64>::new()).trace_rpc_shape(t));
         }
         describer.method("nothing", "");
         describer.finish()
@@ -418,7 +425,7 @@ mod tests {
         struct Opaque;
         let mut describer = Describer::new("S", "");
         describer.method("m", "").arg("opaque", "Opaque", |t| {
-            (&&TypeTrace::<Opaque>::new()).trace(t)
+            (&&TypeTrace::<Opaque>::new()).trace_rpc_shape(t)
         });
         assert_eq!(
             describer.finish().methods[0].args[0].ty.shape,
@@ -437,7 +444,7 @@ mod tests {
         }
         let mut describer = Describer::new("S", "");
         describer.method("m", "").arg("either", "Either", |t| {
-            (&&TypeTrace::<Either>::new()).trace(t)
+            (&&TypeTrace::<Either>::new()).trace_rpc_shape(t)
         });
         let description = describer.finish();
         assert_eq!(description.methods[0].args[0].ty.shape, Shape::Unknown);

@@ -18,6 +18,18 @@ mod shadows {
     pub struct Fault;
     pub mod rpc_runtime {}
     pub mod core {}
+
+    /// A blanket extension trait, with methods named as the generated
+    /// code's helpers: in scope, it must not be called instead of them.
+    pub trait Everything {
+        fn arg(&self) {}
+        fn finish(&self) {}
+        fn method(&self) {}
+        fn returns(&self) {}
+        fn error(&self) {}
+        fn trace(&self) {}
+    }
+    impl<T: ?::core::marker::Sized> Everything for T {}
 }
 
 mod service {
