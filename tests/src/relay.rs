@@ -138,8 +138,9 @@ impl Relay {
         self.held.send_replace(held);
     }
 
-    /// How many bytes clients sent that wait in the relay (held or frozen):
-    /// a test waits for it to grow to know that a client wrote something.
+    /// How many bytes clients sent that wait in the relay (held or frozen;
+    /// those of a link cut meanwhile stay counted): a test waits for it to
+    /// grow to know that a client wrote something.
     pub fn held_bytes(&self) -> usize {
         self.waiting.load(Ordering::SeqCst)
     }
