@@ -22,6 +22,7 @@
 //! | a struct, a newtype, a tuple struct, a unit struct | its name, and its definition |
 //! | an enum | its name, and each variant's fields |
 //! | any value (`deserialize_any`: untagged and internally tagged enums, `serde_json::Value`) | nothing: the whole type is [`Shape::Unknown`] |
+//! | an enum of the name of the struct it is a field of (adjacently tagged enums, `#[serde(tag, content)]`) | nothing: the whole type is [`Shape::Unknown`] |
 //! | a string or bytes that it then refuses (a date, a UUID) | nothing; the next pass gives the next sample there ([`STRINGS`], [`BYTES`]); out of samples, the whole type is [`Shape::Unknown`] |
 //!
 //! (Written here rather than taken from `serde-reflection`, which explores
@@ -90,6 +91,7 @@ impl Tracer {
             let mut pass = Pass {
                 tracer: self,
                 stack: Vec::new(),
+                structs: Vec::new(),
                 active: Vec::new(),
                 sampled: vec![0],
                 last_sample: None,
@@ -155,6 +157,8 @@ struct Pass<'t> {
     tracer: &'t mut Tracer,
     /// The named types being traced, outermost first.
     stack: Vec<&'static str>,
+    /// The structs among them, outermost first.
+    structs: Vec<&'static str>,
     /// The enum variants being traced, outermost first.
     active: Vec<(&'static str, usize)>,
     /// How many strings or bytes each level of `stack` asked for (and the
@@ -389,8 +393,14 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
         visitor: V,
     ) -> Result<V::Value, Stop> {
         let cut = self.enter(name)?;
+        self.pass.structs.push(name);
         let (value, fields) = trace_fields(self.pass, fields, cut, visitor);
-        self.define(name, TypeDefinition::Struct(fields));
+        self.pass.structs.pop();
+        // A struct that refused its sample is defined by the pass that
+        // takes one; a type that never does leaves no definition.
+        if value.is_ok() {
+            self.define(name, TypeDefinition::Struct(fields));
+        }
         self.leave();
         value
     }
@@ -401,6 +411,12 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Stop> {
+        // serde's adjacent tagging (`#[serde(tag = "t", content = "c")]`)
+        // reads the enum as a struct of its own name, whose tag field is
+        // read as that enum: neither shape is the one on the wire.
+        if self.pass.stack.last() == Some(&name) && self.pass.structs.last() == Some(&name) {
+            return Err(Stop(format!("`{name}` is an adjacently tagged enum")));
+        }
         let cut = self.enter(name)?;
         let trace = self
             .pass
@@ -862,6 +878,22 @@ mod tests {
         B(String),
     }
 
+    #[allow(dead_code)]
+    #[derive(Deserialize)]
+    #[serde(tag = "t", content = "c")]
+    enum Adjacent {
+        A(u32),
+        B(String),
+    }
+
+    /// A struct that holds an adjacently tagged enum.
+    #[allow(dead_code)]
+    #[derive(Deserialize)]
+    struct Holder {
+        inner: Adjacent,
+        count: u8,
+    }
+
     fn variants(types: &BTreeMap<String, TypeDefinition>, name: &str) -> Vec<String> {
         match &types[name] {
             TypeDefinition::Enum(variants) => variants.iter().map(|v| v.name.clone()).collect(),
@@ -931,5 +963,16 @@ mod tests {
             tracer.trace::<(Option<u8>, char)>(),
             Shape::Tuple(vec![Shape::Option(Box::new(Shape::U8)), Shape::Char])
         );
+    }
+
+    /// An adjacently tagged enum is not described as a struct or an enum
+    /// of one variant (neither is its shape on the wire), nor is what holds
+    /// it: the tool then sends such an argument as the JSON it is given.
+    #[test]
+    fn an_adjacently_tagged_enum_is_unknown() {
+        let mut tracer = Tracer::default();
+        assert_eq!(tracer.trace::<Adjacent>(), Shape::Unknown);
+        assert_eq!(tracer.trace::<Holder>(), Shape::Unknown);
+        assert!(tracer.finish().is_empty(), "no definition is left behind");
     }
 }
