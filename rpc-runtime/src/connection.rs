@@ -444,12 +444,9 @@ async fn supervise(
                 ?delay,
                 "the connection died young; waiting before reconnecting"
             );
-            tokio::select! {
-                () = cancel.cancelled() => {
-                    links.closed();
-                    return;
-                }
-                () = tokio::time::sleep(delay) => {}
+            if !pause(delay, &cancel).await {
+                links.closed();
+                return;
             }
         }
         let mut attempt = 0u32;
@@ -475,12 +472,9 @@ async fn supervise(
                     if attempt == 1 || attempt.is_power_of_two() {
                         warn!(%error, attempt, "still cannot reach the broker");
                     }
-                    tokio::select! {
-                        () = cancel.cancelled() => {
-                            links.closed();
-                            return;
-                        }
-                        () = tokio::time::sleep(delay) => {}
+                    if !pause(delay, &cancel).await {
+                        links.closed();
+                        return;
                     }
                 }
             }
@@ -495,6 +489,14 @@ async fn supervise(
     }
     link.close().await;
     links.closed();
+}
+
+/// Waits `delay`: `false` if `cancel` fired first.
+async fn pause(delay: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(delay) => true,
+    }
 }
 
 /// The error of a failed dial, naming the broker.
