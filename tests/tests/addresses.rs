@@ -22,17 +22,22 @@ async fn dead_url() -> String {
     format!("amqp://guest:dead-node-password@{addr}/%2f")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_uses_the_first_address_that_answers() {
-    let dead = dead_url().await;
-    // Comma-separated, as AMQP_URL may hold them.
-    let connection = within(
+/// Connects to `dead`, then the tests' broker, comma-separated as
+/// `AMQP_URL` may hold them.
+async fn connect_after(dead: &str) -> Connection {
+    within(
         PATIENCE,
         "connecting",
         Connection::connect(format!("{dead}, {}", amqp_url())),
     )
     .await
-    .expect("the second address answers");
+    .expect("the second address answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_uses_the_first_address_that_answers() {
+    let dead = dead_url().await;
+    let connection = connect_after(&dead).await;
     assert!(connection.is_connected());
     let url = connection.url();
     assert!(!url.contains("dead-node-password"), "{url}");
@@ -55,13 +60,7 @@ async fn calls_carry_the_user_of_the_address_connected_to() {
     let live_user = server_connection.user().expect("a URL with a user");
 
     let dead = dead_url().await.replace("guest:", "nobody:");
-    let connection = within(
-        PATIENCE,
-        "connecting",
-        Connection::connect(format!("{dead}, {}", amqp_url())),
-    )
-    .await
-    .expect("the second address answers");
+    let connection = connect_after(&dead).await;
     assert_eq!(connection.user().as_deref(), Some(live_user.as_str()));
     let client = Client::builder()
         .timeout(LONG)
