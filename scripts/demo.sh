@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-broker.sh
-cargo build -q -p rpc-examples --bins
+# Every package selected, as the test suite builds: dependencies then keep
+# the same features, and what one script built the other reuses.
+cargo build -q --workspace --bins
 
 log=$(mktemp)
 target/debug/fib_server >"$log" 2>&1 &

@@ -83,7 +83,7 @@ if [ $# -gt 0 ]; then
         # shellcheck disable=SC2046
         cargo test --workspace $(features "$transport") "$@"
         if [ "$transport" = lapin ]; then
-            cargo test -p rpc-tests --features otel --test tracing_otel "$@"
+            cargo test --workspace --features rpc-tests/otel --test tracing_otel "$@"
         fi
     done
     exit 0
@@ -139,9 +139,12 @@ for transport in $transports; do
     # shellcheck disable=SC2046
     cargo test --workspace $(cargo_args "$transport") -- "${skip[@]}" || status=$?
     # The `opentelemetry` feature of rpc-runtime, through the tests' `otel`
-    # feature: its own build, and only the tests that need it.
+    # feature: its own build, and only the tests that need it. With the
+    # whole workspace selected, as above, so that the dependencies keep the
+    # features they were built with (a `-p rpc-tests` build would resolve
+    # them for that package alone and compile some 170 crates again).
     if [ "$transport" = lapin ]; then
-        cargo test -p rpc-tests --features otel --test tracing_otel || status=$?
+        cargo test --workspace --features rpc-tests/otel --test tracing_otel || status=$?
     fi
 done
 for started in "${beside[@]}"; do
