@@ -6,9 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-broker.sh
-# Every package selected, as the test suite builds: dependencies then keep
-# the same features, and what one script built the other reuses.
-cargo build -q --workspace --bins
+# Built as the test suite builds them (every package, the tests too):
+# dependencies' features are resolved for what is built, dev-dependencies
+# included, so that a narrower build would compile some 170 crates again,
+# and what one script built the other reuses.
+cargo build -q --workspace --bins --tests
 
 log=$(mktemp)
 target/debug/fib_server >"$log" 2>&1 &
