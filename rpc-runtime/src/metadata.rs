@@ -42,6 +42,19 @@ pub enum InvalidHeader {
          belong to the protocol and the broker"
     )]
     Reserved(String),
+    /// The request's headers would not fit in one AMQP frame, which the
+    /// broker would answer by closing the connection (and every call on it).
+    #[error(
+        "the request's properties and headers take {size} bytes, more than the {limit} its \
+         connection carries in one frame (the broker's `frame_max`): keep metadata small, and \
+         send data as the method's arguments"
+    )]
+    TooLarge {
+        /// The encoded size of the request's properties and headers.
+        size: usize,
+        /// What one frame carries for them.
+        limit: usize,
+    },
 }
 
 impl Metadata {

@@ -113,15 +113,15 @@ pub(crate) fn outgoing(span: &tracing::Span) -> TraceIds {
 pub(crate) fn incoming(
     span: &tracing::Span,
     traceparent: Option<&TraceParent>,
-    tracestate: Option<&str>,
+    tracestate: Option<String>,
 ) -> TraceIds {
     #[cfg(feature = "opentelemetry")]
-    if let Some(ids) = otel::continue_in(span, traceparent, tracestate) {
+    if let Some(ids) = otel::continue_in(span, traceparent, tracestate.as_deref()) {
         return ids;
     }
     let _ = span;
     match traceparent {
-        Some(parent) => TraceIds::child_of(parent, tracestate.map(str::to_owned)),
+        Some(parent) => TraceIds::child_of(parent, tracestate),
         None => TraceIds::root(),
     }
 }

@@ -3,11 +3,14 @@
 //! interceptors refuse a request with a fault the caller receives, or
 //! attach what the handler reads.
 
-use rpc_runtime::{Client, Fault, FaultKind, Metadata, RpcError, Server};
+use rpc_runtime::{Client, Fault, FaultKind, InvalidHeader, Metadata, RpcError, Server};
 use rpc_tests::{Caller, LabFixture, PATIENCE, within};
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    future::IntoFuture,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 fn pairs(entries: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -247,4 +250,58 @@ fn metadata_refuses_reserved_and_invalid_names() {
     // Values never show in Debug output: they may be credentials.
     metadata.insert("authorization", "s3cret").expect("valid");
     assert!(!format!("{metadata:?}").contains("s3cret"));
+}
+
+/// A request's properties travel in one AMQP frame, and a broker closes the
+/// connection over a larger one: a call whose metadata would not fit fails
+/// alone, before anything is sent, and every other call on the connection
+/// goes on; metadata that fits arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_headers_would_not_fit_a_frame_fails_alone() {
+    let fixture = LabFixture::start("metadata-frame").await;
+    let lab = &fixture.lab;
+    let held = tokio::spawn(lab.hold(7).into_future());
+    assert_eq!(fixture.control.next_started().await, 7);
+
+    // RabbitMQ's frame_max is 128 KiB unless configured otherwise.
+    let huge = "a".repeat(200_000);
+    let call = within(
+        PATIENCE,
+        "a call with a 200 kB header",
+        lab.echo("x".into()).header("big", huge.clone()),
+    )
+    .await;
+    let one_way = within(
+        PATIENCE,
+        "a one-way call with a 200 kB header",
+        lab.record("y".into()).header("big", huge).one_way(),
+    )
+    .await;
+    for (what, result) in [("call", call.map(drop)), ("one-way call", one_way)] {
+        match result {
+            Err(RpcError::InvalidHeader {
+                source: InvalidHeader::TooLarge { size, limit },
+                ..
+            }) => assert!(size > 200_000 && limit < size, "{what}: {size} > {limit}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+
+    let large = "b".repeat(100_000);
+    let report = within(
+        PATIENCE,
+        "a call with a 100 kB header",
+        lab.context().header("large", large.clone()),
+    )
+    .await
+    .expect("100 kB of metadata fits a frame");
+    assert_eq!(report.metadata, pairs(&[("large", &large)]));
+
+    fixture.control.release(1);
+    let held = within(PATIENCE, "the call in flight meanwhile", held)
+        .await
+        .expect("task");
+    assert!(held.is_ok(), "{held:?}");
+    assert_eq!(fixture.connection.reconnections(), 0);
+    fixture.shutdown().await;
 }

@@ -98,7 +98,9 @@ impl<R> Call<R> {
     /// Attaches call metadata: header `name` with `value`, for the handler
     /// to read with [`RequestContext::header`](crate::RequestContext::header)
     /// (see [`Metadata`] for the names allowed; a name that is not fails the
-    /// call with [`RpcError::InvalidHeader`] without sending it).
+    /// call with [`RpcError::InvalidHeader`] without sending it, as do
+    /// headers too large for one AMQP frame, 128 KiB with RabbitMQ's
+    /// defaults: [`InvalidHeader::TooLarge`]).
     ///
     /// ```no_run
     /// # use rpc_runtime::rpc_service;

@@ -376,6 +376,12 @@ impl Engine {
                             );
                             properties.user_id = session.user_id.clone();
                             properties.headers = headers.clone();
+                            if let Err(source) = properties.fits(session.link.frame_max()) {
+                                break 'call Err(Failed::Rpc(RpcError::InvalidHeader {
+                                    method,
+                                    source,
+                                }));
+                            }
                             requests.publish(Request {
                                 queue: spec.queue.clone(),
                                 body: spec.body.clone(),
@@ -590,6 +596,12 @@ impl Engine {
         properties.headers = headers.clone();
         if spec.timeout.is_none() {
             properties.headers.deadline = None;
+        }
+        if let Err(source) = properties.fits(session.link.frame_max()) {
+            return Sent::Done(Err(RpcError::InvalidHeader {
+                method: spec.site.method,
+                source,
+            }));
         }
         let request = Request {
             queue: spec.queue.clone(),

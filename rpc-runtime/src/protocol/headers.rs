@@ -37,6 +37,36 @@ pub(crate) struct RequestHeaders {
     pub(crate) metadata: Metadata,
 }
 
+impl RequestHeaders {
+    /// Whether they may be too large for a frame: only metadata and a
+    /// `tracestate` have no bound (the rest take under 100 bytes).
+    pub(crate) fn unbounded(&self) -> bool {
+        self.tracestate.is_some() || !self.metadata.is_empty()
+    }
+
+    /// Their size as an AMQP field table (AMQP 0-9-1 §4.2.5.5): a 4-byte
+    /// length, then per entry the name as a short string, a type byte and
+    /// the value (a long string's 4-byte length and bytes, or 8 bytes for
+    /// the deadline); 0 if there are none, as the table is then left out.
+    pub(crate) fn encoded_len(&self) -> usize {
+        let text = |name: &str, value: usize| 1 + name.len() + 1 + 4 + value;
+        let mut size = 0;
+        if self.traceparent.is_some() {
+            size += text(TRACEPARENT, TRACEPARENT_LEN);
+        }
+        if let Some(tracestate) = &self.tracestate {
+            size += text(TRACESTATE, tracestate.len());
+        }
+        if self.deadline.is_some() {
+            size += 1 + DEADLINE.len() + 1 + 8;
+        }
+        for (name, value) in self.metadata.iter() {
+            size += text(name, value.len());
+        }
+        if size == 0 { 0 } else { 4 + size }
+    }
+}
+
 /// A header's value as received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HeaderValue<'a> {
@@ -141,6 +171,87 @@ impl TraceParent {
     }
 }
 
+/// The longest `tracestate` passed on, in bytes: the 512 characters W3C
+/// asks every vendor to propagate. A longer one is cut to fit, as the
+/// specification says: its entries over 128 bytes first, then from the
+/// end.
+pub(crate) const TRACESTATE_MAX: usize = 512;
+
+/// The most entries (list members) a `tracestate` may have (W3C).
+const TRACESTATE_MAX_ENTRIES: usize = 32;
+
+/// A `tracestate` as a receiver passes it on, or `None` if there is none to
+/// pass on: W3C Trace Context's rules for a receiver. One that breaks the
+/// format (a key or value with characters it does not allow, more than 32
+/// entries, a key given twice) is discarded whole; empty entries are
+/// dropped; one over [`TRACESTATE_MAX`] bytes is cut to fit. A caller
+/// chooses this header and every call the handler makes carries it on, so
+/// a long one must not reach the next request: with the handler's own
+/// headers, it could overflow the AMQP frame and cost the connection.
+pub(crate) fn tracestate(value: &str) -> Option<String> {
+    let mut entries: Vec<&str> = Vec::new();
+    for entry in value.split(',') {
+        let entry = entry.trim_matches([' ', '\t']);
+        if entry.is_empty() {
+            continue;
+        }
+        let (key, member) = entry.split_once('=')?;
+        if !is_tracestate_key(key) || !is_tracestate_value(member) {
+            return None;
+        }
+        if entries.len() == TRACESTATE_MAX_ENTRIES
+            || entries
+                .iter()
+                .any(|kept| kept.split_once('=').map(|(k, _)| k) == Some(key))
+        {
+            return None;
+        }
+        entries.push(entry);
+    }
+    let length = |entries: &[&str]| {
+        entries.iter().map(|entry| entry.len()).sum::<usize>() + entries.len().saturating_sub(1)
+    };
+    if length(&entries) > TRACESTATE_MAX {
+        entries.retain(|entry| entry.len() <= 128);
+        while length(&entries) > TRACESTATE_MAX {
+            entries.pop();
+        }
+    }
+    (!entries.is_empty()).then(|| entries.join(","))
+}
+
+/// A `tracestate` key (W3C): a lower-case letter then up to 255 of `a-z`,
+/// `0-9`, `_`, `-`, `*`, `/`; or `tenant@system`, with a tenant of up to
+/// 241 such characters (it may start with a digit) and a system of up to 14
+/// starting with a letter.
+fn is_tracestate_key(key: &str) -> bool {
+    let allowed =
+        |byte: u8| byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"_-*/".contains(&byte);
+    let simple = |key: &str, max: usize, first_digit: bool| {
+        let bytes = key.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= max
+            && (bytes[0].is_ascii_lowercase() || (first_digit && bytes[0].is_ascii_digit()))
+            && bytes.iter().all(|&byte| allowed(byte))
+    };
+    match key.split_once('@') {
+        None => simple(key, 256, false),
+        Some((tenant, system)) => simple(tenant, 241, true) && simple(system, 14, false),
+    }
+}
+
+/// A `tracestate` value (W3C): up to 256 printable ASCII characters other
+/// than `,` and `=`, spaces allowed but not last.
+fn is_tracestate_value(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 256
+        && bytes.last() != Some(&b' ')
+        && bytes
+            .iter()
+            .all(|&byte| (0x20..=0x7e).contains(&byte) && byte != b',' && byte != b'=')
+}
+
 /// The length of a version 00 `traceparent`.
 const TRACEPARENT_LEN: usize = 55;
 
@@ -226,6 +337,52 @@ mod tests {
         let mut not_utf8 = *b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         not_utf8[40] = 0xb0;
         assert_eq!(TraceParent::parse(&not_utf8), None);
+    }
+
+    #[test]
+    fn a_tracestate_is_passed_on_valid_and_short_or_not_at_all() {
+        assert_eq!(
+            tracestate("congo=t61rcWkgMzE, rojo=00f067aa0ba902b7").as_deref(),
+            Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+        );
+        assert_eq!(
+            tracestate(" , a=1,,\tb@sys=x y ,").as_deref(),
+            Some("a=1,b@sys=x y")
+        );
+        assert_eq!(tracestate("").as_deref(), None);
+        assert_eq!(tracestate(" , ").as_deref(), None);
+        // Broken: the whole header goes.
+        for broken in [
+            "Upper=1",
+            "a=1,b",
+            "a=",
+            "a=1=2",
+            "a=1,a=2",
+            "1a=x",
+            "a@=x",
+            "a@Sys=x",
+            "a=x\u{7f}",
+            "a=x\ny",
+        ] {
+            assert_eq!(tracestate(broken), None, "{broken}");
+        }
+        let many: Vec<String> = (0..33).map(|n| format!("k{n}=v")).collect();
+        assert_eq!(tracestate(&many.join(",")), None);
+        assert!(tracestate(&many[..32].join(",")).is_some());
+        // Too long: entries over 128 bytes go first, then from the end.
+        let long = format!("big={}", "v".repeat(200));
+        let entries: Vec<String> = (0..40)
+            .map(|n| format!("k{n:02}={}", "v".repeat(20)))
+            .collect();
+        let value = format!("{},{long},{}", entries[0], entries[1..30].join(","));
+        let kept = tracestate(&value).expect("cut, not dropped");
+        assert!(kept.len() <= TRACESTATE_MAX, "{}", kept.len());
+        assert!(!kept.contains("big="));
+        assert!(kept.starts_with(&format!("{},{}", entries[0], entries[1])));
+        assert_eq!(kept.split(',').count(), kept.len().div_ceil(25));
+        // Nothing left to keep.
+        let wide = "w".repeat(200);
+        assert_eq!(tracestate(&format!("{long},x={wide},y={wide}")), None);
     }
 
     #[test]

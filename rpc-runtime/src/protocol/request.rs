@@ -2,6 +2,7 @@
 //! sets, and how a server reads them.
 
 use super::{CONTENT_TYPE, digits, headers::RequestHeaders};
+use crate::metadata::InvalidHeader;
 use std::{sync::Arc, time::Duration};
 
 /// `content_type`s a server accepts as MessagePack (a request without one
@@ -74,6 +75,33 @@ impl RequestProperties {
             user_id: None,
             headers: RequestHeaders::default(),
         }
+    }
+
+    /// Whether the request's content header fits in a frame of `frame_max`
+    /// bytes (0: no limit); if not, its size and the limit. AMQP 0-9-1
+    /// (§4.2.6) sends a message's properties in one frame: a frame header
+    /// of 7 bytes and its end byte, then the class, weight, body size and
+    /// property flags (14 bytes), then the properties. A broker answers a
+    /// larger one by closing the connection. Only the headers can make it
+    /// so; a request without metadata or `tracestate` is not measured.
+    pub(crate) fn fits(&self, frame_max: u32) -> Result<(), InvalidHeader> {
+        if frame_max == 0 || !self.headers.unbounded() {
+            return Ok(());
+        }
+        let short = |value: Option<&str>| value.map_or(0, |value| 1 + value.len());
+        let size = 14
+            + short(Some(self.content_type))
+            + short(self.correlation_id.as_deref())
+            + short(self.reply_to.as_deref())
+            + short(self.expiration.as_deref())
+            + short(Some(self.method))
+            + short(self.user_id.as_deref())
+            + self.headers.encoded_len();
+        let limit = (frame_max as usize).saturating_sub(8);
+        if size > limit {
+            return Err(InvalidHeader::TooLarge { size, limit });
+        }
+        Ok(())
     }
 }
 

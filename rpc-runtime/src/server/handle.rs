@@ -267,9 +267,10 @@ fn continue_trace(span: &tracing::Span, properties: &IncomingProperties) -> Trac
     let traceparent = properties
         .header_bytes(headers::TRACEPARENT)
         .and_then(TraceParent::parse);
-    // W3C: a `tracestate` without a valid `traceparent` is discarded.
+    // W3C: a `tracestate` without a valid `traceparent` is discarded, and
+    // one that breaks its rules too; a long one is cut.
     let tracestate = match traceparent.and_then(|_| properties.header(headers::TRACESTATE)) {
-        Some(HeaderValue::Text(value)) => Some(value),
+        Some(HeaderValue::Text(value)) => headers::tracestate(value),
         _ => None,
     };
     let ids = trace::incoming(span, traceparent.as_ref(), tracestate);

@@ -132,6 +132,12 @@ impl Link {
         self.user.as_ref()
     }
 
+    /// The largest frame the connection carries, as negotiated with the
+    /// broker (`frame_max`; 0 would mean no limit).
+    pub(crate) fn frame_max(&self) -> u32 {
+        self.amqp.frame_max()
+    }
+
     /// Whether the connection is still open.
     pub(crate) fn is_open(&self) -> bool {
         self.amqp.is_open()
