@@ -1,6 +1,7 @@
 //! What a server logs of the requests it refuses or cannot run: one WARN
 //! per request, with its method, correlation id and reason, never a value
-//! from its body; and no more than the server's budget however many come.
+//! from its body nor a line break a caller sent; and no more than the
+//! server's budget however many come.
 //!
 //! Alone in its binary: it installs the process's global log subscriber.
 
@@ -73,9 +74,41 @@ async fn faults_are_logged_once_each_without_bodies_and_within_a_budget() {
     .expect("publish");
     let (_, reply) = raw::next_reply(&mut replies).await;
     assert_eq!(raw::decode_fault(&reply).kind, "unknown_method");
+    // A method name with a line break, which the reason quotes: escaped,
+    // it cannot forge a line of its own.
+    raw.publish(
+        &queue.name,
+        &[0x90],
+        request(
+            "nope\nFORGED ERROR rpc_runtime: forged",
+            "cid-forged-1",
+            &reply_to,
+        ),
+    )
+    .await
+    .expect("publish");
+    let (_, reply) = raw::next_reply(&mut replies).await;
+    assert_eq!(raw::decode_fault(&reply).kind, "unknown_method");
 
     let lines = fault_lines(&captured);
-    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[2].contains(r"no method `nope\nFORGED ERROR"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        !captured
+            .lines()
+            .iter()
+            .any(|line| line.starts_with("FORGED")),
+        "a request forged a log line: {:#?}",
+        captured
+            .lines()
+            .iter()
+            .filter(|line| line.contains("FORGED"))
+            .collect::<Vec<_>>()
+    );
     assert!(
         lines[0].contains("WARN")
             && lines[0].contains(r#"method="describe""#)
@@ -112,7 +145,7 @@ async fn faults_are_logged_once_each_without_bodies_and_within_a_budget() {
         assert_eq!(raw::decode_fault(&reply).kind, "bad_request");
     }
     let seconds = started.elapsed().as_secs() as usize + 1;
-    let flood_lines = fault_lines(&captured).len() - 2;
+    let flood_lines = fault_lines(&captured).len() - 3;
     assert!(
         flood_lines <= 10 * (seconds + 1),
         "{flood_lines} lines for {FLOOD} faults in {seconds} s"

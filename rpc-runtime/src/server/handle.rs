@@ -150,12 +150,14 @@ fn request_span<S: Service>(
         target: "rpc_runtime::server",
         "rpc.request",
         otel.kind = "server",
-        // Displayed: see `client::observe`.
+        // Displayed: see `client::observe`. What the caller chose escaped:
+        // every line logged in the span repeats these fields, and a line
+        // break in one would forge a line of the log.
         service = field::display(S::NAME),
-        method = field::display(request.method.unwrap_or_default()),
+        method = field::display(Escaped(request.method.unwrap_or_default())),
         queue = field::display(queue),
-        correlation_id = request.correlation_id.map(field::display),
-        user_id = request.user_id.map(field::display),
+        correlation_id = request.correlation_id.map(|id| field::display(Escaped(id))),
+        user_id = request.user_id.map(|user| field::display(Escaped(user))),
         trace_id = field::Empty,
         span_id = field::Empty,
         parent_id = field::Empty,
@@ -313,6 +315,10 @@ impl<S: Service> Handling<S> {
         let request = properties.view();
         let (method, correlation_id) = (request.method, request.correlation_id);
         let one_way = request.reply_to.is_none();
+        // The reason quotes what the caller sent (its method name, content
+        // type, reply address): escaped, so that a line break in it cannot
+        // forge a line of the log.
+        let reason = Escaped(reason);
         warn!(
             service = S::NAME,
             method, correlation_id, one_way, suppressed, "a request could not run: {reason}"
@@ -336,6 +342,37 @@ impl<S: Service> Handling<S> {
             "{} panicked; the caller gets a handler_panicked fault",
             culprit.as_str(),
         );
+    }
+}
+
+/// Text for a log line, its control characters (line breaks, escape
+/// sequences) written as Rust escapes (`\n`, `\u{1b}`).
+struct Escaped<T>(T);
+
+impl<T: fmt::Display> fmt::Debug for Escaped<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for Escaped<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Escaping<'a, 'b>(&'a mut fmt::Formatter<'b>);
+        impl fmt::Write for Escaping<'_, '_> {
+            fn write_str(&mut self, text: &str) -> fmt::Result {
+                for part in text.split_inclusive(char::is_control) {
+                    match part.char_indices().last() {
+                        Some((at, last)) if last.is_control() => {
+                            self.0.write_str(&part[..at])?;
+                            write!(self.0, "{}", last.escape_debug())?;
+                        }
+                        _ => self.0.write_str(part)?,
+                    }
+                }
+                Ok(())
+            }
+        }
+        fmt::write(&mut Escaping(f), format_args!("{}", self.0))
     }
 }
 
