@@ -87,20 +87,41 @@ impl fmt::Display for SpanId {
     }
 }
 
-/// The trace context of a call made in `span` (the call's own span).
-pub(crate) fn outgoing(span: &tracing::Span) -> TraceIds {
-    // A call span left out by the subscriber's filter (the default level is
-    // DEBUG) has no OpenTelemetry context: the span the call is made in is
-    // then the server's parent.
+/// What a call's trace continues, taken where the call is made: a call
+/// made in a handler may be awaited in a task of its own, where neither the
+/// handler's context (a task-local) nor its span is current.
+#[derive(Debug, Default)]
+pub(crate) struct Origin {
+    /// The trace of the request whose handler makes the call.
+    handler: Option<TraceIds>,
+    /// The span the call is made in, when the call's own span is left out
+    /// by the subscriber's filter (the default level is DEBUG) and so has no
+    /// OpenTelemetry context: the server's parent is then this one.
     #[cfg(feature = "opentelemetry")]
-    if let Some(ids) = match span.is_disabled() {
-        false => otel::ids_of(span),
-        true => otel::ids_of(&tracing::Span::current()),
-    } {
+    current: Option<tracing::Span>,
+}
+
+impl Origin {
+    /// Where a call whose span is `span` is being made.
+    pub(crate) fn here(span: &tracing::Span) -> Self {
+        let _ = span;
+        Self {
+            handler: RequestContext::current_trace(),
+            #[cfg(feature = "opentelemetry")]
+            current: span.is_disabled().then(tracing::Span::current),
+        }
+    }
+}
+
+/// The trace context of a call made at `origin` in `span` (the call's own
+/// span).
+pub(crate) fn outgoing(span: &tracing::Span, origin: Origin) -> TraceIds {
+    #[cfg(feature = "opentelemetry")]
+    if let Some(ids) = otel::ids_of(origin.current.as_ref().unwrap_or(span)) {
         return ids;
     }
     let _ = span;
-    match RequestContext::current_trace() {
+    match origin.handler {
         Some(handler) => TraceIds::child_of(&handler.traceparent(), handler.tracestate),
         None => TraceIds::root(),
     }

@@ -1,12 +1,13 @@
 //! The trace context a server passes on (PROTOCOL.md §2): the calls a
-//! handler makes continue its request's trace and carry the caller's
-//! `tracestate`, as W3C Trace Context asks of a receiver: checked, and cut
-//! to 512 bytes. A caller chooses that header, and it must not grow the
-//! handler's own requests past what a frame carries.
+//! handler makes continue its request's trace, wherever they are awaited,
+//! and carry the caller's `tracestate`, as W3C Trace Context asks of a
+//! receiver: checked, and cut to 512 bytes. A caller chooses that header,
+//! and it must not grow the handler's own requests past what a frame
+//! carries.
 
 use futures_util::StreamExt;
 use rpc_runtime::{
-    Client, Server,
+    Client, RequestContext, Server,
     lapin::{
         BasicProperties,
         options::{BasicConsumeOptions, QueueDeclareOptions},
@@ -15,11 +16,11 @@ use rpc_runtime::{
     rpc_service,
 };
 use rpc_tests::{
-    PATIENCE, TestQueue, connect,
+    LabClient, LabFixture, PATIENCE, TestQueue, connect,
     raw::{Raw, next_reply},
     within,
 };
-use std::collections::HashMap;
+use std::{collections::HashMap, future::IntoFuture};
 
 #[rpc_service]
 pub trait Forwarder {
@@ -37,6 +38,55 @@ impl Forwarder for Forwarding {
             .await
             .map_err(|error| error.to_string())
     }
+}
+
+#[rpc_service]
+pub trait Spawner {
+    /// The handler's trace id, and those of two calls it makes: one awaited
+    /// in the handler, one made there and awaited in a task of its own.
+    async fn traces(&self) -> (String, String, String);
+}
+
+struct Spawning(LabClient);
+
+impl Spawner for Spawning {
+    async fn traces(&self) -> (String, String, String) {
+        let own = RequestContext::current().map(|request| request.trace_id());
+        let awaited = self.0.context().await.map(|report| report.trace_id);
+        // As `Call`'s documentation shows: `into_future` in the handler, the
+        // future awaited by a task that has no request context.
+        let spawned = tokio::spawn(self.0.context().into_future())
+            .await
+            .map(|report| report.map(|report| report.trace_id));
+        (
+            own.unwrap_or_default(),
+            awaited.unwrap_or_default(),
+            spawned.ok().and_then(Result::ok).unwrap_or_default(),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_a_handler_makes_continue_its_trace_wherever_they_are_awaited() {
+    let fixture = LabFixture::start("trace-context-spawned").await;
+    let queue = TestQueue::new("trace-context-spawner");
+    let server = Server::builder()
+        .queue(&queue.name)
+        .serve(
+            &fixture.connection,
+            SpawnerServer::new(Spawning(fixture.lab.clone())),
+        )
+        .await
+        .expect("serve");
+    let spawner = SpawnerClient::new(fixture.client.clone()).with_queue(&queue.name);
+    let (own, awaited, spawned) = within(PATIENCE, "the handler's calls", spawner.traces())
+        .await
+        .expect("traces");
+    assert_eq!(own.len(), 32, "{own}");
+    assert_eq!(awaited, own);
+    assert_eq!(spawned, own);
+    server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

@@ -14,6 +14,7 @@ use crate::{
         msgpack::value_len,
         reply::{Reply, decode_value},
     },
+    trace::Origin,
 };
 use serde::de::DeserializeOwned;
 use std::{
@@ -117,8 +118,10 @@ impl<R> Call<R> {
         self
     }
 
-    /// What the engine needs to send the call; or why it cannot be sent.
-    fn spec(self) -> (Result<CallSpec, RpcError>, Client, &'static CallSite) {
+    /// What the engine needs to send the call, made in `span`; or why it
+    /// cannot be sent. Run where the call is made, not where it is awaited
+    /// (see [`Origin`]).
+    fn spec(self, span: &tracing::Span) -> (Result<CallSpec, RpcError>, Client, &'static CallSite) {
         let method = self.site.method;
         let spec = match (self.args, self.invalid_header) {
             (Err(error), _) => Err(RpcError::Encode {
@@ -133,6 +136,10 @@ impl<R> Call<R> {
                 timeout: self.timeout,
                 require_server: self.require_server,
                 metadata: self.metadata,
+                origin: match self.client.engine.config.trace_context {
+                    true => Origin::here(span),
+                    false => Origin::default(),
+                },
             }),
         };
         (spec, self.client, self.site)
@@ -164,7 +171,7 @@ impl<R> Call<R> {
             .site
             .start(&self.queue, self.client.engine.config.span_level);
         let span = observed.span.clone();
-        let (spec, client) = match self.spec() {
+        let (spec, client) = match self.spec(&span) {
             (Ok(spec), client, _) => (spec, client),
             (Err(error), ..) => {
                 observed.ended(Outcome::of(&error));
@@ -203,7 +210,7 @@ impl<R: Returns> IntoFuture for Call<R> {
         let observed = self
             .site
             .start(&self.queue, self.client.engine.config.span_level);
-        let reply: Replying = match self.spec() {
+        let reply: Replying = match self.spec(&observed.span) {
             // The client's call future is boxed as it is made and only the
             // box moves; decoding, the one part that depends on `R`, happens
             // in `CallFuture::poll`, outside it. It runs in the call's span

@@ -30,7 +30,7 @@ use crate::{
         request::RequestProperties,
     },
     session::Watch,
-    trace::{self, SpanId, TraceId},
+    trace::{self, Origin, SpanId, TraceId},
     transport::publish::{CallPublisher, Request, Verdict},
 };
 use futures_util::FutureExt;
@@ -52,6 +52,8 @@ pub(crate) struct CallSpec {
     /// The call's own headers (the client's and its interceptors' are added
     /// when it is sent).
     pub(crate) metadata: Metadata,
+    /// What its trace continues, when it carries trace context.
+    pub(crate) origin: Origin,
 }
 
 /// A client's engine, shared by its clones and its calls in flight.
@@ -145,7 +147,7 @@ impl Engine {
             ..RequestHeaders::default()
         };
         if self.config.trace_context {
-            let ids = trace::outgoing(span);
+            let ids = trace::outgoing(span, std::mem::take(&mut spec.origin));
             if !span.is_disabled() {
                 span.record("trace_id", field::display(TraceId(ids.trace_id)));
                 span.record("span_id", field::display(SpanId(ids.span_id)));
