@@ -109,7 +109,7 @@ async fn a_trailing_option_argument_and_a_new_method_are_compatible_both_ways() 
     let (kind, message) = fault(titled);
     assert_eq!(kind, "bad_request");
     assert!(
-        message.contains("argument 1 holds a value") && message.contains("upgrade the server"),
+        message.contains("argument 2 holds a value") && message.contains("upgrade the server"),
         "{message}"
     );
     // ... and a method it does not have is `unknown_method`.
@@ -151,12 +151,12 @@ async fn a_changed_argument_type_is_refused_both_ways_naming_the_argument() {
     let (kind, message) =
         fault(within(PATIENCE, "v1 -> v3", old_to_changed.greet("Ada".into())).await);
     assert_eq!(kind, "bad_request");
-    assert!(message.contains("argument 0 (`times`)"), "{message}");
+    assert!(message.contains("argument 1 (`times`)"), "{message}");
 
     let changed_to_old = v3::GreeterClient::new(client.clone()).with_queue(&old_queue.name);
     let (kind, message) = fault(within(PATIENCE, "v3 -> v1", changed_to_old.greet(2)).await);
     assert_eq!(kind, "bad_request");
-    assert!(message.contains("argument 0 (`name`)"), "{message}");
+    assert!(message.contains("argument 1 (`name`)"), "{message}");
 
     old_server.shutdown().await;
     changed_server.shutdown().await;

@@ -75,7 +75,7 @@ async fn foreign_requests_that_cannot_run_get_fault_replies() {
     let mistyped = rmp_serde::to_vec(&(1, "two")).expect("encode");
     let (kind, message) = fault_for(&raw, &queue.name, Some("add"), &mistyped).await;
     assert_eq!(kind, "bad_request");
-    assert!(message.contains("argument 1 (`b`)"), "{message}");
+    assert!(message.contains("argument 2 (`b`)"), "{message}");
 
     // Nothing was requeued into a loop, nothing ran, and the server serves on.
     assert_eq!(raw.message_count(&queue.name).await.expect("count"), 0);

@@ -128,6 +128,8 @@ impl<'a> ArgsDecoder<'a> {
     pub fn arg<T: DeserializeOwned>(&mut self, argument: &'static str) -> Result<T, Fault> {
         let index = self.index;
         self.index += 1;
+        // Messages count from 1, as `rpc` does.
+        let number = index + 1;
         if index >= self.sent {
             // Left out by an older client: only an `Option` reads "nothing"
             // (serde reads it as `None`), any other type refuses it.
@@ -136,7 +138,7 @@ impl<'a> ArgsDecoder<'a> {
                     Fault::new(
                         FaultKind::BadRequest,
                         format!(
-                            "{}: argument {index} (`{argument}`) is missing, and only trailing \
+                            "{}: argument {number} (`{argument}`) is missing, and only trailing \
                              `Option` arguments may be left out",
                             self.miscount()
                         ),
@@ -150,10 +152,10 @@ impl<'a> ArgsDecoder<'a> {
             // server's log names the argument and its type only.
             Fault::new(
                 FaultKind::BadRequest,
-                format!("argument {index} (`{argument}`): {error}"),
+                format!("argument {number} (`{argument}`): {error}"),
             )
             .with_log_message(format!(
-                "argument {index} (`{argument}`) is not a valid `{}`",
+                "argument {number} (`{argument}`) is not a valid `{}`",
                 std::any::type_name::<T>()
             ))
         })
@@ -166,10 +168,11 @@ impl<'a> ArgsDecoder<'a> {
             match self.rest.split_first() {
                 Some((&NIL, rest)) => self.rest = rest,
                 _ => {
+                    let number = index + 1;
                     return Err(Fault::new(
                         FaultKind::BadRequest,
                         format!(
-                            "{}: argument {index} holds a value and this server's method has no \
+                            "{}: argument {number} holds a value and this server's method has no \
                              such argument (a newer client's? upgrade the server, or leave it \
                              out)",
                             self.miscount()
@@ -256,7 +259,7 @@ mod tests {
         let fault = decoder.arg::<u32>("times").expect_err("not optional");
         assert_eq!(fault.kind(), &FaultKind::BadRequest);
         assert!(
-            fault.message().contains("argument 1 (`times`) is missing"),
+            fault.message().contains("argument 2 (`times`) is missing"),
             "{fault}"
         );
 
@@ -291,14 +294,14 @@ mod tests {
         assert_eq!(fault.kind(), &FaultKind::BadRequest);
         assert!(fault.message().contains("expected 1 argument(s), got 2"));
         assert!(
-            fault.message().contains("argument 1 holds a value"),
+            fault.message().contains("argument 2 holds a value"),
             "{fault}"
         );
 
         let text = encode(&[&"thirty"]);
         let mut decoder = ArgsDecoder::new(&text, 1).expect("header");
         let fault = decoder.arg::<u32>("n").expect_err("type");
-        assert!(fault.message().contains("argument 0 (`n`)"), "{fault}");
+        assert!(fault.message().contains("argument 1 (`n`)"), "{fault}");
 
         let big = encode(&[&(1u64 << 40)]);
         let mut decoder = ArgsDecoder::new(&big, 1).expect("header");
