@@ -122,8 +122,9 @@ impl RequestContext {
     }
 
     /// The value of call metadata header `name` (set by the caller with
-    /// `Call::header` or `ClientBuilder::header`), if the request carries it
-    /// as a string.
+    /// [`Call::header`](crate::Call::header) or
+    /// [`ClientBuilder::metadata`](crate::ClientBuilder::metadata)), if the
+    /// request carries it as a string.
     pub fn header(&self, name: &str) -> Option<&str> {
         match self.inner.properties.header(name)? {
             HeaderValue::Text(value) if headers::check_name(name).is_ok() => Some(value),
