@@ -1,19 +1,22 @@
 //! A request that kills every server that takes it (a "poison pill"): with
 //! a delivery limit on a quorum request queue, the broker sets it aside in
 //! the dead-letter queue after `limit + 1` deliveries, instead of passing it
-//! on until no server is left.
+//! on until no server is left. And one whose forged direct reply-to address
+//! makes RabbitMQ close the server's connection: the server does not answer
+//! it again when it comes back.
 
 use futures_util::future::select_all;
 use rpc_runtime::{
     Connection, QueueType, ServeError, Server,
     lapin::{
+        BasicProperties,
         options::BasicGetOptions,
         types::{AMQPValue, FieldTable},
     },
 };
 use rpc_tests::{
-    LabControl, LabImpl, LabServer, LabServerProcess, PATIENCE, TestQueue, amqp_url, connect,
-    lab_client, lab_server, raw::Raw, within,
+    LabControl, LabFixture, LabImpl, LabServer, LabServerProcess, PATIENCE, TestQueue, amqp_url,
+    connect, lab_client, lab_server, raw::Raw, within,
 };
 use std::{future::IntoFuture, time::Duration};
 
@@ -159,4 +162,49 @@ async fn a_delivery_limit_needs_a_quorum_queue() {
         matches!(served, Err(ServeError::InvalidQueueName { .. })),
         "{served:?}"
     );
+}
+
+/// RabbitMQ decodes a direct reply-to address only when a reply is
+/// published to it, and a forged one crashes the publishing channel: the
+/// broker closes the server's whole connection (541 INTERNAL_ERROR). The
+/// request comes back; answered again, it would close the connection again,
+/// for ever. The server answers it once: redelivered, it is set aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_a_forged_direct_reply_to_address_costs_the_connection_once() {
+    let fixture = LabFixture::start("forged-reply-to").await;
+    let raw = Raw::open().await.expect("raw connection");
+    let body = rmp_serde::to_vec(&("forged",)).expect("arguments");
+    let forged = BasicProperties::default()
+        .with_type("echo".into())
+        .with_correlation_id("forged-1".into())
+        .with_reply_to("amq.rabbitmq.reply-to.AAAA.x".into());
+    raw.publish(&fixture.queue.name, &body, forged)
+        .await
+        .expect("publish");
+    within(
+        PATIENCE,
+        "the server's connection to be lost and made again",
+        async {
+            while fixture.connection.reconnections() == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+    // Served again, the redelivered request set aside first (it is at the
+    // head of the queue).
+    let echoed = within(PATIENCE, "a call after", fixture.lab.echo("after".into()))
+        .await
+        .expect("served after the reconnection");
+    assert_eq!(echoed, "after");
+    // Had the request been answered again, the connection would have been
+    // lost again, and the request would be unsettled, not gone.
+    fixture.server.shutdown().await;
+    assert_eq!(
+        raw.message_count(&fixture.queue.name).await.expect("count"),
+        0,
+        "the forged request was set aside"
+    );
+    assert_eq!(fixture.control.echo_reruns(), 0, "it ran once");
+    assert_eq!(fixture.connection.reconnections(), 1);
 }

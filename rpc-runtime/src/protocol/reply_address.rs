@@ -62,6 +62,8 @@ pub(crate) fn reply_queue_name(client_id: &str, session: u64) -> String {
 pub struct ReplyToPolicy {
     /// `None` allows every address.
     prefixes: Option<Vec<String>>,
+    /// Whether direct reply-to addresses may be allowed at all.
+    direct_reply_to: bool,
 }
 
 impl Default for ReplyToPolicy {
@@ -72,6 +74,7 @@ impl Default for ReplyToPolicy {
                 SERVER_NAMED_QUEUE_PREFIX.to_owned(),
                 REPLY_QUEUE_PREFIX.to_owned(),
             ]),
+            direct_reply_to: true,
         }
     }
 }
@@ -80,7 +83,10 @@ impl ReplyToPolicy {
     /// Replies to any address: only for virtual hosts where every client is
     /// trusted.
     pub fn any() -> Self {
-        Self { prefixes: None }
+        Self {
+            prefixes: None,
+            direct_reply_to: true,
+        }
     }
 
     /// Also replies to queues whose names start with `prefix` (for clients
@@ -92,8 +98,34 @@ impl ReplyToPolicy {
         self
     }
 
+    /// No longer replies to direct reply-to addresses
+    /// (`amq.rabbitmq.reply-to.*`): for queues that callers who are not
+    /// trusted may publish to. RabbitMQ decodes such an address only when
+    /// the reply is published, and a forged one makes it close the server's
+    /// connection (PROTOCOL.md §4); a server replies to a request once only,
+    /// but each forged request still costs it its connection once. Callers
+    /// that use direct reply-to are then refused (their calls time out).
+    ///
+    /// ```
+    /// use rpc_runtime::ReplyToPolicy;
+    /// let policy = ReplyToPolicy::default().without_direct_reply_to();
+    /// assert!(!policy.allows("amq.rabbitmq.reply-to.g1hkABFy"));
+    /// assert!(policy.allows("rpc-reply.4f1c.1"));
+    /// assert!(policy.allows("amq.gen-JzTY20BRgKO-HjmUJj0wLg"));
+    /// let trusting = ReplyToPolicy::any().without_direct_reply_to();
+    /// assert!(!trusting.allows("amq.rabbitmq.reply-to.g1hkABFy"));
+    /// assert!(trusting.allows("billing_requests"));
+    /// ```
+    pub fn without_direct_reply_to(mut self) -> Self {
+        self.direct_reply_to = false;
+        self
+    }
+
     /// Whether a reply may be published to `reply_to`.
     pub fn allows(&self, reply_to: &str) -> bool {
+        if !self.direct_reply_to && reply_to.starts_with(DIRECT_REPLY_TO) {
+            return false;
+        }
         match &self.prefixes {
             None => true,
             Some(prefixes) => prefixes

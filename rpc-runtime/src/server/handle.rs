@@ -8,6 +8,7 @@
 use super::{
     admission::{Admission, Rules},
     context::RequestContext,
+    direct_replies::DirectReplies,
     log_budget::LogBudget,
     observe::{MethodMetrics, Outcome, ServerMetrics},
     respond::Responder,
@@ -59,6 +60,8 @@ pub(crate) struct Handling<S> {
     pub(crate) metrics: ServerMetrics,
     /// The budget of the warnings of refused requests and faults.
     pub(crate) faults: LogBudget,
+    /// The requests it answered at direct reply-to addresses.
+    pub(crate) direct_replies: DirectReplies,
 }
 
 /// Counts a request as in flight for as long as it lives (in the server's
@@ -199,6 +202,16 @@ async fn handle_request<S: Service>(
         }
         Admission::Run { method } => method,
     };
+    if redelivered && handling.direct_replies.answered(&properties.view()) {
+        handling.log_refused(
+            &properties,
+            &"it came back after this server had answered it at a direct reply-to address (a \
+              forged or stale one makes RabbitMQ close the server's connection, and the request \
+              would do it again at each redelivery); rejected without running it again",
+        );
+        responder.reject_without_reply(delivery).await;
+        return Outcome::Refused;
+    }
     let mut context = RequestContext::new(properties.clone(), redelivered, trace, span.clone());
     if let Some(deadline) = context.deadline()
         && SystemTime::now() >= deadline
@@ -227,8 +240,13 @@ async fn handle_request<S: Service>(
     if method_name == DESCRIBE_METHOD
         && let Some(description) = &handling.description
     {
-        responder
-            .respond(delivery, &properties, Ok(description.bytes.clone()))
+        handling
+            .reply(
+                responder,
+                delivery,
+                &properties,
+                Ok(description.bytes.clone()),
+            )
             .await;
         return Outcome::Ok;
     }
@@ -250,8 +268,8 @@ async fn handle_request<S: Service>(
             } else {
                 Outcome::Ok
             };
-            responder
-                .respond(delivery, &properties, Ok(reply.bytes))
+            handling
+                .reply(responder, delivery, &properties, Ok(reply.bytes))
                 .await;
             outcome
         }
@@ -301,8 +319,23 @@ impl<S: Service> Handling<S> {
             self.log_refused(properties, &fault.for_log());
         }
         self.metrics.fault(fault.kind());
-        responder.respond(delivery, properties, Err(fault)).await;
+        self.reply(responder, delivery, properties, Err(fault))
+            .await;
         Outcome::Fault
+    }
+
+    /// Answers a request (see [`Responder::respond`]), noting first if it
+    /// is answered at a direct reply-to address (see
+    /// [`direct_replies`](super::direct_replies)).
+    async fn reply(
+        &self,
+        responder: &Responder,
+        delivery: RequestTag,
+        properties: &IncomingProperties,
+        outcome: Result<Vec<u8>, Fault>,
+    ) {
+        self.direct_replies.answering(&properties.view());
+        responder.respond(delivery, properties, outcome).await;
     }
 
     /// Logs, once, at WARN and within the server's budget (see

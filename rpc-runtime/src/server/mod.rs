@@ -24,6 +24,7 @@ pub(crate) mod ack_policy;
 pub(crate) mod admission;
 pub(crate) mod consume;
 pub(crate) mod context;
+pub(crate) mod direct_replies;
 pub(crate) mod handle;
 pub(crate) mod introspection;
 pub(crate) mod log_budget;
@@ -37,6 +38,7 @@ use self::{
     admission::Rules,
     consume::{ServerSessions, Session},
     context::RequestContext,
+    direct_replies::DirectReplies,
     handle::{Handling, Interceptor},
     log_budget::LogBudget,
     observe::ServerMetrics,
@@ -377,6 +379,7 @@ impl ServerBuilder {
                 },
                 metrics: ServerMetrics::register(S::NAME, S::METHODS),
                 faults: LogBudget::default(),
+                direct_replies: DirectReplies::default(),
             }),
             connection: connection.clone(),
             config: config.clone(),

@@ -1,0 +1,128 @@
+//! The requests a server answered at direct reply-to addresses, to know
+//! them again if the broker redelivers them.
+//!
+//! A caller chooses its `reply_to`, and RabbitMQ does not check an
+//! `amq.rabbitmq.reply-to.<token>` address when a request is published: it
+//! decodes the token only when the server publishes the reply. A forged or
+//! stale token (one naming a node that is not in the cluster, or not
+//! decoding at all) crashes the server's channel, and RabbitMQ (3.10 to 3.13
+//! at least) closes the server's whole connection with `541
+//! INTERNAL_ERROR`. The request, not yet acknowledged, is redelivered; run
+//! and answered again, it would close the connection again, for ever, and
+//! with it every request and call on that connection.
+//!
+//! So a server remembers the last [`REMEMBERED`] requests it answered at a
+//! direct reply-to address (by `reply_to` and `correlation_id`), from just
+//! before each reply is published; the list stops while the connection is
+//! down, so the reply that closed it is there when the request comes back.
+//!
+//! | a request redelivered to this server | what the server does |
+//! |---|---|
+//! | answered by it at a direct reply-to address | rejects it without running it again (a dead-letter exchange gets it), logs a warning, counts it `refused` |
+//! | anything else | runs it, as any request |
+//!
+//! The first case includes a request whose reply went out and whose
+//! acknowledgement was lost with the connection: its caller has its reply,
+//! and it does not run twice. One whose reply was lost too gets none: its
+//! caller's call times out, as it would have had the server answered a dead
+//! address. A forged request costs each server process the connection once.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    hash::{BuildHasher, RandomState},
+    sync::Mutex,
+};
+
+use crate::protocol::{reply_address::DIRECT_REPLY_TO, request::ReceivedProperties};
+
+/// How many answered requests a server remembers: more than a server
+/// answers between a reply it publishes and the loss of its connection.
+const REMEMBERED: usize = 4096;
+
+/// The requests answered at direct reply-to addresses, newest last.
+#[derive(Debug, Default)]
+pub(crate) struct DirectReplies {
+    /// Keyed hashes of `reply_to` and `correlation_id`: a request cannot
+    /// choose its way onto another's.
+    hasher: RandomState,
+    answered: Mutex<Answered>,
+}
+
+#[derive(Debug, Default)]
+struct Answered {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl DirectReplies {
+    /// Notes that the request with these properties is being answered, if
+    /// at a direct reply-to address.
+    pub(crate) fn answering(&self, request: &ReceivedProperties<'_>) {
+        let Some(key) = self.key(request) else {
+            return;
+        };
+        let mut answered = self.lock();
+        if answered.set.insert(key) {
+            answered.order.push_back(key);
+            if answered.order.len() > REMEMBERED
+                && let Some(oldest) = answered.order.pop_front()
+            {
+                answered.set.remove(&oldest);
+            }
+        }
+    }
+
+    /// Whether the request with these properties was answered at a direct
+    /// reply-to address by this server.
+    pub(crate) fn answered(&self, request: &ReceivedProperties<'_>) -> bool {
+        self.key(request)
+            .is_some_and(|key| self.lock().set.contains(&key))
+    }
+
+    fn key(&self, request: &ReceivedProperties<'_>) -> Option<u64> {
+        let reply_to = request.reply_to?;
+        let token = reply_to
+            .strip_prefix(DIRECT_REPLY_TO)
+            .filter(|token| token.starts_with('.'))?;
+        Some(self.hasher.hash_one((token, request.correlation_id)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Answered> {
+        self.answered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request<'a>(reply_to: &'a str, correlation_id: &'a str) -> ReceivedProperties<'a> {
+        ReceivedProperties {
+            reply_to: Some(reply_to),
+            correlation_id: Some(correlation_id),
+            ..ReceivedProperties::default()
+        }
+    }
+
+    #[test]
+    fn requests_answered_at_direct_reply_to_addresses_are_known_again() {
+        let replies = DirectReplies::default();
+        let direct = request("amq.rabbitmq.reply-to.g1hkAA.key", "c1");
+        assert!(!replies.answered(&direct));
+        replies.answering(&direct);
+        assert!(replies.answered(&direct));
+        // Another call of the same caller, and other kinds of address.
+        assert!(!replies.answered(&request("amq.rabbitmq.reply-to.g1hkAA.key", "c2")));
+        let queue = request("rpc-reply.4f1c.1", "c1");
+        replies.answering(&queue);
+        assert!(!replies.answered(&queue));
+        // The oldest are forgotten.
+        for n in 0..REMEMBERED {
+            replies.answering(&request("amq.rabbitmq.reply-to.x.y", &n.to_string()));
+        }
+        assert!(!replies.answered(&direct));
+        assert!(replies.answered(&request("amq.rabbitmq.reply-to.x.y", "4095")));
+    }
+}
