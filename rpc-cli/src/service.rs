@@ -199,12 +199,13 @@ impl ArgSource {
                         Some((_, ty)) if stands_for(word, &ty.shape, types, 0) => {
                             Ok(Json::String(word.clone()))
                         }
-                        known => Err(Failure::NotJson {
+                        Some((name, ty)) => Err(Failure::NotJson {
                             position: i + 1,
-                            name: known.map_or_else(
-                                || "?".to_owned(),
-                                |(name, ty)| format!("{name}: {}", ty.written),
-                            ),
+                            name: format!("{name}: {}", ty.written),
+                            message: error.to_string(),
+                        }),
+                        None => Err(Failure::NotJsonUndescribed {
+                            position: i + 1,
                             message: error.to_string(),
                         }),
                     },

@@ -560,6 +560,15 @@ async fn a_server_without_introspection_is_still_called() {
     assert_status(&output, 0);
     assert_eq!(json_out(&output), json!("Hello, Bob!"));
     assert_stderr_has(&output, "warning");
+
+    // Without a description nothing says the argument is a string: a bare
+    // word is refused, and the advice is not to write it bare.
+    let output = rpc(&["call", shop.queue(), "greet", "Alice"]).await;
+    assert_status(&output, 2);
+    assert_stderr_has(&output, "argument 1 is not JSON");
+    assert_stderr_has(&output, "every argument must be JSON");
+    assert_stderr_has(&output, r#"'"text"'"#);
+    assert!(!stderr(&output).contains("bare"), "{}", stderr(&output));
     shop.stop().await;
 }
 
