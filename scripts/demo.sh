@@ -11,9 +11,12 @@ scripts/ensure-broker.sh
 # included, so that a narrower build would compile some 170 crates again,
 # and what one script built the other reuses.
 cargo build -q --workspace --bins --tests
+# Where cargo put them: CARGO_TARGET_DIR if set (a relative one is from
+# here, the workspace root, as for cargo).
+bin="${CARGO_TARGET_DIR:-target}/debug"
 
 log=$(mktemp)
-target/debug/fib_server >"$log" 2>&1 &
+"$bin/fib_server" >"$log" 2>&1 &
 server=$!
 stop_server() {
     kill -INT "$server" 2>/dev/null || true
@@ -34,11 +37,11 @@ done
 cat "$log"
 
 if [ $# -gt 0 ]; then
-    target/debug/fib_client "$@"
+    "$bin/fib_client" "$@"
 else
-    target/debug/fib_client 0 1 10 30 93
+    "$bin/fib_client" 0 1 10 30 93
     echo "==> fib(94) overflows u64: the service answers with its application error, and fib_client exits non-zero"
-    if target/debug/fib_client 94; then
+    if "$bin/fib_client" 94; then
         echo "error: fib(94) should have failed" >&2
         exit 1
     fi

@@ -1,7 +1,7 @@
 //! `fib_client` and `fib_server` as a user runs them: what they print when
 //! things go wrong (once, in the framework's words, without lapin's
 //! internals, message bodies or passwords), `--timeout`, `--require-server`,
-//! and a graceful stop on SIGTERM.
+//! a graceful stop on SIGTERM, and `--help` (`bench`'s too).
 //!
 //! Against the broker at `AMQP_URL`, on queues of their own, deleted after.
 
@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_fib_client");
 const SERVER: &str = env!("CARGO_BIN_EXE_fib_server");
+const BENCH: &str = env!("CARGO_BIN_EXE_bench");
 /// A guard against hanging, not a timing bound.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -330,4 +331,43 @@ async fn fib_server_serves_its_metrics_for_prometheus() {
         "{response}"
     );
     let _ = server.start_kill();
+}
+
+/// Runs `program` with `args`, without a broker (usage needs none).
+async fn run(program: &str, args: &[&str]) -> Output {
+    let run = tokio::process::Command::new(program).args(args).output();
+    tokio::time::timeout(PATIENCE, run)
+        .await
+        .expect("finished")
+        .expect("ran")
+}
+
+/// `-h` and `--help` print the usage on stdout and exit 0 (`fib_server`
+/// and `bench` used to fail with it as an error); an unknown option is
+/// still an error, with the usage on stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_prints_usage_and_unknown_options_fail() {
+    let programs = [
+        (SERVER, "fib_server", "--metrics ADDR"),
+        (CLIENT, "fib_client", "--require-server"),
+        (BENCH, "bench", "--in-flight LIST"),
+    ];
+    for (program, name, option) in programs {
+        for help in ["--help", "-h"] {
+            let output = run(program, &[help]).await;
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "{name} {help}: {output:?}");
+            assert!(stdout.starts_with(&format!("usage: {name} ")), "{stdout}");
+            assert!(stdout.contains(option), "{name} {help}: {stdout}");
+            assert!(output.stderr.is_empty(), "{name} {help}: {output:?}");
+        }
+        let output = run(program, &["--no-such-option"]).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}: {output:?}");
+        assert!(
+            stderr.contains(&format!("usage: {name} ")),
+            "{name}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{name}: {output:?}");
+    }
 }

@@ -63,6 +63,15 @@ pub(crate) enum Failure {
         message: String,
     },
 
+    /// An argument is not JSON, and the service does not describe itself:
+    /// nothing says the argument is a string, so no bare word is taken.
+    #[error(
+        "argument {position} is not JSON: {message} (the service does not describe itself, so \
+         nothing says which arguments are strings: every argument must be JSON, a string in \
+         quotes: '\"text\"')"
+    )]
+    NotJsonUndescribed { position: usize, message: String },
+
     /// An argument does not fit its type.
     #[error("argument {position} (`{name}: {written}`): {mismatch}")]
     BadArgument {
@@ -118,6 +127,7 @@ impl Failure {
             Failure::Usage(_)
             | Failure::UnknownMethod { .. }
             | Failure::NotJson { .. }
+            | Failure::NotJsonUndescribed { .. }
             | Failure::BadArgument { .. }
             | Failure::ArgumentCount { .. }
             // Names and a URL that cannot be sent are the command's.

@@ -92,7 +92,8 @@ struct CallArgs {
     /// The method.
     method: String,
     /// Each argument as a JSON value (`30`, `'"text"'`, `'{"x": 1}'`); a
-    /// string argument, or an enum's unit variant, may be written bare.
+    /// string argument, or an enum's unit variant, may be written bare
+    /// (when the service describes itself).
     #[arg(conflicts_with = "args_array")]
     args: Vec<String>,
     /// All arguments as one JSON array, instead.

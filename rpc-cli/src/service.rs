@@ -36,11 +36,10 @@ impl Target {
         trace_context: bool,
         metadata: &Metadata,
     ) -> Result<Self, Failure> {
-        let mut connection = Connection::builder(url).name("rpc");
-        if let Some(timeout) = timeout {
-            connection = connection.connect_timeout(timeout);
-        }
-        let connection = connection.connect().await?;
+        // `timeout` is the calls' (`--timeout`), not the handshake's: a short
+        // one must fail as a call that timed out, not as a broker that did
+        // not answer; connecting keeps the connection's own limit.
+        let connection = Connection::builder(url).name("rpc").connect().await?;
         let mut client = Client::builder().trace_context(trace_context);
         if let Some(timeout) = timeout {
             client = client.timeout(timeout);
@@ -200,12 +199,13 @@ impl ArgSource {
                         Some((_, ty)) if stands_for(word, &ty.shape, types, 0) => {
                             Ok(Json::String(word.clone()))
                         }
-                        known => Err(Failure::NotJson {
+                        Some((name, ty)) => Err(Failure::NotJson {
                             position: i + 1,
-                            name: known.map_or_else(
-                                || "?".to_owned(),
-                                |(name, ty)| format!("{name}: {}", ty.written),
-                            ),
+                            name: format!("{name}: {}", ty.written),
+                            message: error.to_string(),
+                        }),
+                        None => Err(Failure::NotJsonUndescribed {
+                            position: i + 1,
                             message: error.to_string(),
                         }),
                     },

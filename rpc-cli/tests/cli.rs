@@ -560,6 +560,33 @@ async fn a_server_without_introspection_is_still_called() {
     assert_status(&output, 0);
     assert_eq!(json_out(&output), json!("Hello, Bob!"));
     assert_stderr_has(&output, "warning");
+
+    // Without a description nothing says the argument is a string: a bare
+    // word is refused, and the advice is not to write it bare.
+    let output = rpc(&["call", shop.queue(), "greet", "Alice"]).await;
+    assert_status(&output, 2);
+    assert_stderr_has(&output, "argument 1 is not JSON");
+    assert_stderr_has(&output, "every argument must be JSON");
+    assert_stderr_has(&output, r#"'"text"'"#);
+    assert!(!stderr(&output).contains("bare"), "{}", stderr(&output));
+    shop.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_timeout_fails_the_call_not_the_connection() {
+    let shop = Served::shop("cli-short", ShopImpl::default(), true).await;
+    let q = shop.queue().to_owned();
+    // `--timeout` bounds the calls (`rpc.describe` first, then `nap`),
+    // not the handshake with the broker: whichever call it cuts short,
+    // the command fails with a timeout, status 4, never as a broker that
+    // did not answer.
+    for timeout in ["1ms", "0s"] {
+        let output = rpc(&["call", &q, "nap", "5000", "--timeout", timeout]).await;
+        assert_status(&output, 4);
+        let error = stderr(&output);
+        assert!(!error.contains("handshake"), "--timeout {timeout}: {error}");
+        assert_stderr_has(&output, "hint: give the call longer with `--timeout`");
+    }
     shop.stop().await;
 }
 

@@ -10,7 +10,7 @@
 //!
 //! Options: `--queue NAME` (default `rpc_queue`); `--metrics ADDR` serves
 //! the framework's metrics (`rpc_server_*`, see the README) for Prometheus
-//! at `http://ADDR/metrics`.
+//! at `http://ADDR/metrics`; `--help` lists them.
 //!
 //! The runtime has one worker per core unless `TOKIO_WORKER_THREADS` says
 //! otherwise; on a small machine that also runs the broker, `1` serves more
@@ -22,25 +22,41 @@ use rpc_runtime::{Connection, Server};
 use std::net::SocketAddr;
 
 const USAGE: &str = "usage: fib_server [--queue NAME] [--metrics ADDR]";
+const OPTIONS: &str =
+    "Serves the Fibonacci service until Ctrl-C or SIGTERM; the broker is AMQP_URL.
+  --queue NAME    the request queue to serve (default rpc_queue)
+  --metrics ADDR  serve the metrics for Prometheus at http://ADDR/metrics";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter("info"))
-        .with_writer(std::io::stderr)
-        .init();
     let mut builder = Server::builder();
     let mut metrics: Option<SocketAddr> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--queue", Some(queue)) => builder = builder.queue(queue),
-            ("--metrics", Some(addr)) => {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}\n\n{OPTIONS}");
+                return Ok(());
+            }
+            "--queue" => {
+                let queue = args
+                    .next()
+                    .with_context(|| format!("--queue needs a name; {USAGE}"))?;
+                builder = builder.queue(queue);
+            }
+            "--metrics" => {
+                let addr = args
+                    .next()
+                    .with_context(|| format!("--metrics needs an address; {USAGE}"))?;
                 metrics = Some(addr.parse().with_context(|| format!("`{addr}`: {USAGE}"))?);
             }
-            _ => anyhow::bail!(USAGE),
+            other => anyhow::bail!("unknown option `{other}`; {USAGE}"),
         }
     }
+    tracing_subscriber::fmt()
+        .with_env_filter(log_filter("info"))
+        .with_writer(std::io::stderr)
+        .init();
     // Before anything is served: metrics handles are registered as servers
     // and clients start.
     if let Some(addr) = metrics {

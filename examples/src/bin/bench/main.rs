@@ -47,10 +47,10 @@
 //! 2,500), so the interval narrows with the number of rounds, not with their
 //! length.
 //!
-//! Options (defaults in parentheses): `--in-flight LIST` (1,64,256),
-//! `--calls N` per round (2500), `--rounds N` (40), `--methods LIST`
-//! (fib,echo), `--peers LIST` of `framework`, `observed`, `raw`, `amqprs`,
-//! `raw-traced`, `amqprs-traced`
+//! Options (defaults in parentheses; `--help` lists them):
+//! `--in-flight LIST` (1,64,256), `--calls N` per round (2500), `--rounds N`
+//! (40), `--methods LIST` (fib,echo), `--peers LIST` of `framework`,
+//! `observed`, `raw`, `amqprs`, `raw-traced`, `amqprs-traced`
 //! (framework,raw; one alone, for profiling: only the peers listed are
 //! started), `--baseline PEER` the peer the others' ratios are to (the last
 //! one listed), `--workers N` Tokio worker threads of each process (1),
@@ -221,7 +221,36 @@ enum Role {
     Footprint { peer: Peer },
 }
 
-fn parse_options() -> Result<Options, Error> {
+/// What `--help` prints (the header above says more).
+const USAGE: &str = "\
+usage: bench [OPTIONS]
+Measures implementations of the same RPC service side by side (the peers,
+lettered A, B, ... in --peers order) against the broker at AMQP_URL, in
+interleaved rounds, and reports each one's calls/s, latencies and CPU per
+call, and their ratios to the baseline (the header of
+examples/src/bin/bench/main.rs says more).
+
+Options (defaults in parentheses):
+  --in-flight LIST   numbers of calls in flight (1,64,256)
+  --calls N          calls per round (2500)
+  --rounds N         rounds (40)
+  --methods LIST     of fib, echo (fib,echo)
+  --peers LIST       of framework, observed, raw, amqprs, raw-traced,
+                     amqprs-traced (framework,raw)
+  --baseline PEER    the peer the others' ratios are to (the last one listed)
+  --workers N        Tokio worker threads of each process (1)
+  --prefetch N       the servers' prefetch (32, the framework's default)
+  --park N           calls parked to measure memory per call in flight (10000)
+  --chart PATH       the SVG chart (target/bench/calls-per-second.svg)
+  --markdown PATH    the Markdown tables (target/bench/results.md)
+  --broker-pid PID   the broker whose CPU time to read (found in /proc)
+  --smoke            a few hundred calls, one round: checks that it works
+  -h, --help         this text
+
+Environment: AMQP_URL, BENCH_OBSERVE, BENCH_CONFIRMS, BENCH_EXPIRATION.";
+
+/// The options, or `None` for `--help`.
+fn parse_options() -> Result<Option<Options>, Error> {
     let mut options = Options {
         in_flight: vec![1, 64, 256],
         calls: 2_500,
@@ -284,9 +313,8 @@ fn parse_options() -> Result<Options, Error> {
                     peer: Peer::parse(&value()?)?,
                 };
             }
-            other => {
-                return Err(format!("unknown option `{other}` (see the source's header)").into());
-            }
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown option `{other}`").into()),
         }
     }
     if options.peers.is_empty() {
@@ -302,7 +330,7 @@ fn parse_options() -> Result<Options, Error> {
     {
         return Err(format!("the baseline `{}` is not among --peers", baseline.name()).into());
     }
-    Ok(options)
+    Ok(Some(options))
 }
 
 impl Options {
@@ -316,7 +344,18 @@ impl Options {
 }
 
 fn main() -> Result<(), Error> {
-    let options = parse_options()?;
+    let options = match parse_options() {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Err(error) => {
+            let usage = USAGE.lines().next().unwrap_or_default();
+            eprintln!("error: {error}\n{usage} (`--help` lists the options)");
+            std::process::exit(2);
+        }
+    };
     // The worker count is a setting of each process, not a hidden default:
     // on a 2-core machine shared with the broker, one worker measured best.
     let runtime = tokio::runtime::Builder::new_multi_thread()
