@@ -20,12 +20,23 @@ pub enum RpcError {
     /// `expiration` set to the timeout, the broker drops it if it is still
     /// queued by then.
     ///
-    /// `consumers` says how many servers consumed the request queue when the
-    /// timeout fired, as the broker reported then: `Some(0)` means that no
-    /// server is running (the request waits in the queue until it expires),
-    /// `Some(n)` that the servers were busy or the method slower than the
-    /// timeout; `None` that the broker could not be asked.
-    #[error("{}", timeout_message(method, *timeout, queue, *consumers))]
+    /// When the timeout fired the client asked the broker about the request
+    /// queue, and the error says what it answered:
+    ///
+    /// - `queue_missing: true`: the queue does not exist (it was deleted, or
+    ///   was never declared: no server ever started for it). The request was
+    ///   dropped with it, or never queued (without publisher confirms,
+    ///   requests are published without `mandatory`, so a request to a
+    ///   missing queue is dropped silently), unless a server took it before
+    ///   the queue was deleted. `consumers` is then `None`.
+    /// - `consumers: Some(0)`: the queue exists but no server consumes it (a
+    ///   server's durable queue outlives the server): the request waits in
+    ///   the queue until it expires.
+    /// - `consumers: Some(n)`: servers consume the queue: they were busy, or
+    ///   the method was slower than the timeout.
+    /// - `consumers: None` and `queue_missing: false`: the broker could not
+    ///   be asked (or the timeout is zero: the call was not sent).
+    #[error("{}", timeout_message(method, *timeout, queue, *consumers, *queue_missing))]
     Timeout {
         /// The method called.
         method: &'static str,
@@ -34,8 +45,11 @@ pub enum RpcError {
         /// The request queue the call was published to.
         queue: String,
         /// How many servers consumed the queue when the timeout fired, if
-        /// the broker could be asked.
+        /// the broker could be asked and the queue existed.
         consumers: Option<u32>,
+        /// Whether the broker said, when the timeout fired, that the queue
+        /// does not exist: the request was dropped, not left waiting.
+        queue_missing: bool,
     },
 
     /// The request queue exists, but the cluster node holding it is down or
@@ -202,11 +216,24 @@ pub enum RpcError {
     Closed,
 }
 
-fn timeout_message(method: &str, timeout: Duration, queue: &str, consumers: Option<u32>) -> String {
+fn timeout_message(
+    method: &str,
+    timeout: Duration,
+    queue: &str,
+    consumers: Option<u32>,
+    queue_missing: bool,
+) -> String {
     if timeout.is_zero() {
         return format!(
             "the call to `{method}` has a zero timeout, so it was not sent: give it a timeout \
              above zero"
+        );
+    }
+    if queue_missing {
+        return format!(
+            "no reply to `{method}` within {timeout:?}: queue `{queue}` does not exist (deleted, \
+             or not declared yet), so the request was dropped, unless a server took it before \
+             the queue was deleted: start a server for it, or check the queue name"
         );
     }
     match consumers {

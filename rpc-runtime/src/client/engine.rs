@@ -105,6 +105,7 @@ impl Engine {
                 timeout,
                 queue: spec.queue.as_ref().to_owned(),
                 consumers: None,
+                queue_missing: false,
             });
         }
         Ok(Deadline {
@@ -168,7 +169,10 @@ impl Engine {
     }
 
     /// The error of a call to `queue` whose deadline passed: a timeout that
-    /// says whether any server was consuming the queue then.
+    /// says whether any server was consuming the queue then, or whether the
+    /// queue existed at all (a request to a missing queue was dropped:
+    /// deleted with its queue, or published without confirms, so without
+    /// `mandatory`, and never queued).
     async fn timed_out(
         &self,
         queue: &Arc<str>,
@@ -184,6 +188,7 @@ impl Engine {
             timeout: deadline.timeout,
             queue: queue.as_ref().to_owned(),
             consumers: presence.consumers(),
+            queue_missing: presence.is_missing(),
         }
     }
 
