@@ -105,8 +105,9 @@ pub enum RpcError {
         method: &'static str,
     },
 
-    /// The connection to the broker was lost while the call was in flight.
-    /// The request may or may not have run.
+    /// The connection to the broker was lost while the call was in flight
+    /// (not closed by the application: that is [`RpcError::Closed`]). The
+    /// request may or may not have run.
     #[error(
         "the connection to the broker was lost while `{method}` was in flight; the request may \
          or may not have run (the client reconnects by itself: retry if the method is idempotent)"
@@ -211,8 +212,17 @@ pub enum RpcError {
         message: String,
     },
 
-    /// The client was closed.
-    #[error("the RPC client was closed; create a new one")]
+    /// The application closed the client's connection
+    /// ([`Connection::close`](crate::Connection::close)): before the call, or
+    /// while it was in flight (then the request may or may not have run). A
+    /// closed connection does not reconnect, and no client can be created on
+    /// it: connect a new [`Connection`](crate::Connection), then create a new
+    /// client on it.
+    #[error(
+        "the application closed the client's connection (`Connection::close`); a request in \
+         flight then may or may not have run, and the connection does not reconnect: connect a \
+         new `Connection`, then create a new client on it"
+    )]
     Closed,
 }
 

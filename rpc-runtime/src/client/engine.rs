@@ -268,6 +268,49 @@ impl Engine {
         }
     }
 
+    /// The error of a call to `method` whose request was out on `session`
+    /// when the session ended, or its channel failed: [`RpcError::Closed`]
+    /// if the application closed the connection, [`RpcError::ConnectionLost`]
+    /// otherwise.
+    ///
+    /// The client's session task tells them apart, right after it failed the
+    /// session's calls: it withdraws a lost session at once (and sets the
+    /// next one up), while on a connection the application closed it closes
+    /// the session's channels and then the client's sessions for good. Only
+    /// a publishing channel that failed alone leaves the session up on an
+    /// open connection. Until one of these is seen (it follows at once, or as
+    /// soon as the session's channels are closed), the state is looked at
+    /// again each [`SETTLING`]; at the deadline, the connection counts as
+    /// lost.
+    async fn session_ended(
+        &self,
+        session: &Session,
+        method: &'static str,
+        deadline: Deadline,
+    ) -> RpcError {
+        let closed = tokio::time::timeout_at(deadline.at, async {
+            loop {
+                if self.sessions.closed().now_or_never().is_some() {
+                    return true;
+                }
+                if session.link.is_open()
+                    || !self.sessions.is_up_and(|current| current.id == session.id)
+                {
+                    return false;
+                }
+                tokio::select! {
+                    () = self.sessions.closed() => return true,
+                    () = tokio::time::sleep(SETTLING) => {}
+                }
+            }
+        });
+        if closed.await.unwrap_or(false) {
+            RpcError::Closed
+        } else {
+            RpcError::ConnectionLost { method }
+        }
+    }
+
     /// The session to send a request on after session `broken` (0: none
     /// yet) could not send it, waiting for one until the deadline.
     async fn next_session(
@@ -412,7 +455,10 @@ impl Engine {
                                     let sent = tokio::time::timeout_at(deadline.at, publication);
                                     match Box::pin(sent).await {
                                         Ok(Verdict::NotSent) => break 'attempt,
-                                        Ok(_) => break 'call answer(Err(Unanswered::SessionEnded)),
+                                        Ok(_) => {
+                                            let ended = self.session_ended(&session, method, deadline);
+                                            break 'call Err(Failed::Rpc(Box::pin(ended).await));
+                                        }
                                         Err(_) => break 'call Err(Failed::TimedOut),
                                     }
                                 }
@@ -509,6 +555,10 @@ impl Engine {
                                 }
                                 AfterReturn::TimedOut => break 'call Err(Failed::TimedOut),
                             }
+                        }
+                        if outcome == Err(Unanswered::SessionEnded) {
+                            let ended = self.session_ended(&session, method, deadline);
+                            break 'call Err(Failed::Rpc(Box::pin(ended).await));
                         }
                         break 'call answer(outcome);
                     }
@@ -660,7 +710,7 @@ impl Engine {
                 }
                 Err(RpcError::Refused { method })
             }
-            Verdict::Lost => Err(RpcError::ConnectionLost { method }),
+            Verdict::Lost => Err(Box::pin(self.session_ended(session, method, deadline)).await),
             Verdict::NotSent => {
                 if tries.reopened < MAX_REOPENED && session.replace_one_way(&publisher).await {
                     tries.reopened += 1;
@@ -750,6 +800,9 @@ const RECOVERY_GRACE: Duration = Duration::from_secs(15);
 /// The first and longest delay before a returned request is sent again.
 const RESEND_MIN: Duration = Duration::from_millis(20);
 const RESEND_MAX: Duration = Duration::from_secs(1);
+/// How often [`Engine::session_ended`] looks again whether a session that
+/// failed its calls was lost or closed by the application.
+const SETTLING: Duration = Duration::from_millis(1);
 /// How many new channels a call opens when its request could not be
 /// written (its channel was gone), before it waits for the next session.
 const MAX_REOPENED: u32 = 2;
