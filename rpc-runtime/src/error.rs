@@ -77,14 +77,17 @@ pub enum RpcError {
         queue: String,
     },
 
-    /// The request queue does not exist, so no server was listening: the
-    /// broker returned the request undelivered.
+    /// The request queue does not exist, so no server is listening: the
+    /// request was not delivered. Either the broker returned it (it was
+    /// published `mandatory`, with publisher confirms), or the client found
+    /// the queue missing before sending it, by asking the broker (a call
+    /// that requires a server, `require_server`): then nothing was sent.
     #[error(
-        "no service is listening on queue `{queue}` (the broker returned the request \
-         undelivered): start a server for it, or check the queue name"
+        "no service is listening on queue `{queue}`: no queue of that name exists, and nothing \
+         was delivered: start a server for it, or check the queue name"
     )]
     NoSuchService {
-        /// The request queue the call was published to.
+        /// The request queue the call was addressed to.
         queue: String,
     },
 

@@ -293,10 +293,27 @@ async fn calls_that_require_a_server_fail_at_once_without_one() {
     );
     let missing = LabClient::new(client.clone()).with_queue(&format!("{}.missing", queue.name));
     let failed = within(PATIENCE, "a call to a missing queue", missing.add(1, 2)).await;
+    let error = failed.expect_err("no queue");
     assert!(
-        matches!(failed, Err(RpcError::NoSuchService { .. })),
-        "{failed:?}"
+        matches!(&error, RpcError::NoSuchService { queue: reported } if *reported == format!("{}.missing", queue.name)),
+        "{error:?}"
     );
+    // Found missing by asking the broker before sending, not returned by
+    // it: the message says nothing was delivered, not that it was returned.
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!(
+            "no service is listening on queue `{}.missing`",
+            queue.name
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("no queue of that name exists"),
+        "{message}"
+    );
+    assert!(message.contains("nothing was delivered"), "{message}");
+    assert!(!message.contains("returned"), "{message}");
 
     // Once a server is back, they go through (an answer of "no server" is
     // trusted for a tenth of a second).

@@ -247,6 +247,10 @@ impl Engine {
     }
 
     /// For calls that require a server: fails unless one consumes `queue`.
+    /// Nothing is sent yet: a queue the broker says is missing is
+    /// `NoSuchService`, whose message ("no queue of that name exists, and
+    /// nothing was delivered") is as true of this as of a request the
+    /// broker returned.
     async fn check_server(
         &self,
         session: &Session,
