@@ -585,6 +585,15 @@ async fn without_publisher_confirms_a_missing_queue_is_a_timeout() {
         Err(RpcError::Timeout { .. })
     ));
     assert_eq!(client.pending_calls(), 0);
+    // A one-way call is fire-and-forget without confirms: the broker drops
+    // the request, and nothing says so.
+    let one_way = within(
+        PATIENCE,
+        "a one-way call to a missing queue",
+        lab.record("dropped".into()).one_way(),
+    )
+    .await;
+    assert!(one_way.is_ok(), "{one_way:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
