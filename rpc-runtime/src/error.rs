@@ -20,12 +20,23 @@ pub enum RpcError {
     /// `expiration` set to the timeout, the broker drops it if it is still
     /// queued by then.
     ///
-    /// `consumers` says how many servers consumed the request queue when the
-    /// timeout fired, as the broker reported then: `Some(0)` means that no
-    /// server is running (the request waits in the queue until it expires),
-    /// `Some(n)` that the servers were busy or the method slower than the
-    /// timeout; `None` that the broker could not be asked.
-    #[error("{}", timeout_message(method, *timeout, queue, *consumers))]
+    /// When the timeout fired the client asked the broker about the request
+    /// queue, and the error says what it answered:
+    ///
+    /// - `queue_missing: true`: the queue does not exist (it was deleted, or
+    ///   was never declared: no server ever started for it). The request was
+    ///   dropped with it, or never queued (without publisher confirms,
+    ///   requests are published without `mandatory`, so a request to a
+    ///   missing queue is dropped silently), unless a server took it before
+    ///   the queue was deleted. `consumers` is then `None`.
+    /// - `consumers: Some(0)`: the queue exists but no server consumes it (a
+    ///   server's durable queue outlives the server): the request waits in
+    ///   the queue until it expires.
+    /// - `consumers: Some(n)`: servers consume the queue: they were busy, or
+    ///   the method was slower than the timeout.
+    /// - `consumers: None` and `queue_missing: false`: the broker could not
+    ///   be asked (or the timeout is zero: the call was not sent).
+    #[error("{}", timeout_message(method, *timeout, queue, *consumers, *queue_missing))]
     Timeout {
         /// The method called.
         method: &'static str,
@@ -34,8 +45,11 @@ pub enum RpcError {
         /// The request queue the call was published to.
         queue: String,
         /// How many servers consumed the queue when the timeout fired, if
-        /// the broker could be asked.
+        /// the broker could be asked and the queue existed.
         consumers: Option<u32>,
+        /// Whether the broker said, when the timeout fired, that the queue
+        /// does not exist: the request was dropped, not left waiting.
+        queue_missing: bool,
     },
 
     /// The request queue exists, but the cluster node holding it is down or
@@ -63,14 +77,17 @@ pub enum RpcError {
         queue: String,
     },
 
-    /// The request queue does not exist, so no server was listening: the
-    /// broker returned the request undelivered.
+    /// The request queue does not exist, so no server is listening: the
+    /// request was not delivered. Either the broker returned it (it was
+    /// published `mandatory`, with publisher confirms), or the client found
+    /// the queue missing before sending it, by asking the broker (a call
+    /// that requires a server, `require_server`): then nothing was sent.
     #[error(
-        "no service is listening on queue `{queue}` (the broker returned the request \
-         undelivered): start a server for it, or check the queue name"
+        "no service is listening on queue `{queue}`: no queue of that name exists, and nothing \
+         was delivered: start a server for it, or check the queue name"
     )]
     NoSuchService {
-        /// The request queue the call was published to.
+        /// The request queue the call was addressed to.
         queue: String,
     },
 
@@ -91,8 +108,9 @@ pub enum RpcError {
         method: &'static str,
     },
 
-    /// The connection to the broker was lost while the call was in flight.
-    /// The request may or may not have run.
+    /// The connection to the broker was lost while the call was in flight
+    /// (not closed by the application: that is [`RpcError::Closed`]). The
+    /// request may or may not have run.
     #[error(
         "the connection to the broker was lost while `{method}` was in flight; the request may \
          or may not have run (the client reconnects by itself: retry if the method is idempotent)"
@@ -197,16 +215,38 @@ pub enum RpcError {
         message: String,
     },
 
-    /// The client was closed.
-    #[error("the RPC client was closed; create a new one")]
+    /// The application closed the client's connection
+    /// ([`Connection::close`](crate::Connection::close)): before the call, or
+    /// while it was in flight (then the request may or may not have run). A
+    /// closed connection does not reconnect, and no client can be created on
+    /// it: connect a new [`Connection`](crate::Connection), then create a new
+    /// client on it.
+    #[error(
+        "the application closed the client's connection (`Connection::close`); a request in \
+         flight then may or may not have run, and the connection does not reconnect: connect a \
+         new `Connection`, then create a new client on it"
+    )]
     Closed,
 }
 
-fn timeout_message(method: &str, timeout: Duration, queue: &str, consumers: Option<u32>) -> String {
+fn timeout_message(
+    method: &str,
+    timeout: Duration,
+    queue: &str,
+    consumers: Option<u32>,
+    queue_missing: bool,
+) -> String {
     if timeout.is_zero() {
         return format!(
             "the call to `{method}` has a zero timeout, so it was not sent: give it a timeout \
              above zero"
+        );
+    }
+    if queue_missing {
+        return format!(
+            "no reply to `{method}` within {timeout:?}: queue `{queue}` does not exist (deleted, \
+             or not declared yet), so the request was dropped, unless a server took it before \
+             the queue was deleted: start a server for it, or check the queue name"
         );
     }
     match consumers {

@@ -126,10 +126,20 @@ async fn a_call_to_a_service_without_a_queue_fails_fast() {
     let lab = LabClient::new(client.clone()).with_queue(&missing);
 
     let result = within(PATIENCE, "a call to a missing queue", lab.echo("x".into())).await;
-    match result {
-        Err(RpcError::NoSuchService { queue }) => assert_eq!(queue, missing),
+    match &result {
+        Err(RpcError::NoSuchService { queue }) => assert_eq!(queue, &missing),
         other => panic!("expected NoSuchService, got {other:?}"),
     }
+    let message = result.expect_err("no queue").to_string();
+    assert!(
+        message.contains(&format!("no service is listening on queue `{missing}`")),
+        "{message}"
+    );
+    assert!(
+        message.contains("no queue of that name exists"),
+        "{message}"
+    );
+    assert!(message.contains("nothing was delivered"), "{message}");
     assert_eq!(client.pending_calls(), 0);
     // The client stays usable.
     let again = within(PATIENCE, "a second call", lab.add(1, 2)).await;
@@ -575,6 +585,15 @@ async fn without_publisher_confirms_a_missing_queue_is_a_timeout() {
         Err(RpcError::Timeout { .. })
     ));
     assert_eq!(client.pending_calls(), 0);
+    // A one-way call is fire-and-forget without confirms: the broker drops
+    // the request, and nothing says so.
+    let one_way = within(
+        PATIENCE,
+        "a one-way call to a missing queue",
+        lab.record("dropped".into()).one_way(),
+    )
+    .await;
+    assert!(one_way.is_ok(), "{one_way:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

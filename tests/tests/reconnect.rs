@@ -2,7 +2,7 @@
 //! server are redelivered, and both sides recover by themselves.
 
 use futures_util::future::join_all;
-use rpc_runtime::{Client, Connection, RpcError};
+use rpc_runtime::{Client, ConnectError, Connection, RpcError};
 use rpc_tests::{
     CLI_PATIENCE, LabClient, LabControl, LabFixture, PATIENCE, TestQueue, close_connections_named,
     connect, connection_builder, relay::Relay, serve_lab, unique, within,
@@ -58,6 +58,84 @@ async fn calls_in_flight_fail_at_once_when_the_client_loses_its_connection() {
     let echoed = within(PATIENCE, "a call after the cut", lab.echo("back".into())).await;
     assert_eq!(echoed.expect("echo after reconnection"), "back");
     assert!(connection.is_connected());
+    server.shutdown().await;
+}
+
+/// Closing the connection is the application's doing, not a loss: the
+/// calls in flight then fail with `Closed` (counted as `closed`), not with
+/// `ConnectionLost`, whose message says that the client reconnects by
+/// itself, which a closed connection does not; so do the calls made after,
+/// and their message says what to do: no client can be created on the
+/// closed connection, a new connection is needed first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_as_closed_when_the_application_closes_the_connection() {
+    let queue = TestQueue::new("app-close");
+    let control = LabControl::default();
+    let server = serve_lab(
+        &connect("app-close-server").await,
+        &queue,
+        "s1",
+        &control,
+        8,
+    )
+    .await;
+    let connection = connect("app-close-client").await;
+    let client = patient_client(&connection).await;
+    let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+
+    let calls: Vec<_> = (0..3)
+        .map(|tag| tokio::spawn(lab.hold(tag).into_future()))
+        .collect();
+    for _ in 0..3 {
+        control.next_started().await;
+    }
+    within(PATIENCE, "closing the connection", connection.close()).await;
+    for call in within(PATIENCE, "calls failing after the close", join_all(calls)).await {
+        let error = call.expect("task").expect_err("the connection is closed");
+        assert!(matches!(error, RpcError::Closed), "{error:?}");
+        assert_eq!(error.kind(), "closed");
+        assert!(
+            !error.to_string().contains("reconnects by itself"),
+            "{error}"
+        );
+    }
+    assert_eq!(client.pending_calls(), 0);
+    control.release(3);
+
+    // A call made now: closed too, and the message says what to do.
+    let error = within(PATIENCE, "a call after the close", lab.echo("late".into()))
+        .await
+        .expect_err("the connection is closed");
+    assert!(matches!(error, RpcError::Closed), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("`Connection::close`"), "{message}");
+    assert!(
+        message.contains("connect a new `Connection`, then create a new client on it"),
+        "{message}"
+    );
+    let one_way = within(
+        PATIENCE,
+        "a one-way call after the close",
+        lab.record("late".into()).one_way(),
+    )
+    .await;
+    assert!(matches!(one_way, Err(RpcError::Closed)), "{one_way:?}");
+
+    // As it says: no client on the closed connection, one on a new one.
+    assert!(matches!(
+        Client::new(&connection).await,
+        Err(ConnectError::Closed)
+    ));
+    let again = connect("app-close-again").await;
+    let lab = LabClient::new(Client::new(&again).await.expect("client")).with_queue(&queue.name);
+    let echoed = within(
+        PATIENCE,
+        "a call on a new connection",
+        lab.echo("again".into()),
+    )
+    .await;
+    assert_eq!(echoed.expect("echo"), "again");
+    again.close().await;
     server.shutdown().await;
 }
 

@@ -1,7 +1,7 @@
 //! Timeouts: any duration is a valid timeout (none panics, none ends the
 //! session for the other calls), and a call that times out says whether any
-//! server was consuming its queue; calls that require a server fail at once
-//! without one.
+//! server was consuming its queue, or whether the queue existed at all;
+//! calls that require a server fail at once without one.
 
 use rpc_runtime::{Client, Connection, RpcError, Server};
 use rpc_tests::{
@@ -169,6 +169,7 @@ async fn a_timeout_says_whether_a_server_was_consuming_the_queue() {
     match &error {
         RpcError::Timeout {
             consumers: Some(0),
+            queue_missing: false,
             queue: reported,
             ..
         } => assert_eq!(reported, &queue.name),
@@ -212,6 +213,48 @@ async fn a_timeout_says_whether_a_server_was_consuming_the_queue() {
     server.shutdown().await;
 }
 
+/// Without publisher confirms a request to a queue that does not exist is
+/// dropped by the broker (it is published without `mandatory`): its call
+/// times out, and the timeout says that the queue does not exist and the
+/// request was dropped, not that it waits in the queue for a server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_on_a_missing_queue_says_the_request_was_dropped() {
+    let connection = connect("timeout-missing").await;
+    let client = Client::builder()
+        .publisher_confirms(false)
+        .build(&connection)
+        .await
+        .expect("client");
+    let missing = rpc_tests::unique("timeout-missing");
+    let lab = LabClient::new(client.clone()).with_queue(&missing);
+    let error = within(
+        PATIENCE,
+        "a call to a missing queue",
+        lab.add(1, 2).timeout(ASKING),
+    )
+    .await
+    .expect_err("no queue, no reply");
+    match &error {
+        RpcError::Timeout {
+            queue_missing: true,
+            consumers: None,
+            queue,
+            ..
+        } => assert_eq!(queue, &missing),
+        other => panic!("expected a timeout on a missing queue, got {other:?}"),
+    }
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("queue `{missing}` does not exist")),
+        "{message}"
+    );
+    assert!(message.contains("the request was dropped"), "{message}");
+    assert!(!message.contains("waits in the queue"), "{message}");
+    assert!(!message.contains("no server is consuming"), "{message}");
+    assert_eq!(client.pending_calls(), 0);
+    connection.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_that_require_a_server_fail_at_once_without_one() {
     let connection = connect("require-server").await;
@@ -250,10 +293,27 @@ async fn calls_that_require_a_server_fail_at_once_without_one() {
     );
     let missing = LabClient::new(client.clone()).with_queue(&format!("{}.missing", queue.name));
     let failed = within(PATIENCE, "a call to a missing queue", missing.add(1, 2)).await;
+    let error = failed.expect_err("no queue");
     assert!(
-        matches!(failed, Err(RpcError::NoSuchService { .. })),
-        "{failed:?}"
+        matches!(&error, RpcError::NoSuchService { queue: reported } if *reported == format!("{}.missing", queue.name)),
+        "{error:?}"
     );
+    // Found missing by asking the broker before sending, not returned by
+    // it: the message says nothing was delivered, not that it was returned.
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!(
+            "no service is listening on queue `{}.missing`",
+            queue.name
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("no queue of that name exists"),
+        "{message}"
+    );
+    assert!(message.contains("nothing was delivered"), "{message}");
+    assert!(!message.contains("returned"), "{message}");
 
     // Once a server is back, they go through (an answer of "no server" is
     // trusted for a tenth of a second).

@@ -164,8 +164,18 @@ impl<R> Call<R> {
     }
 
     /// Sends the request without a `reply_to`: the server runs the method and
-    /// sends no reply. Resolves once the broker has taken the request (it
-    /// fails with [`RpcError::NoSuchService`] if no queue takes it).
+    /// sends no reply.
+    ///
+    /// With publisher confirms (the default), resolves once the broker has
+    /// taken the request, and fails with [`RpcError::NoSuchService`] if no
+    /// queue takes it. Without them
+    /// ([`ClientBuilder::publisher_confirms(false)`](crate::ClientBuilder::publisher_confirms)),
+    /// it is fire-and-forget: `Ok(())` means only that the request was
+    /// handed to the connection to be written to its socket, not that the
+    /// broker or any queue took it; a request to a queue that does not exist
+    /// is dropped by the broker, and the call still returns `Ok(())` (unless
+    /// it [requires a server](Self::require_server): the broker is asked
+    /// first).
     pub async fn one_way(self) -> Result<(), RpcError> {
         let mut observed = self
             .site

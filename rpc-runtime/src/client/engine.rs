@@ -107,6 +107,7 @@ impl Engine {
                 timeout,
                 queue: spec.queue.as_ref().to_owned(),
                 consumers: None,
+                queue_missing: false,
             });
         }
         Ok(Deadline {
@@ -170,7 +171,10 @@ impl Engine {
     }
 
     /// The error of a call to `queue` whose deadline passed: a timeout that
-    /// says whether any server was consuming the queue then.
+    /// says whether any server was consuming the queue then, or whether the
+    /// queue existed at all (a request to a missing queue was dropped:
+    /// deleted with its queue, or published without confirms, so without
+    /// `mandatory`, and never queued).
     async fn timed_out(
         &self,
         queue: &Arc<str>,
@@ -186,6 +190,7 @@ impl Engine {
             timeout: deadline.timeout,
             queue: queue.as_ref().to_owned(),
             consumers: presence.consumers(),
+            queue_missing: presence.is_missing(),
         }
     }
 
@@ -244,6 +249,10 @@ impl Engine {
     }
 
     /// For calls that require a server: fails unless one consumes `queue`.
+    /// Nothing is sent yet: a queue the broker says is missing is
+    /// `NoSuchService`, whose message ("no queue of that name exists, and
+    /// nothing was delivered") is as true of this as of a request the
+    /// broker returned.
     async fn check_server(
         &self,
         session: &Session,
@@ -262,6 +271,49 @@ impl Engine {
             }),
             // Unknown: the call goes ahead, and its error says what happened.
             Presence::Consumers(_) | Presence::Unknown => Ok(()),
+        }
+    }
+
+    /// The error of a call to `method` whose request was out on `session`
+    /// when the session ended, or its channel failed: [`RpcError::Closed`]
+    /// if the application closed the connection, [`RpcError::ConnectionLost`]
+    /// otherwise.
+    ///
+    /// The client's session task tells them apart, right after it failed the
+    /// session's calls: it withdraws a lost session at once (and sets the
+    /// next one up), while on a connection the application closed it closes
+    /// the session's channels and then the client's sessions for good. Only
+    /// a publishing channel that failed alone leaves the session up on an
+    /// open connection. Until one of these is seen (it follows at once, or as
+    /// soon as the session's channels are closed), the state is looked at
+    /// again each [`SETTLING`]; at the deadline, the connection counts as
+    /// lost.
+    async fn session_ended(
+        &self,
+        session: &Session,
+        method: &'static str,
+        deadline: Deadline,
+    ) -> RpcError {
+        let closed = tokio::time::timeout_at(deadline.at, async {
+            loop {
+                if self.sessions.closed().now_or_never().is_some() {
+                    return true;
+                }
+                if session.link.is_open()
+                    || !self.sessions.is_up_and(|current| current.id == session.id)
+                {
+                    return false;
+                }
+                tokio::select! {
+                    () = self.sessions.closed() => return true,
+                    () = tokio::time::sleep(SETTLING) => {}
+                }
+            }
+        });
+        if closed.await.unwrap_or(false) {
+            RpcError::Closed
+        } else {
+            RpcError::ConnectionLost { method }
         }
     }
 
@@ -409,7 +461,10 @@ impl Engine {
                                     let sent = tokio::time::timeout_at(deadline.at, publication);
                                     match Box::pin(sent).await {
                                         Ok(Verdict::NotSent) => break 'attempt,
-                                        Ok(_) => break 'call answer(Err(Unanswered::SessionEnded)),
+                                        Ok(_) => {
+                                            let ended = self.session_ended(&session, method, deadline);
+                                            break 'call Err(Failed::Rpc(Box::pin(ended).await));
+                                        }
                                         Err(_) => break 'call Err(Failed::TimedOut),
                                     }
                                 }
@@ -506,6 +561,10 @@ impl Engine {
                                 }
                                 AfterReturn::TimedOut => break 'call Err(Failed::TimedOut),
                             }
+                        }
+                        if outcome == Err(Unanswered::SessionEnded) {
+                            let ended = self.session_ended(&session, method, deadline);
+                            break 'call Err(Failed::Rpc(Box::pin(ended).await));
                         }
                         break 'call answer(outcome);
                     }
@@ -657,7 +716,7 @@ impl Engine {
                 }
                 Err(RpcError::Refused { method })
             }
-            Verdict::Lost => Err(RpcError::ConnectionLost { method }),
+            Verdict::Lost => Err(Box::pin(self.session_ended(session, method, deadline)).await),
             Verdict::NotSent => {
                 if tries.reopened < MAX_REOPENED && session.replace_one_way(&publisher).await {
                     tries.reopened += 1;
@@ -747,6 +806,9 @@ const RECOVERY_GRACE: Duration = Duration::from_secs(15);
 /// The first and longest delay before a returned request is sent again.
 const RESEND_MIN: Duration = Duration::from_millis(20);
 const RESEND_MAX: Duration = Duration::from_secs(1);
+/// How often [`Engine::session_ended`] looks again whether a session that
+/// failed its calls was lost or closed by the application.
+const SETTLING: Duration = Duration::from_millis(1);
 /// How many new channels a call opens when its request could not be
 /// written (its channel was gone), before it waits for the next session.
 const MAX_REOPENED: u32 = 2;

@@ -136,9 +136,23 @@ impl ClientBuilder {
 
     /// Whether requests are published with publisher confirms (default: yes).
     ///
-    /// With confirms, a call to a queue that does not exist fails at once
-    /// with [`RpcError::NoSuchService`](crate::RpcError::NoSuchService), and a request the broker refuses
-    /// fails with [`RpcError::Refused`](crate::RpcError::Refused). Without them, such calls time out.
+    /// With confirms, requests are published `mandatory`: a call to a queue
+    /// that does not exist fails at once with
+    /// [`RpcError::NoSuchService`](crate::RpcError::NoSuchService), a
+    /// request the broker refuses fails with
+    /// [`RpcError::Refused`](crate::RpcError::Refused), and a one-way call
+    /// resolves once the broker has taken its request.
+    ///
+    /// Without them, the broker says nothing of a request: a request to a
+    /// missing queue is dropped silently. A call to such a queue times out
+    /// ([`RpcError::Timeout`](crate::RpcError::Timeout), which says that the
+    /// queue does not exist if the broker says so then). A one-way call is
+    /// fire-and-forget: `Ok(())` means only that the request was handed to
+    /// the connection to be written to its socket, not that the broker or
+    /// any queue took it; one to a missing queue returns `Ok(())` too
+    /// (unless it requires a server,
+    /// [`Call::require_server`](crate::Call::require_server): the broker is
+    /// asked first).
     pub fn publisher_confirms(mut self, enabled: bool) -> Self {
         self.publisher_confirms = enabled;
         self

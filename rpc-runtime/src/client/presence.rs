@@ -7,8 +7,9 @@
 //! `queue.declare`; a client asks it:
 //!
 //! - when a call times out, so that the error says whether any server was
-//!   consuming the queue then ("no server is consuming `rpc_queue`") rather
-//!   than only that the reply did not come;
+//!   consuming the queue then ("no server is consuming `rpc_queue`"), or
+//!   whether the queue existed at all (a request to a missing queue was
+//!   dropped), rather than only that the reply did not come;
 //! - before publishing, for calls that asked to fail at once when no server
 //!   is there (`require_server`).
 //!
@@ -63,13 +64,19 @@ pub(crate) enum Presence {
 }
 
 impl Presence {
-    /// The consumer count as reported in errors: a missing queue has none.
+    /// The consumer count as reported in errors: none for a missing queue,
+    /// which [`Presence::is_missing`] tells apart (a request to it was
+    /// dropped, while one to a queue without consumers waits there).
     pub(crate) fn consumers(self) -> Option<u32> {
         match self {
             Presence::Consumers(count) => Some(count),
-            Presence::NoQueue => Some(0),
-            Presence::NodeDown | Presence::Unknown => None,
+            Presence::NoQueue | Presence::NodeDown | Presence::Unknown => None,
         }
+    }
+
+    /// Whether the broker said that the queue does not exist.
+    pub(crate) fn is_missing(self) -> bool {
+        self == Presence::NoQueue
     }
 
     fn fresh_for(self) -> Duration {
