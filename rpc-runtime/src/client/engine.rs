@@ -368,6 +368,8 @@ impl Engine {
             let method = spec.site.method;
             let answer = |outcome: Outcome| match outcome {
                 Ok(reply) => Ok(reply),
+                // An ended session is told apart (lost, or closed by the
+                // application) by `session_ended` before `answer` is asked.
                 Err(Unanswered::SessionEnded) => {
                     Err(Failed::Rpc(RpcError::ConnectionLost { method }))
                 }
