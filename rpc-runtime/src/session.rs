@@ -113,6 +113,11 @@ impl<T: Generation> Watch<T> {
         matches!(&*self.0.borrow(), Slot::Up(value) if is_up(value))
     }
 
+    /// Whether it is closed for good.
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(&*self.0.borrow(), Slot::Closed)
+    }
+
     /// Waits until closed for good.
     pub(crate) async fn closed(&self) {
         let mut watch = self.0.clone();

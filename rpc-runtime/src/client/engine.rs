@@ -296,13 +296,15 @@ impl Engine {
     ) -> RpcError {
         let closed = tokio::time::timeout_at(deadline.at, async {
             loop {
-                if self.sessions.closed().now_or_never().is_some() {
+                if self.sessions.is_closed() {
                     return true;
                 }
                 if session.link.is_open()
                     || !self.sessions.is_up_and(|current| current.id == session.id)
                 {
-                    return false;
+                    // Closed for good, it is no longer up either: read
+                    // again, as that may have come between the two reads.
+                    return self.sessions.is_closed();
                 }
                 tokio::select! {
                     () = self.sessions.closed() => return true,
