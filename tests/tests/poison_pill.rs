@@ -168,43 +168,53 @@ async fn a_delivery_limit_needs_a_quorum_queue() {
 /// published to it, and a forged one crashes the publishing channel: the
 /// broker closes the server's whole connection (541 INTERNAL_ERROR). The
 /// request comes back; answered again, it would close the connection again,
-/// for ever. The server answers it once: redelivered, it is set aside.
+/// for ever. The server answers it once, whether with its reply or with a
+/// fault: redelivered, it is set aside.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_with_a_forged_direct_reply_to_address_costs_the_connection_once() {
     let fixture = LabFixture::start("forged-reply-to").await;
     let raw = Raw::open().await.expect("raw connection");
     let body = rmp_serde::to_vec(&("forged",)).expect("arguments");
-    let forged = BasicProperties::default()
-        .with_type("echo".into())
-        .with_correlation_id("forged-1".into())
-        .with_reply_to("amq.rabbitmq.reply-to.AAAA.x".into());
-    raw.publish(&fixture.queue.name, &body, forged)
-        .await
-        .expect("publish");
-    within(
-        PATIENCE,
-        "the server's connection to be lost and made again",
-        async {
-            while fixture.connection.reconnections() == 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        },
-    )
-    .await;
-    // Served again, the redelivered request set aside first (it is at the
-    // head of the queue).
-    let echoed = within(PATIENCE, "a call after", fixture.lab.echo("after".into()))
-        .await
-        .expect("served after the reconnection");
-    assert_eq!(echoed, "after");
-    // Had the request been answered again, the connection would have been
+    let forged = || {
+        BasicProperties::default()
+            .with_type("echo".into())
+            .with_correlation_id("forged-1".into())
+            .with_reply_to("amq.rabbitmq.reply-to.AAAA.x".into())
+    };
+    // Answered with its reply; then one answered with a fault before it
+    // could run (a content type the server refuses).
+    let requests = [forged(), forged().with_content_type("text/plain".into())];
+    for (n, properties) in requests.into_iter().enumerate() {
+        raw.publish(&fixture.queue.name, &body, properties)
+            .await
+            .expect("publish");
+        let lost = n as u64 + 1;
+        within(
+            PATIENCE,
+            "the server's connection to be lost and made again",
+            async {
+                while fixture.connection.reconnections() < lost {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+        )
+        .await;
+        // Served again, the redelivered request set aside first (it is at
+        // the head of the queue).
+        let after = format!("after-{n}");
+        let echoed = within(PATIENCE, "a call after", fixture.lab.echo(after.clone()))
+            .await
+            .expect("served after the reconnection");
+        assert_eq!(echoed, after);
+    }
+    // Had a request been answered again, the connection would have been
     // lost again, and the request would be unsettled, not gone.
     fixture.server.shutdown().await;
     assert_eq!(
         raw.message_count(&fixture.queue.name).await.expect("count"),
         0,
-        "the forged request was set aside"
+        "the forged requests were set aside"
     );
-    assert_eq!(fixture.control.echo_reruns(), 0, "it ran once");
-    assert_eq!(fixture.connection.reconnections(), 1);
+    assert_eq!(fixture.control.echo_reruns(), 0, "nothing ran twice");
+    assert_eq!(fixture.connection.reconnections(), 2);
 }

@@ -12,13 +12,16 @@
 //! with it every request and call on that connection.
 //!
 //! So a server remembers the last [`REMEMBERED`] requests it answered at a
-//! direct reply-to address (by `reply_to` and `correlation_id`), from just
-//! before each reply is published; the list stops while the connection is
-//! down, so the reply that closed it is there when the request comes back.
+//! direct reply-to address (by `reply_to`, `correlation_id`, method and
+//! body: a caller may use a correlation id again for its next request),
+//! from just before each reply, or fault, is published; the list stops
+//! while the connection is down, so the reply that closed it is there when
+//! the request comes back. The check comes before anything else is done
+//! with a request, as a fault would be published to the address too.
 //!
 //! | a request redelivered to this server | what the server does |
 //! |---|---|
-//! | answered by it at a direct reply-to address | rejects it without running it again (a dead-letter exchange gets it), logs a warning, counts it `refused` |
+//! | answered by it at a direct reply-to address (the same request: same address, correlation id, method and body) | rejects it without running it again (a dead-letter exchange gets it), logs a warning, counts it `refused` |
 //! | anything else | runs it, as any request |
 //!
 //! The first case includes a request whose reply went out and whose
@@ -54,13 +57,29 @@ struct Answered {
     order: VecDeque<u64>,
 }
 
+/// A request with a direct reply-to address, as [`DirectReplies`] knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Answerable(u64);
+
 impl DirectReplies {
-    /// Notes that the request with these properties is being answered, if
-    /// at a direct reply-to address.
-    pub(crate) fn answering(&self, request: &ReceivedProperties<'_>) {
-        let Some(key) = self.key(request) else {
-            return;
-        };
+    /// The request with these properties and `body`, if its reply goes to a
+    /// direct reply-to address.
+    pub(crate) fn key(&self, request: &ReceivedProperties<'_>, body: &[u8]) -> Option<Answerable> {
+        let reply_to = request.reply_to?;
+        let token = reply_to
+            .strip_prefix(DIRECT_REPLY_TO)
+            .filter(|token| token.starts_with('.'))?;
+        Some(Answerable(self.hasher.hash_one((
+            token,
+            request.correlation_id,
+            request.method,
+            body,
+        ))))
+    }
+
+    /// Notes that `request` is being answered.
+    pub(crate) fn answering(&self, request: Answerable) {
+        let key = request.0;
         let mut answered = self.lock();
         if answered.set.insert(key) {
             answered.order.push_back(key);
@@ -72,19 +91,9 @@ impl DirectReplies {
         }
     }
 
-    /// Whether the request with these properties was answered at a direct
-    /// reply-to address by this server.
-    pub(crate) fn answered(&self, request: &ReceivedProperties<'_>) -> bool {
-        self.key(request)
-            .is_some_and(|key| self.lock().set.contains(&key))
-    }
-
-    fn key(&self, request: &ReceivedProperties<'_>) -> Option<u64> {
-        let reply_to = request.reply_to?;
-        let token = reply_to
-            .strip_prefix(DIRECT_REPLY_TO)
-            .filter(|token| token.starts_with('.'))?;
-        Some(self.hasher.hash_one((token, request.correlation_id)))
+    /// Whether `request` was answered by this server.
+    pub(crate) fn answered(&self, request: Answerable) -> bool {
+        self.lock().set.contains(&request.0)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Answered> {
@@ -98,31 +107,45 @@ impl DirectReplies {
 mod tests {
     use super::*;
 
-    fn request<'a>(reply_to: &'a str, correlation_id: &'a str) -> ReceivedProperties<'a> {
-        ReceivedProperties {
+    fn key(
+        replies: &DirectReplies,
+        reply_to: &str,
+        correlation_id: &str,
+        body: &[u8],
+    ) -> Option<Answerable> {
+        let request = ReceivedProperties {
             reply_to: Some(reply_to),
             correlation_id: Some(correlation_id),
+            method: Some("m"),
             ..ReceivedProperties::default()
-        }
+        };
+        replies.key(&request, body)
     }
 
     #[test]
     fn requests_answered_at_direct_reply_to_addresses_are_known_again() {
         let replies = DirectReplies::default();
-        let direct = request("amq.rabbitmq.reply-to.g1hkAA.key", "c1");
-        assert!(!replies.answered(&direct));
-        replies.answering(&direct);
-        assert!(replies.answered(&direct));
-        // Another call of the same caller, and other kinds of address.
-        assert!(!replies.answered(&request("amq.rabbitmq.reply-to.g1hkAA.key", "c2")));
-        let queue = request("rpc-reply.4f1c.1", "c1");
-        replies.answering(&queue);
-        assert!(!replies.answered(&queue));
+        let address = "amq.rabbitmq.reply-to.g1hkAA.key";
+        let direct = key(&replies, address, "c1", b"\x90").expect("direct");
+        assert!(!replies.answered(direct));
+        replies.answering(direct);
+        assert!(replies.answered(direct));
+        // Another call of the same caller, the same correlation id with
+        // other arguments, and other kinds of address.
+        let other = key(&replies, address, "c2", b"\x90").expect("direct");
+        assert!(!replies.answered(other));
+        let reused = key(&replies, address, "c1", b"\x91\x07").expect("direct");
+        assert!(!replies.answered(reused));
+        assert_eq!(key(&replies, "rpc-reply.4f1c.1", "c1", b"\x90"), None);
+        assert_eq!(key(&replies, "amq.rabbitmq.reply-to", "c1", b"\x90"), None);
         // The oldest are forgotten.
         for n in 0..REMEMBERED {
-            replies.answering(&request("amq.rabbitmq.reply-to.x.y", &n.to_string()));
+            let correlation_id = n.to_string();
+            let next = key(&replies, "amq.rabbitmq.reply-to.x.y", &correlation_id, b"");
+            replies.answering(next.expect("direct"));
         }
-        assert!(!replies.answered(&direct));
-        assert!(replies.answered(&request("amq.rabbitmq.reply-to.x.y", "4095")));
+        assert!(!replies.answered(direct));
+        let newest = key(&replies, "amq.rabbitmq.reply-to.x.y", "4095", b"");
+        assert!(replies.answered(newest.expect("direct")));
     }
 }

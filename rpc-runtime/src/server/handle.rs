@@ -8,7 +8,7 @@
 use super::{
     admission::{Admission, Rules},
     context::RequestContext,
-    direct_replies::DirectReplies,
+    direct_replies::{Answerable, DirectReplies},
     log_budget::LogBudget,
     observe::{MethodMetrics, Outcome, ServerMetrics},
     respond::Responder,
@@ -183,6 +183,18 @@ async fn handle_request<S: Service>(
         method,
         trace,
     } = request;
+    // First: a fault, too, would be published to its address.
+    let direct = handling.direct_replies.key(&properties.view(), &body);
+    if redelivered && direct.is_some_and(|request| handling.direct_replies.answered(request)) {
+        handling.log_refused(
+            &properties,
+            &"it came back after this server had answered it at a direct reply-to address (a \
+              forged or stale one makes RabbitMQ close the server's connection, and the request \
+              would do it again at each redelivery); rejected without running it again",
+        );
+        responder.reject_without_reply(delivery).await;
+        return Outcome::Refused;
+    }
     let method_name = match handling.rules.admit(properties.view(), body.len()) {
         Admission::Refuse { reply_to } => {
             handling.log_refused(
@@ -197,21 +209,11 @@ async fn handle_request<S: Service>(
         }
         Admission::Fault(fault) => {
             return handling
-                .fault(responder, delivery, &properties, fault)
+                .fault(responder, delivery, &properties, direct, fault)
                 .await;
         }
         Admission::Run { method } => method,
     };
-    if redelivered && handling.direct_replies.answered(&properties.view()) {
-        handling.log_refused(
-            &properties,
-            &"it came back after this server had answered it at a direct reply-to address (a \
-              forged or stale one makes RabbitMQ close the server's connection, and the request \
-              would do it again at each redelivery); rejected without running it again",
-        );
-        responder.reject_without_reply(delivery).await;
-        return Outcome::Refused;
-    }
     let mut context = RequestContext::new(properties.clone(), redelivered, trace, span.clone());
     if let Some(deadline) = context.deadline()
         && SystemTime::now() >= deadline
@@ -233,7 +235,7 @@ async fn handle_request<S: Service>(
             });
         if let Err(fault) = verdict {
             return handling
-                .fault(responder, delivery, &properties, fault)
+                .fault(responder, delivery, &properties, direct, fault)
                 .await;
         }
     }
@@ -245,6 +247,7 @@ async fn handle_request<S: Service>(
                 responder,
                 delivery,
                 &properties,
+                direct,
                 Ok(description.bytes.clone()),
             )
             .await;
@@ -269,13 +272,13 @@ async fn handle_request<S: Service>(
                 Outcome::Ok
             };
             handling
-                .reply(responder, delivery, &properties, Ok(reply.bytes))
+                .reply(responder, delivery, &properties, direct, Ok(reply.bytes))
                 .await;
             outcome
         }
         Err(fault) => {
             handling
-                .fault(responder, delivery, &properties, fault)
+                .fault(responder, delivery, &properties, direct, fault)
                 .await
         }
     }
@@ -312,6 +315,7 @@ impl<S: Service> Handling<S> {
         responder: &Responder,
         delivery: RequestTag,
         properties: &IncomingProperties,
+        direct: Option<Answerable>,
         fault: Fault,
     ) -> Outcome {
         // A panic was logged at ERROR where it was caught.
@@ -319,22 +323,25 @@ impl<S: Service> Handling<S> {
             self.log_refused(properties, &fault.for_log());
         }
         self.metrics.fault(fault.kind());
-        self.reply(responder, delivery, properties, Err(fault))
+        self.reply(responder, delivery, properties, direct, Err(fault))
             .await;
         Outcome::Fault
     }
 
     /// Answers a request (see [`Responder::respond`]), noting first if it
-    /// is answered at a direct reply-to address (see
+    /// is answered at a direct reply-to address (`direct`, see
     /// [`direct_replies`](super::direct_replies)).
     async fn reply(
         &self,
         responder: &Responder,
         delivery: RequestTag,
         properties: &IncomingProperties,
+        direct: Option<Answerable>,
         outcome: Result<Vec<u8>, Fault>,
     ) {
-        self.direct_replies.answering(&properties.view());
+        if let Some(request) = direct {
+            self.direct_replies.answering(request);
+        }
         responder.respond(delivery, properties, outcome).await;
     }
 
