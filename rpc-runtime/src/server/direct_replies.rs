@@ -45,8 +45,8 @@ const REMEMBERED: usize = 4096;
 /// The requests answered at direct reply-to addresses, newest last.
 #[derive(Debug, Default)]
 pub(crate) struct DirectReplies {
-    /// Keyed hashes of `reply_to` and `correlation_id`: a request cannot
-    /// choose its way onto another's.
+    /// Keyed hashes of a request's address, correlation id, method and
+    /// body: a request cannot choose its way onto another's.
     hasher: RandomState,
     answered: Mutex<Answered>,
 }
