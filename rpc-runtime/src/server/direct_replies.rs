@@ -5,9 +5,9 @@
 //! `amq.rabbitmq.reply-to.<token>` address when a request is published: it
 //! decodes the token only when the server publishes the reply. A forged or
 //! stale token (one naming a node that is not in the cluster, or not
-//! decoding at all) crashes the server's channel, and RabbitMQ (3.10 to 3.13
-//! at least) closes the server's whole connection with `541
-//! INTERNAL_ERROR`. The request, not yet acknowledged, is redelivered; run
+//! decoding at all) crashes the server's channel, and RabbitMQ closes the
+//! server's whole connection with `541 INTERNAL_ERROR` (seen with 3.10.8;
+//! crashes of the same decoding are reported for other versions). The request, not yet acknowledged, is redelivered; run
 //! and answered again, it would close the connection again, for ever, and
 //! with it every request and call on that connection.
 //!
