@@ -7,9 +7,10 @@
 //! stale token (one naming a node that is not in the cluster, or not
 //! decoding at all) crashes the server's channel, and RabbitMQ closes the
 //! server's whole connection with `541 INTERNAL_ERROR` (seen with 3.10.8;
-//! crashes of the same decoding are reported for other versions). The request, not yet acknowledged, is redelivered; run
-//! and answered again, it would close the connection again, for ever, and
-//! with it every request and call on that connection.
+//! crashes of the same decoding are reported for other versions). The
+//! request, not yet acknowledged, is redelivered; run and answered again,
+//! it would close the connection again, for ever, and with it every request
+//! and call on that connection.
 //!
 //! So a server remembers the last [`REMEMBERED`] requests it answered at a
 //! direct reply-to address (by `reply_to`, `correlation_id`, method and
