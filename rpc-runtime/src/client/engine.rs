@@ -462,14 +462,24 @@ impl Engine {
                                 Event::Outcome(Err(Unanswered::SessionEnded)) => {
                                     // No reply will wake it now.
                                     publication.wake_on_ack();
-                                    let sent = tokio::time::timeout_at(deadline.at, publication);
+                                    // A connection the application closes
+                                    // may leave a request it was writing
+                                    // without a verdict: the close ends the
+                                    // call then.
+                                    let sent = async {
+                                        tokio::select! {
+                                            sent = tokio::time::timeout_at(deadline.at, publication) => Some(sent),
+                                            () = self.sessions.closed() => None,
+                                        }
+                                    };
                                     match Box::pin(sent).await {
-                                        Ok(Verdict::NotSent) => break 'attempt,
-                                        Ok(_) => {
+                                        None => break 'call Err(Failed::Rpc(RpcError::Closed)),
+                                        Some(Ok(Verdict::NotSent)) => break 'attempt,
+                                        Some(Ok(_)) => {
                                             let ended = self.session_ended(&session, method, deadline);
                                             break 'call Err(Failed::Rpc(Box::pin(ended).await));
                                         }
-                                        Err(_) => break 'call Err(Failed::TimedOut),
+                                        Some(Err(_)) => break 'call Err(Failed::TimedOut),
                                     }
                                 }
                                 Event::Outcome(outcome) => First::Outcome(outcome),
@@ -678,20 +688,28 @@ impl Engine {
         // nor refuses is sent again on a new channel; the stale one's task
         // waits for it no longer than the session.
         let patience = self.config.confirm_patience;
-        let verdict = if self.config.publisher_confirms {
-            match tokio::time::timeout(patience, publisher.publish(request)).await {
-                Ok(verdict) => verdict,
-                Err(_) => {
-                    debug!(
-                        ?patience,
-                        "the broker has not confirmed a one-way request; sending it again"
-                    );
-                    session.replace_one_way(&publisher).await;
-                    return Sent::Again;
-                }
+        let publishing = async {
+            if self.config.publisher_confirms {
+                tokio::time::timeout(patience, publisher.publish(request))
+                    .await
+                    .ok()
+            } else {
+                Some(publisher.publish(request).await)
             }
-        } else {
-            publisher.publish(request).await
+        };
+        // As for calls: a connection the application closes may leave the
+        // request without a verdict.
+        let verdict = tokio::select! {
+            verdict = publishing => verdict,
+            () = self.sessions.closed() => return Sent::Done(Err(RpcError::Closed)),
+        };
+        let Some(verdict) = verdict else {
+            debug!(
+                ?patience,
+                "the broker has not confirmed a one-way request; sending it again"
+            );
+            session.replace_one_way(&publisher).await;
+            return Sent::Again;
         };
         Sent::Done(match verdict {
             Verdict::Taken => Ok(()),
