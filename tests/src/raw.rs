@@ -5,13 +5,18 @@ use crate::broker::amqp_url;
 use futures_util::StreamExt;
 use rpc_runtime::lapin::{
     self, BasicProperties, Channel, Connection, ConnectionProperties, Consumer,
-    options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions},
+    options::{
+        BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+        QueueDeleteOptions,
+    },
     types::FieldTable,
 };
 use serde::Deserialize;
 use std::{collections::HashMap, time::Duration};
 
-/// A raw connection and channel.
+/// A raw connection and channel, the channel in confirm mode: a publication
+/// returns once the broker has taken it, so a call made after it, on
+/// another connection, reaches the queue after it.
 #[derive(Debug)]
 pub struct Raw {
     pub connection: Connection,
@@ -22,13 +27,17 @@ impl Raw {
     pub async fn open() -> lapin::Result<Self> {
         let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
         let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         Ok(Self {
             connection,
             channel,
         })
     }
 
-    /// Publishes `body` to the default exchange with routing key `queue`.
+    /// Publishes `body` to the default exchange with routing key `queue`,
+    /// and waits for the broker's confirmation.
     pub async fn publish(
         &self,
         queue: &str,
