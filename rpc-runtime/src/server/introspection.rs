@@ -8,7 +8,8 @@
 //! implementation (`shape_trace.rs`; every type of a service is
 //! `DeserializeOwned`: the generated client decodes what the server
 //! encodes). A type that cannot be traced (it decodes by looking at the
-//! value) is [`Shape::Unknown`]; the rest of the description stands.
+//! value, or panics on the value made up to trace it) is
+//! [`Shape::Unknown`]; the rest of the description stands.
 
 use super::shape_trace::Tracer;
 use crate::protocol::describe::{

@@ -21,8 +21,10 @@
 //! | a tuple of two or more items of one shape (`[T; N]`) | an array of that length |
 //! | a struct, a newtype, a tuple struct, a unit struct | its name, and its definition |
 //! | an enum | its name, and each variant's fields |
+//! | a struct or an enum of a name another type has (`Page<A>`, `Page<B>`) | its name with `#2`, `#3`, … (`Tracer::label`), and its definition |
 //! | any value (`deserialize_any`: untagged and internally tagged enums, `serde_json::Value`) | nothing: the whole type is [`Shape::Unknown`] |
 //! | an enum of the name of the struct it is a field of (adjacently tagged enums, `#[serde(tag, content)]`) | nothing: the whole type is [`Shape::Unknown`] |
+//! | a value on which it panics (an `assert!` on the made-up number) | nothing: the whole type is [`Shape::Unknown`], with a warning |
 //! | a string or bytes that it then refuses (a date, a UUID) | nothing; the next pass gives the next sample there ([`STRINGS`], [`BYTES`]); out of samples, the whole type is [`Shape::Unknown`] |
 //!
 //! (Written here rather than taken from `serde-reflection`, which explores
@@ -34,7 +36,12 @@ use serde::de::{
     self, DeserializeOwned, DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, SeqAccess,
     VariantAccess, Visitor,
 };
-use std::{collections::BTreeMap, fmt};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    panic::{self, AssertUnwindSafe},
+};
+use tracing::warn;
 
 /// The strings given, in turn, to a type that refuses the one before: a
 /// plain word, then the forms the usual parsed types take (a timestamp, a
@@ -52,9 +59,10 @@ const STRINGS: [&str; 6] = [
 /// byte, then 16 (a binary UUID), 4 and 8.
 const BYTES: [&[u8]; 4] = [b"x", &[1; 16], &[1; 4], &[1; 8]];
 
-/// Where a string or bytes are asked for: the named types being traced,
-/// and how many strings or bytes the innermost one asked for before.
-type SampleKey = (Vec<&'static str>, usize);
+/// Where a string or bytes are asked for: the named types being traced (by
+/// label), and how many strings or bytes the innermost one asked for
+/// before.
+type SampleKey = (Vec<String>, usize);
 
 /// Passes over one type at most: far more than the variants of any real
 /// type need.
@@ -69,8 +77,12 @@ const MAX_DEPTH: usize = 64;
 #[doc(hidden)]
 #[derive(Debug, Default)]
 pub struct Tracer {
-    structs: BTreeMap<&'static str, TypeDefinition>,
-    enums: BTreeMap<&'static str, EnumTrace>,
+    /// By label (see `Tracer::label`).
+    structs: BTreeMap<String, TypeDefinition>,
+    enums: BTreeMap<String, EnumTrace>,
+    /// The Rust types met under each serde name, told apart by the type of
+    /// their serde visitor, in the order they were met.
+    types: BTreeMap<&'static str, Vec<&'static str>>,
     /// Which of [`STRINGS`] or [`BYTES`] to give where the first was refused.
     samples: BTreeMap<SampleKey, usize>,
 }
@@ -91,6 +103,7 @@ impl Tracer {
             let mut pass = Pass {
                 tracer: self,
                 stack: Vec::new(),
+                names: Vec::new(),
                 structs: Vec::new(),
                 active: Vec::new(),
                 sampled: vec![0],
@@ -98,7 +111,21 @@ impl Tracer {
                 more: false,
             };
             let mut traced = Shape::Unknown;
-            if T::deserialize(Tracing::new(&mut pass, &mut traced, false)).is_err() {
+            // A `Deserialize` may panic on a value no caller sends (an
+            // `assert!` on the number the tracer makes up): the server
+            // must start all the same, with the type undescribed.
+            let decoded = panic::catch_unwind(AssertUnwindSafe(|| {
+                T::deserialize(Tracing::new(&mut pass, &mut traced, false)).is_ok()
+            }));
+            let Ok(decoded) = decoded else {
+                warn!(
+                    r#type = std::any::type_name::<T>(),
+                    "its `Deserialize` panicked on a value made up to describe it \
+                     (the panic above): `rpc.describe` shows it as `unknown`"
+                );
+                return Shape::Unknown;
+            };
+            if !decoded {
                 // Most likely the last string or bytes given were refused
                 // (a date, a UUID): the next pass gives the next sample
                 // there. Out of samples, or nothing to change: unknown.
@@ -124,11 +151,7 @@ impl Tracer {
     /// The definitions of every struct and enum traced, by name; variants
     /// in declaration order.
     pub(crate) fn finish(self) -> BTreeMap<String, TypeDefinition> {
-        let mut types: BTreeMap<String, TypeDefinition> = self
-            .structs
-            .into_iter()
-            .map(|(name, definition)| (name.to_owned(), definition))
-            .collect();
+        let mut types = self.structs;
         for (name, trace) in self.enums {
             let variants = trace
                 .variants
@@ -143,24 +166,52 @@ impl Tracer {
                     })
                 })
                 .collect();
-            types.insert(name.to_owned(), TypeDefinition::Enum(variants));
+            types.insert(name, TypeDefinition::Enum(variants));
         }
         for definition in types.values_mut() {
             normalize_definition(definition);
         }
         types
     }
+
+    /// The name under which the Rust type whose serde visitor is `visitor`
+    /// is described: its serde `name`, unless another type met before has
+    /// that name (a generic struct at another type parameter, a struct of
+    /// the same name in another module); then `name#2`, `name#3`, in the
+    /// order met.
+    ///
+    /// serde gives a deserializer nothing but the name, which both types
+    /// share; the type of the visitor their `Deserialize` hands over is
+    /// their own (serde's derive declares it inside the impl, generic over
+    /// the type's parameters).
+    fn label(&mut self, name: &'static str, visitor: &'static str) -> String {
+        let met = self.types.entry(name).or_default();
+        let index = met
+            .iter()
+            .position(|known| *known == visitor)
+            .unwrap_or_else(|| {
+                met.push(visitor);
+                met.len() - 1
+            });
+        if index == 0 {
+            name.to_owned()
+        } else {
+            format!("{name}#{}", index + 1)
+        }
+    }
 }
 
 /// One pass over a type.
 struct Pass<'t> {
     tracer: &'t mut Tracer,
-    /// The named types being traced, outermost first.
-    stack: Vec<&'static str>,
-    /// The structs among them, outermost first.
+    /// The named types being traced, by label, outermost first.
+    stack: Vec<String>,
+    /// Their serde names.
+    names: Vec<&'static str>,
+    /// The serde names of the structs among them, outermost first.
     structs: Vec<&'static str>,
-    /// The enum variants being traced, outermost first.
-    active: Vec<(&'static str, usize)>,
+    /// The enum variants being traced (by label), outermost first.
+    active: Vec<(String, usize)>,
     /// How many strings or bytes each level of `stack` asked for (and the
     /// top level, first).
     sampled: Vec<usize>,
@@ -202,23 +253,27 @@ impl<'p, 't> Tracing<'p, 't> {
         Self { pass, shape, cut }
     }
 
-    /// Enters named type `name`: whether it is already being traced (a
-    /// recursion), or an error past [`MAX_DEPTH`].
-    fn enter(&mut self, name: &'static str) -> Result<bool, Stop> {
+    /// Enters the named type of serde name `name` whose visitor is a `V`:
+    /// its label, and whether it is already being traced (a recursion); an
+    /// error past [`MAX_DEPTH`].
+    fn enter<V>(&mut self, name: &'static str) -> Result<(String, bool), Stop> {
         if self.pass.stack.len() >= MAX_DEPTH {
             return Err(Stop(format!(
                 "`{name}` nests deeper than {MAX_DEPTH} types"
             )));
         }
-        let recursion = self.cut || self.pass.stack.contains(&name);
-        self.pass.stack.push(name);
+        let label = self.pass.tracer.label(name, std::any::type_name::<V>());
+        let recursion = self.cut || self.pass.stack.contains(&label);
+        self.pass.stack.push(label.clone());
+        self.pass.names.push(name);
         self.pass.sampled.push(0);
-        *self.shape = Shape::Named(name.to_owned());
-        Ok(recursion)
+        *self.shape = Shape::Named(label.clone());
+        Ok((label, recursion))
     }
 
     fn leave(&mut self) {
         self.pass.stack.pop();
+        self.pass.names.pop();
         self.pass.sampled.pop();
     }
 
@@ -235,12 +290,13 @@ impl<'p, 't> Tracing<'p, 't> {
         index.min(limit - 1)
     }
 
-    /// Records `definition` for struct `name`, refining an earlier one.
-    fn define(&mut self, name: &'static str, definition: TypeDefinition) {
-        match self.pass.tracer.structs.get_mut(name) {
+    /// Records `definition` for the struct labelled `label`, refining an
+    /// earlier one.
+    fn define(&mut self, label: String, definition: TypeDefinition) {
+        match self.pass.tracer.structs.get_mut(&label) {
             Some(known) => refine_definition(known, definition),
             None => {
-                self.pass.tracer.structs.insert(name, definition);
+                self.pass.tracer.structs.insert(label, definition);
             }
         }
     }
@@ -326,8 +382,8 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        self.enter(name)?;
-        self.define(name, TypeDefinition::UnitStruct);
+        let (label, _) = self.enter::<V>(name)?;
+        self.define(label, TypeDefinition::UnitStruct);
         self.leave();
         visitor.visit_unit()
     }
@@ -337,10 +393,10 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        let cut = self.enter(name)?;
+        let (label, cut) = self.enter::<V>(name)?;
         let mut inner = Shape::Unknown;
         let value = visitor.visit_newtype_struct(Tracing::new(self.pass, &mut inner, cut));
-        self.define(name, TypeDefinition::Newtype(inner));
+        self.define(label, TypeDefinition::Newtype(inner));
         self.leave();
         value
     }
@@ -364,9 +420,9 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        let cut = self.enter(name)?;
+        let (label, cut) = self.enter::<V>(name)?;
         let (value, items) = trace_items(self.pass, len, cut, visitor);
-        self.define(name, TypeDefinition::Tuple(items));
+        self.define(label, TypeDefinition::Tuple(items));
         self.leave();
         value
     }
@@ -392,14 +448,14 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Stop> {
-        let cut = self.enter(name)?;
+        let (label, cut) = self.enter::<V>(name)?;
         self.pass.structs.push(name);
         let (value, fields) = trace_fields(self.pass, fields, cut, visitor);
         self.pass.structs.pop();
         // A struct that refused its sample is defined by the pass that
         // takes one; a type that never does leaves no definition.
         if value.is_ok() {
-            self.define(name, TypeDefinition::Struct(fields));
+            self.define(label, TypeDefinition::Struct(fields));
         }
         self.leave();
         value
@@ -414,15 +470,16 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
         // serde's adjacent tagging (`#[serde(tag = "t", content = "c")]`)
         // reads the enum as a struct of its own name, whose tag field is
         // read as that enum: neither shape is the one on the wire.
-        if self.pass.stack.last() == Some(&name) && self.pass.structs.last() == Some(&name) {
+        // (By serde name: the struct's visitor and the enum's differ.)
+        if self.pass.names.last() == Some(&name) && self.pass.structs.last() == Some(&name) {
             return Err(Stop(format!("`{name}` is an adjacently tagged enum")));
         }
-        let cut = self.enter(name)?;
+        let (label, cut) = self.enter::<V>(name)?;
         let trace = self
             .pass
             .tracer
             .enums
-            .entry(name)
+            .entry(label.clone())
             .or_insert_with(|| EnumTrace {
                 variants,
                 traced: vec![None; variants.len()],
@@ -431,7 +488,7 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
             // Recursing: a variant already traced, one that does not hold
             // this enum if there is one; else one not being traced further
             // up (`Num` inside `Add(Box<Expr>, Box<Expr>)`); else any.
-            let own = Shape::Named(name.to_owned());
+            let own = Shape::Named(label.clone());
             let active = &self.pass.active;
             let traced = |i: &usize| trace.traced[*i].is_some();
             let holds_itself = |i: &usize| {
@@ -439,7 +496,11 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
                     .as_ref()
                     .is_some_and(|fields| fields_mention(fields, &own))
             };
-            let being_traced = |i: &usize| active.contains(&(name, *i));
+            let being_traced = |i: &usize| {
+                active
+                    .iter()
+                    .any(|(traced, variant)| *traced == label && variant == i)
+            };
             (0..variants.len())
                 .find(|i| traced(i) && !holds_itself(i) && !being_traced(i))
                 .or_else(|| (0..variants.len()).find(|i| !traced(i) && !being_traced(i)))
@@ -449,7 +510,7 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
             let untraced = trace.traced.iter().position(Option::is_none);
             untraced.unwrap_or(0)
         };
-        self.pass.active.push((name, index));
+        self.pass.active.push((label.clone(), index));
         let mut fields = None;
         let value = visitor.visit_enum(OneVariant {
             pass: self.pass,
@@ -458,7 +519,7 @@ impl<'de> de::Deserializer<'de> for Tracing<'_, '_> {
             cut,
         });
         self.pass.active.pop();
-        if let (Some(fields), Some(trace)) = (fields, self.pass.tracer.enums.get_mut(name)) {
+        if let (Some(fields), Some(trace)) = (fields, self.pass.tracer.enums.get_mut(&label)) {
             match &mut trace.traced[index] {
                 Some(known) => refine_variant(known, fields),
                 slot @ None => *slot = Some(fields),
@@ -953,6 +1014,77 @@ mod tests {
             Shape::Option(Box::new(Shape::Named("Tree".into())))
         );
         assert_eq!(variants(&types, "Expr"), ["Add", "Num"]);
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize)]
+    struct Page<T> {
+        items: Vec<T>,
+        next: Option<u32>,
+    }
+
+    mod other {
+        /// A struct named like the outer module's `Page`.
+        #[allow(dead_code)]
+        #[derive(serde::Deserialize)]
+        pub(super) struct Page {
+            pub(super) cursor: String,
+        }
+    }
+
+    fn field_shapes(types: &BTreeMap<String, TypeDefinition>, name: &str) -> Vec<Shape> {
+        match &types[name] {
+            TypeDefinition::Struct(fields) => fields.iter().map(|f| f.shape.clone()).collect(),
+            other => panic!("{name} is not a struct: {other:?}"),
+        }
+    }
+
+    /// serde names `Page<Tree>`, `Page<u64>` and `other::Page` all `Page`:
+    /// each is described as what it is, under a name of its own.
+    #[test]
+    fn types_of_one_serde_name_are_told_apart() {
+        let mut tracer = Tracer::default();
+        let named = |name: &str| Shape::Named(name.into());
+        assert_eq!(tracer.trace::<Page<Tree>>(), named("Page"));
+        assert_eq!(tracer.trace::<Page<u64>>(), named("Page#2"));
+        assert_eq!(tracer.trace::<other::Page>(), named("Page#3"));
+        // Met again, each keeps its name; nested in itself too.
+        assert_eq!(tracer.trace::<Page<u64>>(), named("Page#2"));
+        assert_eq!(tracer.trace::<Page<Page<u64>>>(), named("Page#4"));
+        let types = tracer.finish();
+        let next = Shape::Option(Box::new(Shape::U32));
+        let seq = |item: Shape| Shape::Seq(Box::new(item));
+        assert_eq!(
+            field_shapes(&types, "Page"),
+            [seq(named("Tree")), next.clone()]
+        );
+        assert_eq!(
+            field_shapes(&types, "Page#2"),
+            [seq(Shape::U64), next.clone()]
+        );
+        assert_eq!(field_shapes(&types, "Page#3"), [Shape::Str]);
+        assert_eq!(field_shapes(&types, "Page#4"), [seq(named("Page#2")), next]);
+    }
+
+    /// Accepts only even numbers, by panicking on odd ones.
+    #[allow(dead_code)]
+    struct Even(u32);
+
+    impl<'de> Deserialize<'de> for Even {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let value = u32::deserialize(deserializer)?;
+            assert!(value % 2 == 0, "an odd number");
+            Ok(Even(value))
+        }
+    }
+
+    #[test]
+    fn a_type_whose_decoder_panics_is_unknown_and_the_rest_stands() {
+        let mut tracer = Tracer::default();
+        assert_eq!(tracer.trace::<(u8, Even)>(), Shape::Unknown);
+        assert_eq!(tracer.trace::<Page<u64>>(), Shape::Named("Page".into()));
+        let types = tracer.finish();
+        assert!(types.contains_key("Page"));
     }
 
     #[test]
