@@ -4,9 +4,10 @@
 use futures_util::future::join_all;
 use rpc_runtime::{FaultKind, RpcError};
 use rpc_tests::{
-    LabControl, LabFixture, PATIENCE, TestQueue, connect, lab_client, raw::Raw, serve_lab, within,
+    LabControl, LabFixture, PATIENCE, TestQueue, connect, lab_client, lab_server, raw::Raw,
+    relay::Relay, serve_lab, within,
 };
-use std::{collections::HashSet, future::IntoFuture, sync::atomic::Ordering};
+use std::{collections::HashSet, future::IntoFuture, sync::atomic::Ordering, time::Duration};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_queue_both_take_work() {
@@ -103,6 +104,61 @@ async fn graceful_shutdown_finishes_the_calls_in_flight() {
     within(PATIENCE, "shutdown", shutdown)
         .await
         .expect("shutdown task");
+    assert_eq!(client.pending_calls(), 0);
+    taking_over.shutdown().await;
+}
+
+/// A shutdown waits for its handlers only while they can still reply: once
+/// the connection is lost, the broker redelivers their requests, and a
+/// handler left running would run beside its request's second run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_during_shutdown_ends_its_handlers() {
+    let queue = TestQueue::new("shutdown-lost");
+    let relay = Relay::start().await;
+    let control = LabControl::default();
+    let stopping = rpc_runtime::Server::builder()
+        .queue(&queue.name)
+        // Far longer than the test: only the lost connection ends the wait.
+        .shutdown_grace(Duration::from_secs(3600))
+        .serve(&relay.connect().await, lab_server("stopping", &control))
+        .await
+        .expect("serve");
+    let connection = connect("shutdown-lost-client").await;
+    let (client, lab) = lab_client(&connection, &queue).await;
+    let call = tokio::spawn(lab.hold(1).into_future());
+    assert_eq!(control.next_started().await, 1);
+    let shutdown = tokio::spawn(stopping.shutdown());
+    let raw = Raw::open().await.expect("raw connection");
+    raw.wait_consumers(&queue.name, 0).await;
+
+    relay.cut();
+    within(PATIENCE, "the shutdown, its handler aborted", shutdown)
+        .await
+        .expect("shutdown task");
+    let taking_over = serve_lab(
+        &connect("shutdown-lost-b").await,
+        &queue,
+        "taking-over",
+        &control,
+        4,
+    )
+    .await;
+    assert_eq!(
+        control.next_started().await,
+        1,
+        "the request is redelivered"
+    );
+    control.release(1);
+    let (name, redelivered) = within(PATIENCE, "the call", call)
+        .await
+        .expect("task")
+        .expect("answered");
+    assert_eq!((name.as_str(), redelivered), ("taking-over", true));
+    assert_eq!(
+        control.handled.load(Ordering::SeqCst),
+        1,
+        "the first run never finished"
+    );
     assert_eq!(client.pending_calls(), 0);
     taking_over.shutdown().await;
 }

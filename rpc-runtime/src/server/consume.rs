@@ -10,7 +10,9 @@
 //! it ends alone (the broker cancelled the consumer, its channel still
 //! open), its handlers may finish and reply first. A graceful shutdown
 //! stops consuming, requeues what was received but not started, and lets
-//! the requests in flight finish within the shutdown grace.
+//! the requests in flight finish within the shutdown grace. Either wait
+//! ends early if the channel is lost meanwhile: the broker then redelivers
+//! the requests, and their handlers are aborted as on any lost session.
 
 use super::{
     Config,
@@ -44,6 +46,12 @@ use tracing::{info, warn};
 
 /// How long closing the channel may take after the shutdown grace.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// How often a session whose handlers are finishing (a graceful shutdown,
+/// or a consumer the broker cancelled) looks whether its channel is still
+/// open. Neither transport tells of a channel's end but through the
+/// consumer, which is no longer read then; only those rare waits poll.
+const CHANNEL_POLL: Duration = Duration::from_millis(50);
 
 /// One session: a channel consuming the request queue.
 pub(crate) struct Session {
@@ -113,6 +121,10 @@ impl<S: Service> Sessions for ServerSessions<S> {
                     tokio::select! {
                         () = handlers.wait() => {}
                         () = abandon.cancelled() => handlers.abort(),
+                        () = channel_lost(&session.responder) => {
+                            warn!(in_flight = handlers.len(), "lost the channel of a cancelled consumer; its requests in flight will be redelivered, and their handlers are aborted");
+                            handlers.abort();
+                        }
                     }
                     session
                         .responder
@@ -208,13 +220,26 @@ impl<S: Service> ServerSessions<S> {
             };
             let _ = tokio::time::timeout_at(deadline, requeue).await;
         }
-        if tokio::time::timeout_at(deadline, handlers.wait())
-            .await
-            .is_err()
-        {
-            self.abandon(handlers.len());
-            handlers.abort();
-            handlers.wait().await;
+        tokio::select! {
+            finished = tokio::time::timeout_at(deadline, handlers.wait()) => {
+                if finished.is_err() {
+                    self.abandon(handlers.len());
+                    handlers.abort();
+                    handlers.wait().await;
+                }
+            }
+            // Their handlers could neither reply nor acknowledge, and would
+            // run alongside the redeliveries until the grace ran out.
+            () = channel_lost(&session.responder) => {
+                warn!(
+                    queue = %self.config.queue,
+                    in_flight = handlers.len(),
+                    "lost the channel while shutting down; the requests in flight will be \
+                     redelivered, and their handlers are aborted"
+                );
+                handlers.abort();
+                handlers.wait().await;
+            }
         }
         self.finish_draining(deadline).await;
         let close = session.responder.channel().close("server shut down");
@@ -241,6 +266,14 @@ impl<S: Service> ServerSessions<S> {
             "shutdown grace elapsed; abandoning the requests still running to the broker"
         );
         self.abandon.cancel();
+    }
+}
+
+/// Resolves once the channel `responder` writes on is closed.
+async fn channel_lost(responder: &Responder) {
+    let mut poll = tokio::time::interval(CHANNEL_POLL);
+    while responder.channel().is_open() {
+        poll.tick().await;
     }
 }
 

@@ -428,7 +428,10 @@ impl ServerHandle {
 
     /// Stops gracefully: stops consuming, requeues the requests received but
     /// not started, lets the requests in flight finish and send their replies
-    /// (for up to the shutdown grace), then closes the channel.
+    /// (for up to the shutdown grace), then closes the channel. If the
+    /// channel is lost meanwhile, the handlers still running are aborted at
+    /// once: they could no longer reply, and the broker redelivers their
+    /// requests to other servers.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take()
