@@ -62,6 +62,9 @@ pub struct Connection {
 struct Inner {
     links: Watch<Link>,
     cancel: CancellationToken,
+    /// How long setting up a client or a server waits for the connection
+    /// while it reconnects: the connect timeout.
+    patience: Duration,
     /// Every address, redacted, for `Debug`.
     urls: Vec<String>,
     /// The broker last connected to, kept by the supervisor.
@@ -181,7 +184,11 @@ impl ConnectionBuilder {
 
     /// How long one connection attempt (TCP, TLS and the AMQP handshake) may
     /// take before it counts as failed (default: 30 s): a broker that accepts
-    /// connections but never answers must not stall reconnection.
+    /// connections but never answers must not stall reconnection. Also how
+    /// long [`ClientBuilder::build`](crate::ClientBuilder::build) and
+    /// [`ServerBuilder::serve`](crate::ServerBuilder::serve) wait for the
+    /// connection while it reconnects, before they fail with
+    /// [`ConnectError::Reconnecting`].
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -253,6 +260,7 @@ impl ConnectionBuilder {
             inner: Arc::new(Inner {
                 links,
                 cancel,
+                patience: self.connect_timeout,
                 urls,
                 last,
             }),
@@ -351,13 +359,19 @@ impl Connection {
         &self.inner.links
     }
 
-    /// The current link, waiting for one while reconnecting.
+    /// The current link, waiting for one while reconnecting, for up to the
+    /// connect timeout: a client or a server set up during an outage fails
+    /// rather than hang for as long as the outage lasts.
     pub(crate) async fn link(&self) -> Result<Link, ConnectError> {
-        self.inner
-            .links
-            .newer_than(0)
-            .await
-            .ok_or(ConnectError::Closed)
+        let waited = self.inner.patience;
+        let link = self.inner.links.newer_than(0);
+        match tokio::time::timeout_at(crate::clock::instant_after(waited), link).await {
+            Ok(link) => link.ok_or(ConnectError::Closed),
+            Err(_) => Err(ConnectError::Reconnecting {
+                url: self.url(),
+                waited,
+            }),
+        }
     }
 
     /// Whether [`Connection::close`] was called: sessions ending now end

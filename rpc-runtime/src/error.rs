@@ -392,6 +392,21 @@ pub enum ConnectError {
     /// The connection was closed with [`Connection::close`](crate::Connection::close).
     #[error("the connection was closed")]
     Closed,
+    /// A client or a server was being set up while the connection was
+    /// reconnecting, and it did not come back within its connect timeout
+    /// ([`ConnectionBuilder::connect_timeout`](crate::ConnectionBuilder::connect_timeout)).
+    #[error(
+        "the connection to the broker (last at {url}) is down and did not come back within \
+         {waited:?}: check that the broker is up and reachable, then try again (the \
+         connection keeps reconnecting by itself)"
+    )]
+    Reconnecting {
+        /// The URL of the broker last connected to, with its password
+        /// redacted.
+        url: String,
+        /// How long it was waited for: the connect timeout.
+        waited: Duration,
+    },
 }
 
 /// Why a server could not start.

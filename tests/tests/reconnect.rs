@@ -576,3 +576,53 @@ async fn after_a_reconnection_a_queue_declared_late_still_gets_its_call() {
     late_server.shutdown().await;
     server.shutdown().await;
 }
+
+/// A client or a server set up while the connection is down waits for it
+/// up to the connect timeout, then fails saying so, rather than hang for as
+/// long as the outage lasts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setting_up_during_an_outage_fails_after_the_connect_timeout() {
+    let relay = Relay::start().await;
+    let connection = Connection::builder(relay.url())
+        .connect_timeout(Duration::from_millis(200))
+        .reconnect_delay(Duration::from_millis(20), Duration::from_millis(100))
+        .connect()
+        .await
+        .expect("connect through the relay");
+    // The relay gone, every reconnection is refused.
+    drop(relay);
+    within(PATIENCE, "the connection to go down", async {
+        while connection.is_connected() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+
+    let client = within(PATIENCE, "a client set up", Client::new(&connection)).await;
+    match client {
+        Err(error @ ConnectError::Reconnecting { waited, .. }) => {
+            assert_eq!(waited, Duration::from_millis(200));
+            assert!(error.to_string().contains("did not come back"), "{error}");
+        }
+        other => panic!("expected Reconnecting, got {other:?}"),
+    }
+    let queue = TestQueue::new("outage");
+    let control = LabControl::default();
+    let served = within(
+        PATIENCE,
+        "a server set up",
+        rpc_runtime::Server::builder()
+            .queue(&queue.name)
+            .serve(&connection, rpc_tests::lab_server("s1", &control)),
+    )
+    .await;
+    assert!(
+        matches!(
+            served,
+            Err(rpc_runtime::ServeError::Connect(
+                ConnectError::Reconnecting { .. }
+            ))
+        ),
+        "{served:?}"
+    );
+}

@@ -299,6 +299,9 @@ impl ClientBuilder {
     }
 
     /// Creates the client and sets up its first session on `connection`.
+    /// Fails if the broker refuses the reply consumer, or if the connection
+    /// is reconnecting and does not come back within its connect timeout
+    /// ([`ConnectError::Reconnecting`]).
     pub async fn build(self, connection: &Connection) -> Result<Client, ConnectError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let pending = Pending::new(&id);

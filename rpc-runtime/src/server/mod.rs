@@ -322,7 +322,9 @@ impl ServerBuilder {
 
     /// Declares the request queue, starts consuming it, and returns a handle
     /// to the running server. Fails if the broker refuses the queue (for
-    /// example, it exists with other settings).
+    /// example, it exists with other settings), or if the connection is
+    /// reconnecting and does not come back within its connect timeout
+    /// ([`ConnectError::Reconnecting`](crate::ConnectError::Reconnecting)).
     pub async fn serve<S: Service>(
         self,
         connection: &Connection,
