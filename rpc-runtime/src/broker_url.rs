@@ -107,7 +107,8 @@ fn is_plain_user(user: &str) -> bool {
 /// "user:password@host/" not found`) would quote the password. Refuses an
 /// IPv6 address as host too: the URL parser both transports use
 /// (`amq-protocol-uri`) reads it as no host, and connects to `localhost`
-/// instead.
+/// instead. Refuses a query parameter no connection reads
+/// ([`QUERY_KEYS`]).
 pub(crate) fn check_shape(url: &str) -> Result<(), String> {
     let (scheme, rest) = split_scheme(url);
     if scheme.is_empty() {
@@ -131,6 +132,43 @@ pub(crate) fn check_shape(url: &str) -> Result<(), String> {
              connect to `localhost`): use a host name that resolves to the address"
                 .to_owned(),
         );
+    }
+    check_query(rest)
+}
+
+/// The query parameters of the AMQP URI specification that connections
+/// read; the parser ignores any other, so a misspelled one would go unseen.
+const QUERY_KEYS: [&str; 5] = [
+    "heartbeat",
+    "connection_timeout",
+    "channel_max",
+    "frame_max",
+    "auth_mechanism",
+];
+
+/// Refuses a query parameter that no connection reads (`?heartbeat_interval=`,
+/// `?Heartbeat=`, a TLS option of another client), which the URL parser
+/// would ignore without a word.
+fn check_query(rest: &str) -> Result<(), String> {
+    let Some((_, query)) = rest.split_once('?') else {
+        return Ok(());
+    };
+    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+        if !QUERY_KEYS.contains(&key) {
+            let shown: String = key
+                .chars()
+                .take(40)
+                .flat_map(char::escape_default)
+                .collect();
+            return Err(format!(
+                "it has the query parameter `{shown}`, which no connection reads: the known \
+                 ones are `heartbeat` (seconds), `connection_timeout` (milliseconds), \
+                 `channel_max`, `frame_max` and `auth_mechanism`; TLS is set with \
+                 `ConnectionBuilder::tls_ca_certificates`"
+            ));
+        }
     }
     Ok(())
 }
@@ -229,8 +267,28 @@ mod tests {
             "amqps://u:p%2Fq@host/vhost?heartbeat=10",
             "amqp://u:p@ss@host",
             "amqp://host",
+            "amqp://host/?heartbeat=5&connection_timeout=1000&channel_max=9&frame_max=131072",
+            "amqp://host?auth_mechanism=external&",
         ] {
             assert_eq!(check_shape(url), Ok(()), "{url}");
+        }
+    }
+
+    #[test]
+    fn query_parameters_no_connection_reads_are_refused() {
+        for (url, key) in [
+            ("amqp://host/?bogus=1", "bogus"),
+            ("amqp://host/?Heartbeat=60", "Heartbeat"),
+            (
+                "amqp://u:p@host/v?heartbeat=5&heartbeat_interval=60",
+                "heartbeat_interval",
+            ),
+            ("amqps://host?cacertfile=/etc/ca.pem", "cacertfile"),
+            ("amqp://host?verify", "verify"),
+        ] {
+            let refused = check_shape(url).expect_err(url);
+            assert!(refused.contains(&format!("`{key}`")), "{refused}");
+            assert!(refused.contains("`connection_timeout`"), "{refused}");
         }
     }
 

@@ -279,7 +279,11 @@ impl Connection {
 
     /// Starts configuring a connection to `url`: a broker's AMQP URL, or
     /// several, comma-separated (the nodes of a cluster, tried in order; see
-    /// [`ConnectionBuilder::address`]).
+    /// [`ConnectionBuilder::address`]). A URL's query may set `heartbeat`
+    /// (seconds), `connection_timeout` (milliseconds, this URL's
+    /// [`ConnectionBuilder::connect_timeout`]), `channel_max`, `frame_max`
+    /// and `auth_mechanism`; [`ConnectionBuilder::connect`] refuses any
+    /// other parameter rather than ignore it.
     pub fn builder(url: impl AsRef<str>) -> ConnectionBuilder {
         ConnectionBuilder {
             urls: split_urls(url.as_ref()),

@@ -354,8 +354,9 @@ pub enum ConnectError {
     },
     /// The broker could not be reached or refused the connection.
     #[error(
-        "could not connect to the broker at {url}: {source} (is RabbitMQ running and are the \
-         credentials right?)"
+        "could not connect to the broker at {url}: {source} (is RabbitMQ running, is that its \
+         AMQP port (`amqps://` needs its TLS port, 5671 by default; `amqp://` the plain one, \
+         5672), and are the credentials right?)"
     )]
     Broker {
         /// The URL, with its password redacted.

@@ -513,6 +513,19 @@ async fn connecting_to_a_peer_that_never_answers_times_out() {
         }
         other => panic!("expected a connect timeout, got {other:?}"),
     }
+    // The URL's `connection_timeout` (milliseconds) is the attempt's.
+    let result = within(
+        PATIENCE,
+        "a connection attempt with the URL's timeout",
+        rpc_runtime::Connection::connect(format!("{url}?connection_timeout=250")),
+    )
+    .await;
+    match result {
+        Err(rpc_runtime::ConnectError::Timeout { timeout, .. }) => {
+            assert_eq!(timeout, Duration::from_millis(250));
+        }
+        other => panic!("expected a connect timeout, got {other:?}"),
+    }
     silent.abort();
 }
 

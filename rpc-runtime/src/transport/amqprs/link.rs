@@ -277,6 +277,13 @@ impl Dialer {
         // that stops answering (frozen, or cut off) unnoticed for two
         // minutes; 10 s notices it within 20.
         uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
+        // The URL's own, in milliseconds as the AMQP URI specification
+        // says, before the builder's: the parser reads it, but neither
+        // transport's connect applies it.
+        let timeout = uri
+            .query
+            .connection_timeout
+            .map_or(timeout, Duration::from_millis);
         let tls = (uri.scheme == AMQPScheme::AMQPS).then(|| {
             tls_adaptor(&uri.authority.host, ca_certificates.as_deref()).map_err(Arc::from)
         });
