@@ -201,6 +201,12 @@ fn check_types(method: &Method<'_>, errors: &Errors) {
             errors,
         );
     }
+    // A method that is not `async fn` is refused as such (`check_signature`),
+    // and its return type is then the future's, not the value's: nothing to
+    // say of it.
+    if method.item.sig.asyncness.is_none() {
+        return;
+    }
     match &method.output {
         Output::Unit => {}
         Output::Plain(ty) => {
