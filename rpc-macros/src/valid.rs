@@ -120,8 +120,12 @@ fn check_signature(method: &Method<'_>, errors: &Errors) {
     }
     match sig.inputs.first() {
         Some(FnArg::Receiver(receiver)) => {
-            let by_shared_reference =
-                matches!(&receiver.kind, ReceiverKind::Reference(_, None, None));
+            let by_shared_reference = match &receiver.kind {
+                ReceiverKind::Reference(_, None, None) => true,
+                // `self: &Self`, which is `&self` spelled out.
+                ReceiverKind::Typed(_, ty) => is_ref_self(ty),
+                _ => false,
+            };
             if !by_shared_reference || receiver.mutability.is_some() {
                 errors.spanned(
                     receiver,
@@ -137,6 +141,21 @@ fn check_signature(method: &Method<'_>, errors: &Errors) {
                 sig.ident
             ),
         ),
+    }
+}
+
+/// `&Self`, without a lifetime or `mut`.
+fn is_ref_self(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(reference) => {
+            reference.lifetime.is_none()
+                && reference.mutability.is_none()
+                && matches!(&*reference.elem, Type::Path(path)
+                    if path.qself.is_none() && path.path.is_ident("Self"))
+        }
+        Type::Paren(inner) => is_ref_self(&inner.elem),
+        Type::Group(inner) => is_ref_self(&inner.elem),
+        _ => false,
     }
 }
 
