@@ -3,7 +3,8 @@
 use crate::ast::{self, Errors, Method, Output, Service};
 use std::collections::HashSet;
 use syn::{
-    FnArg, GenericParam, Generics, PathArguments, ReceiverKind, Safety, Type, ext::IdentExt,
+    FnArg, GenericArgument, GenericParam, Generics, PathArguments, ReceiverKind, Safety, Type,
+    ext::IdentExt,
 };
 
 /// Names the generated client defines itself, which methods cannot take;
@@ -280,6 +281,10 @@ fn check_not_result(ty: &Type, errors: &Errors) {
     errors.spanned(ty, message);
 }
 
+/// References and `impl Trait` anywhere in a type, each reported on itself:
+/// `Option<&str>` borrows as `&str` does. Inside type arguments, tuples,
+/// arrays and slices; not inside `Fn(..)` sugar, trait objects or pointers,
+/// whose references are no value sent, and which serde refuses anyway.
 fn check_owned(ty: &Type, message: &str, errors: &Errors) {
     match ty {
         Type::Reference(_) => errors.spanned(ty, message),
@@ -289,6 +294,32 @@ fn check_owned(ty: &Type, message: &str, errors: &Errors) {
         ),
         Type::Paren(inner) => check_owned(&inner.elem, message, errors),
         Type::Group(inner) => check_owned(&inner.elem, message, errors),
+        Type::Array(array) => check_owned(&array.elem, message, errors),
+        Type::Slice(slice) => check_owned(&slice.elem, message, errors),
+        Type::Tuple(tuple) => {
+            for elem in &tuple.elems {
+                check_owned(elem, message, errors);
+            }
+        }
+        Type::Path(path) => {
+            if let Some(qself) = &path.qself {
+                check_owned(&qself.ty, message, errors);
+            }
+            for segment in &path.path.segments {
+                let PathArguments::AngleBracketed(generics) = &segment.arguments else {
+                    continue;
+                };
+                for arg in &generics.args {
+                    match arg {
+                        GenericArgument::Type(ty) => check_owned(ty, message, errors),
+                        GenericArgument::AssocType(assoc) => {
+                            check_owned(&assoc.ty, message, errors);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
         _ => {}
     }
 }
