@@ -287,15 +287,15 @@ impl<'a> ServiceGenerator<'a> {
         }
     }
 
-    /// `rpc_runtime::Service` for the server, with one decoding function per
-    /// method, in an anonymous const so that they add no names to the user's
-    /// scope.
     /// The service's name, the trait's, as a literal spanned in the
     /// expansion, for rustdoc (see `queue`).
     fn service_name(&self) -> LitStr {
         LitStr::new(&self.trait_ident.unraw().to_string(), Span::call_site())
     }
 
+    /// `rpc_runtime::Service` for the server, with one decoding function per
+    /// method, in an anonymous const so that they add no names to the user's
+    /// scope.
     fn service_impl(&self) -> TokenStream {
         let trait_ident = self.trait_ident;
         let trait_name = self.service_name();
