@@ -8,8 +8,9 @@
 use proc_macro2::TokenStream;
 use std::cell::RefCell;
 use syn::{
-    Attribute, FnArg, GenericArgument, Ident, Item, ItemTrait, LitStr, Pat, PathArguments,
-    PathSegment, ReturnType, TraitItem, TraitItemFn, Type, ext::IdentExt, parse::Parser,
+    AttrStyle, Attribute, FnArg, GenericArgument, Ident, Item, ItemTrait, LitStr, Meta, MetaList,
+    Pat, PathArguments, PathSegment, ReturnType, Token, TraitItem, TraitItemFn, Type,
+    ext::IdentExt, parse::Parser, punctuated::Punctuated,
 };
 
 /// Errors collected across all passes, reported together.
@@ -168,6 +169,12 @@ impl<'a> Service<'a> {
     pub(crate) fn ident(&self) -> &'a Ident {
         &self.item.ident
     }
+
+    /// The trait's lint attributes, to copy onto everything generated for
+    /// it (see `lints`).
+    pub(crate) fn lints(&self) -> Vec<Attribute> {
+        lints(&self.item.attrs)
+    }
 }
 
 impl<'a> Method<'a> {
@@ -235,6 +242,12 @@ impl<'a> Method<'a> {
         doc_text(&self.item.attrs)
     }
 
+    /// The method's lint attributes, to copy onto everything generated for
+    /// it (see `lints`).
+    pub(crate) fn lints(&self) -> Vec<Attribute> {
+        lints(&self.item.attrs)
+    }
+
     /// `#[cfg]` attributes, to copy onto everything generated for the method.
     pub(crate) fn cfgs(&self) -> impl Iterator<Item = &'a Attribute> {
         self.item
@@ -268,6 +281,66 @@ impl<'a> Output<'a> {
             return Output::Result { ok, err };
         }
         Output::Plain(ty)
+    }
+}
+
+/// The lint attributes among `attrs` (`allow`, `expect`, `warn`, `deny`,
+/// `forbid`, and `cfg_attr`s of them), as generated items repeat them: a
+/// method's `#[allow(non_snake_case)]` must cover its client method too, as
+/// the trait's covers the client and server. An `expect` becomes an `allow`:
+/// a copy on an item that does not trip the lint would itself warn
+/// (`unfulfilled_lint_expectations`), and the original keeps the expectation.
+pub(crate) fn lints(attrs: &[Attribute]) -> Vec<Attribute> {
+    attrs
+        .iter()
+        .filter_map(|attr| {
+            Some(Attribute {
+                // A trait's inner `#![allow(..)]` is an outer one on the
+                // items beside it.
+                style: AttrStyle::Outer,
+                meta: lint_meta(&attr.meta)?,
+                ..attr.clone()
+            })
+        })
+        .collect()
+}
+
+fn lint_meta(meta: &Meta) -> Option<Meta> {
+    const LEVELS: &[&str] = &["allow", "warn", "deny", "forbid"];
+    let path = meta.path();
+    if LEVELS.iter().any(|level| path.is_ident(level)) {
+        Some(meta.clone())
+    } else if path.is_ident("expect") {
+        let Meta::List(list) = meta else {
+            return None;
+        };
+        let allow = Ident::new("allow", path.segments[0].ident.span());
+        Some(Meta::List(MetaList {
+            path: allow.into(),
+            ..list.clone()
+        }))
+    } else if path.is_ident("cfg_attr") {
+        // `cfg_attr(predicate, attr, ..)`, kept with its lint attributes
+        // only; one rustc cannot read is left for rustc to report on the
+        // trait.
+        let Meta::List(list) = meta else {
+            return None;
+        };
+        let nested = list
+            .parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
+            .ok()?;
+        let mut nested = nested.into_iter();
+        let predicate = nested.next()?;
+        let lints: Vec<Meta> = nested.filter_map(|meta| lint_meta(&meta)).collect();
+        if lints.is_empty() {
+            return None;
+        }
+        Some(Meta::List(MetaList {
+            tokens: quote::quote!(#predicate, #(#lints),*),
+            ..list.clone()
+        }))
+    } else {
+        None
     }
 }
 

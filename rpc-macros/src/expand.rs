@@ -5,11 +5,14 @@
 //! `::rpc_runtime::..`) and its own locals with a reserved `__rpc` prefix, so
 //! that it compiles whatever the user's scope holds (even under
 //! `#![no_implicit_prelude]`).
+//!
+//! Lint attributes go with what they are on: a method's onto every item
+//! generated for it, the trait's onto every item generated for the trait.
 
 use crate::ast::{Method, Output, Service};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::{Ident, LitStr, ext::IdentExt, spanned::Spanned};
+use syn::{Attribute, Ident, LitStr, ext::IdentExt, spanned::Spanned};
 
 /// One generator per service; one method per generated item.
 pub(crate) struct ServiceGenerator<'a> {
@@ -18,6 +21,8 @@ pub(crate) struct ServiceGenerator<'a> {
     client_ident: Ident,
     server_ident: Ident,
     queue: LitStr,
+    /// The trait's lint attributes (see `ast::lints`).
+    lints: Vec<Attribute>,
 }
 
 impl<'a> ServiceGenerator<'a> {
@@ -36,6 +41,7 @@ impl<'a> ServiceGenerator<'a> {
                 Some(literal) => literal.clone(),
                 None => LitStr::new(&service.queue.name, Span::call_site()),
             },
+            lints: service.lints(),
         }
     }
 
@@ -91,6 +97,7 @@ impl<'a> ServiceGenerator<'a> {
     /// serves `service`.
     fn forwarding_impls(&self) -> TokenStream {
         let trait_ident = self.trait_ident;
+        let lints = &self.lints;
         let methods: Vec<TokenStream> = self
             .service
             .methods
@@ -98,6 +105,7 @@ impl<'a> ServiceGenerator<'a> {
             .map(|method| {
                 let name = method.ident();
                 let cfgs = method.cfgs();
+                let method_lints = method.lints();
                 let params = method.args.iter().map(|arg| {
                     let (ident, ty) = (arg.ident, arg.ty);
                     quote!(#ident: #ty)
@@ -106,6 +114,7 @@ impl<'a> ServiceGenerator<'a> {
                 let output = trait_output(method);
                 quote! {
                     #(#cfgs)*
+                    #(#method_lints)*
                     fn #name(&self, #(#params),*)
                         -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
                     {
@@ -124,6 +133,7 @@ impl<'a> ServiceGenerator<'a> {
                 quote! {
                     // Not `T`: the trait itself may be named `T`. Forwarding
                     // is no use of a deprecated method.
+                    #(#lints)*
                     #[allow(deprecated)]
                     impl<__RpcInner> #trait_ident for #pointer<__RpcInner>
                     where
@@ -138,6 +148,7 @@ impl<'a> ServiceGenerator<'a> {
 
     fn client_struct(&self) -> TokenStream {
         let vis = &self.service.item.vis;
+        let lints = &self.lints;
         let client = &self.client_ident;
         let doc = format!(
             "Client of the [`{trait_ident}`] RPC service: one method per service method, each \
@@ -148,6 +159,7 @@ impl<'a> ServiceGenerator<'a> {
         );
         quote! {
             #[doc = #doc]
+            #(#lints)*
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
             #vis struct #client {
                 client: ::rpc_runtime::Client,
@@ -158,6 +170,7 @@ impl<'a> ServiceGenerator<'a> {
 
     fn client_impl(&self) -> TokenStream {
         let vis = &self.service.item.vis;
+        let lints = &self.lints;
         let client = &self.client_ident;
         let queue = &self.queue;
         let methods = self
@@ -166,6 +179,7 @@ impl<'a> ServiceGenerator<'a> {
             .iter()
             .map(|method| self.client_method(method));
         quote! {
+            #(#lints)*
             impl #client {
                 /// The queue requests go to unless `with_queue` says otherwise.
                 #vis const DEFAULT_QUEUE: &'static str = #queue;
@@ -190,6 +204,7 @@ impl<'a> ServiceGenerator<'a> {
 
             // A trait, not an inherent method: no service method's name can
             // clash with it.
+            #(#lints)*
             impl ::core::convert::AsRef<::rpc_runtime::Client> for #client {
                 fn as_ref(&self) -> &::rpc_runtime::Client {
                     &self.client
@@ -204,6 +219,7 @@ impl<'a> ServiceGenerator<'a> {
         let method_name = name_literal(name);
         let docs = method.docs();
         let cfgs = method.cfgs();
+        let lints = method.lints();
         let count = method.args.len();
         let params = method.args.iter().map(|arg| {
             let (ident, ty) = (arg.ident, arg.ty);
@@ -242,6 +258,7 @@ impl<'a> ServiceGenerator<'a> {
         quote! {
             #(#docs)*
             #(#cfgs)*
+            #(#lints)*
             #vis fn #name(&self, #(#params),*) -> ::rpc_runtime::Call<#returns> {
                 #(#checks)*
                 // The method's names and metrics, registered at its first call.
@@ -256,6 +273,7 @@ impl<'a> ServiceGenerator<'a> {
 
     fn server_struct(&self) -> TokenStream {
         let vis = &self.service.item.vis;
+        let lints = &self.lints;
         let trait_ident = self.trait_ident;
         let server = &self.server_ident;
         let doc = format!(
@@ -263,11 +281,13 @@ impl<'a> ServiceGenerator<'a> {
         );
         quote! {
             #[doc = #doc]
+            #(#lints)*
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
             #vis struct #server<S> {
                 service: S,
             }
 
+            #(#lints)*
             impl<S> #server<S> {
                 /// Wraps the implementation to serve.
                 #vis fn new(service: S) -> Self {
@@ -298,6 +318,7 @@ impl<'a> ServiceGenerator<'a> {
     /// scope.
     fn service_impl(&self) -> TokenStream {
         let trait_ident = self.trait_ident;
+        let lints = &self.lints;
         let trait_name = self.service_name();
         let server = &self.server_ident;
         let queue = &self.queue;
@@ -323,6 +344,7 @@ impl<'a> ServiceGenerator<'a> {
         });
         let description = self.description();
         quote! {
+            #(#lints)*
             const _: () = {
                 #(#handlers)*
 
@@ -376,6 +398,8 @@ impl<'a> ServiceGenerator<'a> {
             let method_name = name_literal(method.ident());
             let method_docs = LitStr::new(&method.doc_text(), Span::call_site());
             let cfgs = method.cfgs();
+            // The method's types are named here too.
+            let lints = method.lints();
             let args = method.args.iter().map(|arg| {
                 let (ty, arg_name) = (arg.ty, name_literal(arg.ident));
                 let written = LitStr::new(&crate::ast::written(ty), Span::call_site());
@@ -411,6 +435,7 @@ impl<'a> ServiceGenerator<'a> {
             // syntax.
             quote! {
                 #(#cfgs)*
+                #(#lints)*
                 {
                     ::rpc_runtime::__private::Describer::method(&mut __rpc_describer, #method_name, #method_docs);
                     #(#args)*
@@ -436,6 +461,7 @@ impl<'a> ServiceGenerator<'a> {
         let name = method.ident();
         let handler = handler_ident(method);
         let cfgs = method.cfgs();
+        let lints = method.lints();
         let count = method.args.len();
         let idents: Vec<&Ident> = method.args.iter().map(|arg| arg.ident).collect();
         let decodes = method.args.iter().map(|arg| {
@@ -474,8 +500,11 @@ impl<'a> ServiceGenerator<'a> {
         };
         quote! {
             #(#cfgs)*
-            // Serving a deprecated method is no use of it.
-            #[allow(deprecated)]
+            #(#lints)*
+            // Serving a deprecated method is no use of it. The handler's
+            // name is the method's, which may be in any case (`GetUser`, to
+            // match a peer in another language), and no one else's to see.
+            #[allow(deprecated, non_snake_case)]
             async fn #handler<__RpcService>(
                 __rpc_service: &__RpcService,
                 __rpc_body: &[u8],
