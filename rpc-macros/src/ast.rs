@@ -175,6 +175,15 @@ impl<'a> Service<'a> {
     pub(crate) fn lints(&self) -> Vec<Attribute> {
         lints(&self.item.attrs)
     }
+
+    /// The trait's `#[deprecated]`, to copy onto its client and server: the
+    /// users of a deprecated service are told so by whichever they name.
+    pub(crate) fn deprecated(&self) -> Option<&'a Attribute> {
+        self.item
+            .attrs
+            .iter()
+            .find(|attr| attr.path().is_ident("deprecated"))
+    }
 }
 
 impl<'a> Method<'a> {

@@ -23,6 +23,10 @@ pub(crate) struct ServiceGenerator<'a> {
     queue: LitStr,
     /// The trait's lint attributes (see `ast::lints`).
     lints: Vec<Attribute>,
+    /// `#[allow(deprecated)]` if the trait is deprecated, for the items
+    /// that name it or its deprecated client and server: implementing or
+    /// serving a deprecated trait is no use of it.
+    allow_deprecated: TokenStream,
 }
 
 impl<'a> ServiceGenerator<'a> {
@@ -42,6 +46,10 @@ impl<'a> ServiceGenerator<'a> {
                 None => LitStr::new(&service.queue.name, Span::call_site()),
             },
             lints: service.lints(),
+            allow_deprecated: match service.deprecated() {
+                Some(_) => quote!(#[allow(deprecated)]),
+                None => quote!(),
+            },
         }
     }
 
@@ -149,6 +157,7 @@ impl<'a> ServiceGenerator<'a> {
     fn client_struct(&self) -> TokenStream {
         let vis = &self.service.item.vis;
         let lints = &self.lints;
+        let deprecated = self.service.deprecated();
         let client = &self.client_ident;
         let doc = format!(
             "Client of the [`{trait_ident}`] RPC service: one method per service method, each \
@@ -159,6 +168,7 @@ impl<'a> ServiceGenerator<'a> {
         );
         quote! {
             #[doc = #doc]
+            #deprecated
             #(#lints)*
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
             #vis struct #client {
@@ -171,6 +181,7 @@ impl<'a> ServiceGenerator<'a> {
     fn client_impl(&self) -> TokenStream {
         let vis = &self.service.item.vis;
         let lints = &self.lints;
+        let allow_deprecated = &self.allow_deprecated;
         let client = &self.client_ident;
         let queue = &self.queue;
         let methods = self
@@ -180,6 +191,7 @@ impl<'a> ServiceGenerator<'a> {
             .map(|method| self.client_method(method));
         quote! {
             #(#lints)*
+            #allow_deprecated
             impl #client {
                 /// The queue requests go to unless `with_queue` says otherwise.
                 #vis const DEFAULT_QUEUE: &'static str = #queue;
@@ -205,6 +217,7 @@ impl<'a> ServiceGenerator<'a> {
             // A trait, not an inherent method: no service method's name can
             // clash with it.
             #(#lints)*
+            #allow_deprecated
             impl ::core::convert::AsRef<::rpc_runtime::Client> for #client {
                 fn as_ref(&self) -> &::rpc_runtime::Client {
                     &self.client
@@ -274,6 +287,8 @@ impl<'a> ServiceGenerator<'a> {
     fn server_struct(&self) -> TokenStream {
         let vis = &self.service.item.vis;
         let lints = &self.lints;
+        let deprecated = self.service.deprecated();
+        let allow_deprecated = &self.allow_deprecated;
         let trait_ident = self.trait_ident;
         let server = &self.server_ident;
         let doc = format!(
@@ -281,6 +296,7 @@ impl<'a> ServiceGenerator<'a> {
         );
         quote! {
             #[doc = #doc]
+            #deprecated
             #(#lints)*
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
             #vis struct #server<S> {
@@ -288,6 +304,7 @@ impl<'a> ServiceGenerator<'a> {
             }
 
             #(#lints)*
+            #allow_deprecated
             impl<S> #server<S> {
                 /// Wraps the implementation to serve.
                 #vis fn new(service: S) -> Self {
@@ -348,7 +365,9 @@ impl<'a> ServiceGenerator<'a> {
             const _: () = {
                 #(#handlers)*
 
-                // Not `S`: the trait itself may be named `S`.
+                // Not `S`: the trait itself may be named `S`. Serving a
+                // deprecated trait is no use of it.
+                #[allow(deprecated)]
                 impl<__RpcImpl> ::rpc_runtime::Service for #server<__RpcImpl>
                 where
                     __RpcImpl: #trait_ident + ::core::marker::Send + ::core::marker::Sync + 'static,
