@@ -9,7 +9,7 @@ use proc_macro2::TokenStream;
 use std::cell::RefCell;
 use syn::{
     AttrStyle, Attribute, FnArg, GenericArgument, Ident, Item, ItemTrait, LitStr, Meta, MetaList,
-    Pat, PathArguments, PathSegment, ReturnType, Token, TraitItem, TraitItemFn, Type,
+    Pat, Path, PathArguments, PathSegment, ReturnType, Token, TraitItem, TraitItemFn, Type,
     ext::IdentExt, parse::Parser, punctuated::Punctuated,
 };
 
@@ -38,10 +38,13 @@ impl Errors {
     }
 }
 
-/// `#[rpc_service(queue = "...")]`.
+/// `#[rpc_service(queue = "...", crate = "...")]`.
 #[derive(Default)]
 pub(crate) struct Args {
     pub(crate) queue: Option<LitStr>,
+    /// The path generated code names `rpc-runtime` by, for a crate that
+    /// depends on it under another name.
+    pub(crate) krate: Option<Path>,
 }
 
 impl Args {
@@ -58,14 +61,45 @@ impl Args {
                 }
                 args.queue = Some(queue);
                 Ok(())
+            } else if meta.path.is_ident("crate") {
+                let path = crate_path(meta.value()?)?;
+                if args.krate.is_some() {
+                    return Err(syn::Error::new_spanned(
+                        &meta.path,
+                        "`crate` is given twice",
+                    ));
+                }
+                args.krate = Some(path);
+                Ok(())
             } else {
-                Err(meta.error("unknown argument: `#[rpc_service]` takes only `queue = \"name\"`"))
+                Err(meta.error(
+                    "unknown argument: `#[rpc_service]` takes `queue = \"name\"` and \
+                     `crate = \"path\"`",
+                ))
             }
         });
         if let Err(error) = parser.parse2(tokens) {
             errors.push(error);
         }
         args
+    }
+}
+
+/// `crate = "path"`, as serde writes it, or `crate = path`: a path of plain
+/// names, such as `rpc` or `::rpc` (for `rpc = { package = "rpc-runtime" }`).
+fn crate_path(input: syn::parse::ParseStream<'_>) -> syn::Result<Path> {
+    const MESSAGE: &str = "`crate` takes the path `rpc-runtime` goes by in this crate: \
+                           `crate = \"rpc\"` or `crate = \"::rpc\"`";
+    if input.peek(LitStr) {
+        let literal: LitStr = input.parse()?;
+        // Spanned on the literal: the tokens of the path are its own.
+        literal
+            .parse_with(Path::parse_mod_style)
+            .map_err(|_| syn::Error::new_spanned(&literal, MESSAGE))
+    } else {
+        input
+            .call(Path::parse_mod_style)
+            .map_err(|error| syn::Error::new(error.span(), MESSAGE))
     }
 }
 
@@ -88,6 +122,8 @@ pub(crate) fn trait_item<'a>(item: &'a Item, errors: &Errors) -> Option<&'a Item
 pub(crate) struct Service<'a> {
     pub(crate) item: &'a ItemTrait,
     pub(crate) queue: Queue,
+    /// `::rpc_runtime`, or the path given as `crate = ".."`.
+    pub(crate) krate: Path,
     pub(crate) methods: Vec<Method<'a>>,
 }
 
@@ -162,6 +198,9 @@ impl<'a> Service<'a> {
         Service {
             item,
             queue,
+            krate: args
+                .krate
+                .unwrap_or_else(|| syn::parse_quote!(::rpc_runtime)),
             methods,
         }
     }

@@ -2,9 +2,9 @@
 //! futures, the client stub and the server dispatcher.
 //!
 //! Generated code names everything by absolute path (`::core::..`,
-//! `::rpc_runtime::..`) and its own locals with a reserved `__rpc` prefix, so
-//! that it compiles whatever the user's scope holds (even under
-//! `#![no_implicit_prelude]`).
+//! `::rpc_runtime::..`, or the path given as `crate = ".."`) and its own
+//! locals with a reserved `__rpc` prefix, so that it compiles whatever the
+//! user's scope holds (even under `#![no_implicit_prelude]`).
 //!
 //! Lint attributes go with what they are on: a method's onto every item
 //! generated for it, the trait's onto every item generated for the trait.
@@ -12,7 +12,7 @@
 use crate::ast::{Method, Output, Service};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::{Attribute, Ident, LitStr, ext::IdentExt, spanned::Spanned};
+use syn::{Attribute, Ident, LitStr, Path, ext::IdentExt, spanned::Spanned};
 
 /// One generator per service; one method per generated item.
 pub(crate) struct ServiceGenerator<'a> {
@@ -21,6 +21,7 @@ pub(crate) struct ServiceGenerator<'a> {
     client_ident: Ident,
     server_ident: Ident,
     queue: LitStr,
+    krate: &'a Path,
     /// The trait's lint attributes (see `ast::lints`).
     lints: Vec<Attribute>,
     /// `#[allow(deprecated)]` if the trait is deprecated, for the items
@@ -45,6 +46,7 @@ impl<'a> ServiceGenerator<'a> {
                 Some(literal) => literal.clone(),
                 None => LitStr::new(&service.queue.name, Span::call_site()),
             },
+            krate: &service.krate,
             lints: service.lints(),
             allow_deprecated: match service.deprecated() {
                 Some(_) => quote!(#[allow(deprecated)]),
@@ -105,6 +107,7 @@ impl<'a> ServiceGenerator<'a> {
     /// serves `service`.
     fn forwarding_impls(&self) -> TokenStream {
         let trait_ident = self.trait_ident;
+        let krate = self.krate;
         let lints = &self.lints;
         let methods: Vec<TokenStream> = self
             .service
@@ -132,8 +135,8 @@ impl<'a> ServiceGenerator<'a> {
             })
             .collect();
         let pointers = [
-            quote!(::rpc_runtime::__private::Arc),
-            quote!(::rpc_runtime::__private::Box),
+            quote!(#krate::__private::Arc),
+            quote!(#krate::__private::Box),
         ];
         pointers
             .iter()
@@ -156,6 +159,7 @@ impl<'a> ServiceGenerator<'a> {
 
     fn client_struct(&self) -> TokenStream {
         let vis = &self.service.item.vis;
+        let krate = self.krate;
         let lints = &self.lints;
         let deprecated = self.service.deprecated();
         let client = &self.client_ident;
@@ -172,14 +176,15 @@ impl<'a> ServiceGenerator<'a> {
             #(#lints)*
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
             #vis struct #client {
-                client: ::rpc_runtime::Client,
-                queue: ::rpc_runtime::__private::Arc<str>,
+                client: #krate::Client,
+                queue: #krate::__private::Arc<str>,
             }
         }
     }
 
     fn client_impl(&self) -> TokenStream {
         let vis = &self.service.item.vis;
+        let krate = self.krate;
         let lints = &self.lints;
         let allow_deprecated = &self.allow_deprecated;
         let client = &self.client_ident;
@@ -198,16 +203,16 @@ impl<'a> ServiceGenerator<'a> {
 
                 /// A client sending requests through `client` to the service's
                 /// default queue.
-                #vis fn new(client: ::rpc_runtime::Client) -> Self {
+                #vis fn new(client: #krate::Client) -> Self {
                     Self {
                         client,
-                        queue: ::rpc_runtime::__private::queue_name(#queue),
+                        queue: #krate::__private::queue_name(#queue),
                     }
                 }
 
                 /// Sends requests to `queue` instead of the default queue.
                 #vis fn with_queue(mut self, queue: &str) -> Self {
-                    self.queue = ::rpc_runtime::__private::queue_name(queue);
+                    self.queue = #krate::__private::queue_name(queue);
                     self
                 }
 
@@ -218,8 +223,8 @@ impl<'a> ServiceGenerator<'a> {
             // clash with it.
             #(#lints)*
             #allow_deprecated
-            impl ::core::convert::AsRef<::rpc_runtime::Client> for #client {
-                fn as_ref(&self) -> &::rpc_runtime::Client {
+            impl ::core::convert::AsRef<#krate::Client> for #client {
+                fn as_ref(&self) -> &#krate::Client {
                     &self.client
                 }
             }
@@ -233,6 +238,7 @@ impl<'a> ServiceGenerator<'a> {
         let docs = method.docs();
         let cfgs = method.cfgs();
         let lints = method.lints();
+        let krate = self.krate;
         let count = method.args.len();
         let params = method.args.iter().map(|arg| {
             let (ident, ty) = (arg.ident, arg.ty);
@@ -245,12 +251,13 @@ impl<'a> ServiceGenerator<'a> {
             // reported there, but resolved at the call site like the local
             // it uses (the type may come from another macro's expansion).
             let span = Span::call_site().located_at(arg.ty.span());
-            quote_spanned!(span=> ::rpc_runtime::__private::ArgsEncoder::arg(&mut __rpc_args, #arg_name, &#ident);)
+            let krate = located(krate, span);
+            quote_spanned!(span=> #krate::__private::ArgsEncoder::arg(&mut __rpc_args, #arg_name, &#ident);)
         });
         let returns = match &method.output {
-            Output::Unit => quote!(::rpc_runtime::Plain<()>),
-            Output::Plain(ty) => quote!(::rpc_runtime::Plain<#ty>),
-            Output::Result { ok, err } => quote!(::rpc_runtime::Fallible<#ok, #err>),
+            Output::Unit => quote!(#krate::Plain<()>),
+            Output::Plain(ty) => quote!(#krate::Plain<#ty>),
+            Output::Result { ok, err } => quote!(#krate::Fallible<#ok, #err>),
         };
         // The bounds a call puts on the types it decodes, checked here on
         // each type by itself, so that a type without `Deserialize` is
@@ -258,8 +265,9 @@ impl<'a> ServiceGenerator<'a> {
         // nowhere, in a crate that only serves).
         let decodable = |ty: &syn::Type| {
             let span = Span::call_site().located_at(ty.span());
+            let krate = located(krate, span);
             quote_spanned! {span=>
-                let _ = <::rpc_runtime::Plain<#ty> as ::rpc_runtime::Returns>::failed;
+                let _ = <#krate::Plain<#ty> as #krate::Returns>::failed;
             }
         };
         let checks = match &method.output {
@@ -272,14 +280,14 @@ impl<'a> ServiceGenerator<'a> {
             #(#docs)*
             #(#cfgs)*
             #(#lints)*
-            #vis fn #name(&self, #(#params),*) -> ::rpc_runtime::Call<#returns> {
+            #vis fn #name(&self, #(#params),*) -> #krate::Call<#returns> {
                 #(#checks)*
                 // The method's names and metrics, registered at its first call.
-                static __RPC_SITE: ::rpc_runtime::__private::CallSite =
-                    ::rpc_runtime::__private::CallSite::new(#service_name, #method_name);
-                let mut __rpc_args = ::rpc_runtime::__private::ArgsEncoder::new(#count);
+                static __RPC_SITE: #krate::__private::CallSite =
+                    #krate::__private::CallSite::new(#service_name, #method_name);
+                let mut __rpc_args = #krate::__private::ArgsEncoder::new(#count);
                 #(#pushes)*
-                ::rpc_runtime::Call::new(&self.client, &self.queue, &__RPC_SITE, ::rpc_runtime::__private::ArgsEncoder::finish(__rpc_args))
+                #krate::Call::new(&self.client, &self.queue, &__RPC_SITE, #krate::__private::ArgsEncoder::finish(__rpc_args))
             }
         }
     }
@@ -335,6 +343,7 @@ impl<'a> ServiceGenerator<'a> {
     /// scope.
     fn service_impl(&self) -> TokenStream {
         let trait_ident = self.trait_ident;
+        let krate = self.krate;
         let lints = &self.lints;
         let trait_name = self.service_name();
         let server = &self.server_ident;
@@ -368,7 +377,7 @@ impl<'a> ServiceGenerator<'a> {
                 // Not `S`: the trait itself may be named `S`. Serving a
                 // deprecated trait is no use of it.
                 #[allow(deprecated)]
-                impl<__RpcImpl> ::rpc_runtime::Service for #server<__RpcImpl>
+                impl<__RpcImpl> #krate::Service for #server<__RpcImpl>
                 where
                     __RpcImpl: #trait_ident + ::core::marker::Send + ::core::marker::Sync + 'static,
                 {
@@ -376,7 +385,7 @@ impl<'a> ServiceGenerator<'a> {
                     const DEFAULT_QUEUE: &'static str = #queue;
                     const METHODS: &'static [&'static str] = &[#(#method_names),*];
 
-                    fn description() -> ::core::option::Option<::rpc_runtime::ServiceDescription> {
+                    fn description() -> ::core::option::Option<#krate::ServiceDescription> {
                         #description
                     }
 
@@ -386,15 +395,15 @@ impl<'a> ServiceGenerator<'a> {
                         args: &'a [u8],
                     ) -> impl ::core::future::Future<
                         Output = ::core::result::Result<
-                            ::rpc_runtime::ReplyBody,
-                            ::rpc_runtime::Fault,
+                            #krate::ReplyBody,
+                            #krate::Fault,
                         >,
                     > + ::core::marker::Send + 'a {
                         async move {
                             match method {
                                 #(#arms)*
                                 _ => ::core::result::Result::Err(
-                                    ::rpc_runtime::Fault::unknown_method(method),
+                                    #krate::Fault::unknown_method(method),
                                 ),
                             }
                         }
@@ -409,6 +418,7 @@ impl<'a> ServiceGenerator<'a> {
     /// traced from the types at run time.
     fn description(&self) -> TokenStream {
         let service_name = self.service_name();
+        let krate = self.krate;
         let docs = LitStr::new(
             &crate::ast::doc_text(&self.service.item.attrs),
             Span::call_site(),
@@ -422,16 +432,16 @@ impl<'a> ServiceGenerator<'a> {
             let args = method.args.iter().map(|arg| {
                 let (ty, arg_name) = (arg.ty, name_literal(arg.ident));
                 let written = LitStr::new(&crate::ast::written(ty), Span::call_site());
-                quote!(::rpc_runtime::__private::Describer::arg(&mut __rpc_describer, #arg_name, #written, |__rpc_tracer| {
-                    (&&::rpc_runtime::__private::TypeTrace::<#ty>::new()).trace_rpc_shape(__rpc_tracer)
+                quote!(#krate::__private::Describer::arg(&mut __rpc_describer, #arg_name, #written, |__rpc_tracer| {
+                    (&&#krate::__private::TypeTrace::<#ty>::new()).trace_rpc_shape(__rpc_tracer)
                 });)
             });
             let output = match &method.output {
                 Output::Unit => quote!(),
                 Output::Plain(ty) => {
                     let written = LitStr::new(&crate::ast::written(ty), Span::call_site());
-                    quote!(::rpc_runtime::__private::Describer::returns(&mut __rpc_describer, #written, |__rpc_tracer| {
-                        (&&::rpc_runtime::__private::TypeTrace::<#ty>::new()).trace_rpc_shape(__rpc_tracer)
+                    quote!(#krate::__private::Describer::returns(&mut __rpc_describer, #written, |__rpc_tracer| {
+                        (&&#krate::__private::TypeTrace::<#ty>::new()).trace_rpc_shape(__rpc_tracer)
                     });)
                 }
                 Output::Result { ok, err } => {
@@ -440,11 +450,11 @@ impl<'a> ServiceGenerator<'a> {
                         LitStr::new(&crate::ast::written(err), Span::call_site()),
                     );
                     quote! {
-                        ::rpc_runtime::__private::Describer::returns(&mut __rpc_describer, #ok_written, |__rpc_tracer| {
-                            (&&::rpc_runtime::__private::TypeTrace::<#ok>::new()).trace_rpc_shape(__rpc_tracer)
+                        #krate::__private::Describer::returns(&mut __rpc_describer, #ok_written, |__rpc_tracer| {
+                            (&&#krate::__private::TypeTrace::<#ok>::new()).trace_rpc_shape(__rpc_tracer)
                         });
-                        ::rpc_runtime::__private::Describer::error(&mut __rpc_describer, #err_written, |__rpc_tracer| {
-                            (&&::rpc_runtime::__private::TypeTrace::<#err>::new()).trace_rpc_shape(__rpc_tracer)
+                        #krate::__private::Describer::error(&mut __rpc_describer, #err_written, |__rpc_tracer| {
+                            (&&#krate::__private::TypeTrace::<#err>::new()).trace_rpc_shape(__rpc_tracer)
                         });
                     }
                 }
@@ -456,7 +466,7 @@ impl<'a> ServiceGenerator<'a> {
                 #(#cfgs)*
                 #(#lints)*
                 {
-                    ::rpc_runtime::__private::Describer::method(&mut __rpc_describer, #method_name, #method_docs);
+                    #krate::__private::Describer::method(&mut __rpc_describer, #method_name, #method_docs);
                     #(#args)*
                     #output
                 }
@@ -466,11 +476,11 @@ impl<'a> ServiceGenerator<'a> {
             // A type that cannot be traced is described as unknown; its
             // missing `Deserialize` is reported where it is decoded.
             #[allow(unused_imports)]
-            use ::rpc_runtime::__private::{TraceDeserialize as _, TraceNothing as _};
+            use #krate::__private::{TraceDeserialize as _, TraceNothing as _};
             let mut __rpc_describer =
-                ::rpc_runtime::__private::Describer::new(#service_name, #docs);
+                #krate::__private::Describer::new(#service_name, #docs);
             #(#methods)*
-            ::core::option::Option::Some(::rpc_runtime::__private::Describer::finish(__rpc_describer))
+            ::core::option::Option::Some(#krate::__private::Describer::finish(__rpc_describer))
         }
     }
 
@@ -481,6 +491,7 @@ impl<'a> ServiceGenerator<'a> {
         let handler = handler_ident(method);
         let cfgs = method.cfgs();
         let lints = method.lints();
+        let krate = self.krate;
         let count = method.args.len();
         let idents: Vec<&Ident> = method.args.iter().map(|arg| arg.ident).collect();
         let decodes = method.args.iter().map(|arg| {
@@ -489,23 +500,26 @@ impl<'a> ServiceGenerator<'a> {
             // Located on the type, so that a type without `Deserialize` is
             // reported there (see `client_method`).
             let span = Span::call_site().located_at(ty.span());
-            quote_spanned!(span=> let #ident: #ty = ::rpc_runtime::__private::ArgsDecoder::arg(&mut __rpc_args, #arg_name)?;)
+            let krate = located(krate, span);
+            quote_spanned!(span=> let #ident: #ty = #krate::__private::ArgsDecoder::arg(&mut __rpc_args, #arg_name)?;)
         });
         // Each value encoded by a call located on its type, so that a type
         // without `Serialize` is reported there (see `client_method`).
         let encode = match &method.output {
-            Output::Unit => quote!(::rpc_runtime::__private::encode_ok(&__rpc_value)),
+            Output::Unit => quote!(#krate::__private::encode_ok(&__rpc_value)),
             Output::Plain(ty) => {
                 let span = Span::call_site().located_at(ty.span());
-                quote_spanned!(span=> ::rpc_runtime::__private::encode_ok(&__rpc_value))
+                let krate = located(krate, span);
+                quote_spanned!(span=> #krate::__private::encode_ok(&__rpc_value))
             }
             Output::Result { ok, err } => {
                 let ok_span = Span::call_site().located_at(ok.span());
                 let err_span = Span::call_site().located_at(err.span());
+                let (ok_krate, err_krate) = (located(krate, ok_span), located(krate, err_span));
                 let encode_ok =
-                    quote_spanned!(ok_span=> ::rpc_runtime::__private::encode_ok(&__rpc_ok));
+                    quote_spanned!(ok_span=> #ok_krate::__private::encode_ok(&__rpc_ok));
                 let encode_err = quote_spanned!(err_span=>
-                    ::rpc_runtime::__private::encode_result::<(), #err>(
+                    #err_krate::__private::encode_result::<(), #err>(
                         &::core::result::Result::Err(__rpc_err),
                     )
                 );
@@ -527,13 +541,13 @@ impl<'a> ServiceGenerator<'a> {
             async fn #handler<__RpcService>(
                 __rpc_service: &__RpcService,
                 __rpc_body: &[u8],
-            ) -> ::core::result::Result<::rpc_runtime::ReplyBody, ::rpc_runtime::Fault>
+            ) -> ::core::result::Result<#krate::ReplyBody, #krate::Fault>
             where
                 __RpcService: #trait_ident + ::core::marker::Sync,
             {
-                let mut __rpc_args = ::rpc_runtime::__private::ArgsDecoder::new(__rpc_body, #count)?;
+                let mut __rpc_args = #krate::__private::ArgsDecoder::new(__rpc_body, #count)?;
                 #(#decodes)*
-                ::rpc_runtime::__private::ArgsDecoder::finish(__rpc_args)?;
+                #krate::__private::ArgsDecoder::finish(__rpc_args)?;
                 let __rpc_value =
                     <__RpcService as #trait_ident>::#name(__rpc_service, #(#idents),*).await;
                 #encode
@@ -548,6 +562,19 @@ fn trait_output(method: &Method<'_>) -> TokenStream {
         syn::ReturnType::Default => quote!(()),
         syn::ReturnType::Type(_, ty) => quote!(#ty),
     }
+}
+
+/// The path of `rpc-runtime` located at `span`, for a call that is to be
+/// reported there: rustc spans an unmet bound of a call on the whole path,
+/// from its first token.
+fn located(krate: &Path, span: Span) -> TokenStream {
+    quote!(#krate)
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
 }
 
 fn handler_ident(method: &Method<'_>) -> Ident {
