@@ -8,8 +8,9 @@
 use proc_macro2::TokenStream;
 use std::cell::RefCell;
 use syn::{
-    Attribute, FnArg, GenericArgument, Ident, Item, ItemTrait, LitStr, Pat, PathArguments,
-    PathSegment, ReturnType, TraitItem, TraitItemFn, Type, ext::IdentExt, parse::Parser,
+    AttrStyle, Attribute, FnArg, GenericArgument, Ident, Item, ItemTrait, LitStr, Meta, MetaList,
+    Pat, Path, PathArguments, PathSegment, ReturnType, Token, TraitItem, TraitItemFn, Type,
+    ext::IdentExt, parse::Parser, punctuated::Punctuated,
 };
 
 /// Errors collected across all passes, reported together.
@@ -37,10 +38,13 @@ impl Errors {
     }
 }
 
-/// `#[rpc_service(queue = "...")]`.
+/// `#[rpc_service(queue = "...", crate = "...")]`.
 #[derive(Default)]
 pub(crate) struct Args {
     pub(crate) queue: Option<LitStr>,
+    /// The path generated code names `rpc-runtime` by, for a crate that
+    /// depends on it under another name.
+    pub(crate) krate: Option<Path>,
 }
 
 impl Args {
@@ -57,14 +61,45 @@ impl Args {
                 }
                 args.queue = Some(queue);
                 Ok(())
+            } else if meta.path.is_ident("crate") {
+                let path = crate_path(meta.value()?)?;
+                if args.krate.is_some() {
+                    return Err(syn::Error::new_spanned(
+                        &meta.path,
+                        "`crate` is given twice",
+                    ));
+                }
+                args.krate = Some(path);
+                Ok(())
             } else {
-                Err(meta.error("unknown argument: `#[rpc_service]` takes only `queue = \"name\"`"))
+                Err(meta.error(
+                    "unknown argument: `#[rpc_service]` takes `queue = \"name\"` and \
+                     `crate = \"path\"`",
+                ))
             }
         });
         if let Err(error) = parser.parse2(tokens) {
             errors.push(error);
         }
         args
+    }
+}
+
+/// `crate = "path"`, as serde writes it, or `crate = path`: a path of plain
+/// names, such as `rpc` or `::rpc` (for `rpc = { package = "rpc-runtime" }`).
+fn crate_path(input: syn::parse::ParseStream<'_>) -> syn::Result<Path> {
+    const MESSAGE: &str = "`crate` takes the path `rpc-runtime` goes by in this crate: \
+                           `crate = \"rpc\"` or `crate = \"::rpc\"`";
+    if input.peek(LitStr) {
+        let literal: LitStr = input.parse()?;
+        // Spanned on the literal: the tokens of the path are its own.
+        literal
+            .parse_with(Path::parse_mod_style)
+            .map_err(|_| syn::Error::new_spanned(&literal, MESSAGE))
+    } else {
+        input
+            .call(Path::parse_mod_style)
+            .map_err(|error| syn::Error::new(error.span(), MESSAGE))
     }
 }
 
@@ -87,6 +122,8 @@ pub(crate) fn trait_item<'a>(item: &'a Item, errors: &Errors) -> Option<&'a Item
 pub(crate) struct Service<'a> {
     pub(crate) item: &'a ItemTrait,
     pub(crate) queue: Queue,
+    /// `::rpc_runtime`, or the path given as `crate = ".."`.
+    pub(crate) krate: Path,
     pub(crate) methods: Vec<Method<'a>>,
 }
 
@@ -161,12 +198,30 @@ impl<'a> Service<'a> {
         Service {
             item,
             queue,
+            krate: args
+                .krate
+                .unwrap_or_else(|| syn::parse_quote!(::rpc_runtime)),
             methods,
         }
     }
 
     pub(crate) fn ident(&self) -> &'a Ident {
         &self.item.ident
+    }
+
+    /// The trait's lint attributes, to copy onto everything generated for
+    /// it (see `lints`).
+    pub(crate) fn lints(&self) -> Vec<Attribute> {
+        lints(&self.item.attrs)
+    }
+
+    /// The trait's `#[deprecated]`, to copy onto its client and server: the
+    /// users of a deprecated service are told so by whichever they name.
+    pub(crate) fn deprecated(&self) -> Option<&'a Attribute> {
+        self.item
+            .attrs
+            .iter()
+            .find(|attr| attr.path().is_ident("deprecated"))
     }
 }
 
@@ -235,6 +290,12 @@ impl<'a> Method<'a> {
         doc_text(&self.item.attrs)
     }
 
+    /// The method's lint attributes, to copy onto everything generated for
+    /// it (see `lints`).
+    pub(crate) fn lints(&self) -> Vec<Attribute> {
+        lints(&self.item.attrs)
+    }
+
     /// `#[cfg]` attributes, to copy onto everything generated for the method.
     pub(crate) fn cfgs(&self) -> impl Iterator<Item = &'a Attribute> {
         self.item
@@ -268,6 +329,66 @@ impl<'a> Output<'a> {
             return Output::Result { ok, err };
         }
         Output::Plain(ty)
+    }
+}
+
+/// The lint attributes among `attrs` (`allow`, `expect`, `warn`, `deny`,
+/// `forbid`, and `cfg_attr`s of them), as generated items repeat them: a
+/// method's `#[allow(non_snake_case)]` must cover its client method too, as
+/// the trait's covers the client and server. An `expect` becomes an `allow`:
+/// a copy on an item that does not trip the lint would itself warn
+/// (`unfulfilled_lint_expectations`), and the original keeps the expectation.
+pub(crate) fn lints(attrs: &[Attribute]) -> Vec<Attribute> {
+    attrs
+        .iter()
+        .filter_map(|attr| {
+            Some(Attribute {
+                // A trait's inner `#![allow(..)]` is an outer one on the
+                // items beside it.
+                style: AttrStyle::Outer,
+                meta: lint_meta(&attr.meta)?,
+                ..attr.clone()
+            })
+        })
+        .collect()
+}
+
+fn lint_meta(meta: &Meta) -> Option<Meta> {
+    const LEVELS: &[&str] = &["allow", "warn", "deny", "forbid"];
+    let path = meta.path();
+    if LEVELS.iter().any(|level| path.is_ident(level)) {
+        Some(meta.clone())
+    } else if path.is_ident("expect") {
+        let Meta::List(list) = meta else {
+            return None;
+        };
+        let allow = Ident::new("allow", path.segments[0].ident.span());
+        Some(Meta::List(MetaList {
+            path: allow.into(),
+            ..list.clone()
+        }))
+    } else if path.is_ident("cfg_attr") {
+        // `cfg_attr(predicate, attr, ..)`, kept with its lint attributes
+        // only; one rustc cannot read is left for rustc to report on the
+        // trait.
+        let Meta::List(list) = meta else {
+            return None;
+        };
+        let nested = list
+            .parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
+            .ok()?;
+        let mut nested = nested.into_iter();
+        let predicate = nested.next()?;
+        let lints: Vec<Meta> = nested.filter_map(|meta| lint_meta(&meta)).collect();
+        if lints.is_empty() {
+            return None;
+        }
+        Some(Meta::List(MetaList {
+            tokens: quote::quote!(#predicate, #(#lints),*),
+            ..list.clone()
+        }))
+    } else {
+        None
     }
 }
 

@@ -2,14 +2,17 @@
 //! futures, the client stub and the server dispatcher.
 //!
 //! Generated code names everything by absolute path (`::core::..`,
-//! `::rpc_runtime::..`) and its own locals with a reserved `__rpc` prefix, so
-//! that it compiles whatever the user's scope holds (even under
-//! `#![no_implicit_prelude]`).
+//! `::rpc_runtime::..`, or the path given as `crate = ".."`) and its own
+//! locals with a reserved `__rpc` prefix, so that it compiles whatever the
+//! user's scope holds (even under `#![no_implicit_prelude]`).
+//!
+//! Lint attributes go with what they are on: a method's onto every item
+//! generated for it, the trait's onto every item generated for the trait.
 
 use crate::ast::{Method, Output, Service};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::{Ident, LitStr, ext::IdentExt, spanned::Spanned};
+use syn::{Attribute, Ident, LitStr, Path, ext::IdentExt, spanned::Spanned};
 
 /// One generator per service; one method per generated item.
 pub(crate) struct ServiceGenerator<'a> {
@@ -18,6 +21,13 @@ pub(crate) struct ServiceGenerator<'a> {
     client_ident: Ident,
     server_ident: Ident,
     queue: LitStr,
+    krate: &'a Path,
+    /// The trait's lint attributes (see `ast::lints`).
+    lints: Vec<Attribute>,
+    /// `#[allow(deprecated)]` if the trait is deprecated, for the items
+    /// that name it or its deprecated client and server: implementing or
+    /// serving a deprecated trait is no use of it.
+    allow_deprecated: TokenStream,
 }
 
 impl<'a> ServiceGenerator<'a> {
@@ -35,6 +45,12 @@ impl<'a> ServiceGenerator<'a> {
             queue: match &service.queue.literal {
                 Some(literal) => literal.clone(),
                 None => LitStr::new(&service.queue.name, Span::call_site()),
+            },
+            krate: &service.krate,
+            lints: service.lints(),
+            allow_deprecated: match service.deprecated() {
+                Some(_) => quote!(#[allow(deprecated)]),
+                None => quote!(),
             },
         }
     }
@@ -91,6 +107,8 @@ impl<'a> ServiceGenerator<'a> {
     /// serves `service`.
     fn forwarding_impls(&self) -> TokenStream {
         let trait_ident = self.trait_ident;
+        let krate = self.krate;
+        let lints = &self.lints;
         let methods: Vec<TokenStream> = self
             .service
             .methods
@@ -98,6 +116,7 @@ impl<'a> ServiceGenerator<'a> {
             .map(|method| {
                 let name = method.ident();
                 let cfgs = method.cfgs();
+                let method_lints = method.lints();
                 let params = method.args.iter().map(|arg| {
                     let (ident, ty) = (arg.ident, arg.ty);
                     quote!(#ident: #ty)
@@ -106,6 +125,7 @@ impl<'a> ServiceGenerator<'a> {
                 let output = trait_output(method);
                 quote! {
                     #(#cfgs)*
+                    #(#method_lints)*
                     fn #name(&self, #(#params),*)
                         -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
                     {
@@ -115,8 +135,8 @@ impl<'a> ServiceGenerator<'a> {
             })
             .collect();
         let pointers = [
-            quote!(::rpc_runtime::__private::Arc),
-            quote!(::rpc_runtime::__private::Box),
+            quote!(#krate::__private::Arc),
+            quote!(#krate::__private::Box),
         ];
         pointers
             .iter()
@@ -124,6 +144,7 @@ impl<'a> ServiceGenerator<'a> {
                 quote! {
                     // Not `T`: the trait itself may be named `T`. Forwarding
                     // is no use of a deprecated method.
+                    #(#lints)*
                     #[allow(deprecated)]
                     impl<__RpcInner> #trait_ident for #pointer<__RpcInner>
                     where
@@ -138,6 +159,9 @@ impl<'a> ServiceGenerator<'a> {
 
     fn client_struct(&self) -> TokenStream {
         let vis = &self.service.item.vis;
+        let krate = self.krate;
+        let lints = &self.lints;
+        let deprecated = self.service.deprecated();
         let client = &self.client_ident;
         let doc = format!(
             "Client of the [`{trait_ident}`] RPC service: one method per service method, each \
@@ -148,16 +172,21 @@ impl<'a> ServiceGenerator<'a> {
         );
         quote! {
             #[doc = #doc]
+            #deprecated
+            #(#lints)*
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
             #vis struct #client {
-                client: ::rpc_runtime::Client,
-                queue: ::rpc_runtime::__private::Arc<str>,
+                client: #krate::Client,
+                queue: #krate::__private::Arc<str>,
             }
         }
     }
 
     fn client_impl(&self) -> TokenStream {
         let vis = &self.service.item.vis;
+        let krate = self.krate;
+        let lints = &self.lints;
+        let allow_deprecated = &self.allow_deprecated;
         let client = &self.client_ident;
         let queue = &self.queue;
         let methods = self
@@ -166,22 +195,24 @@ impl<'a> ServiceGenerator<'a> {
             .iter()
             .map(|method| self.client_method(method));
         quote! {
+            #(#lints)*
+            #allow_deprecated
             impl #client {
                 /// The queue requests go to unless `with_queue` says otherwise.
                 #vis const DEFAULT_QUEUE: &'static str = #queue;
 
                 /// A client sending requests through `client` to the service's
                 /// default queue.
-                #vis fn new(client: ::rpc_runtime::Client) -> Self {
+                #vis fn new(client: #krate::Client) -> Self {
                     Self {
                         client,
-                        queue: ::rpc_runtime::__private::queue_name(#queue),
+                        queue: #krate::__private::queue_name(#queue),
                     }
                 }
 
                 /// Sends requests to `queue` instead of the default queue.
                 #vis fn with_queue(mut self, queue: &str) -> Self {
-                    self.queue = ::rpc_runtime::__private::queue_name(queue);
+                    self.queue = #krate::__private::queue_name(queue);
                     self
                 }
 
@@ -190,8 +221,10 @@ impl<'a> ServiceGenerator<'a> {
 
             // A trait, not an inherent method: no service method's name can
             // clash with it.
-            impl ::core::convert::AsRef<::rpc_runtime::Client> for #client {
-                fn as_ref(&self) -> &::rpc_runtime::Client {
+            #(#lints)*
+            #allow_deprecated
+            impl ::core::convert::AsRef<#krate::Client> for #client {
+                fn as_ref(&self) -> &#krate::Client {
                     &self.client
                 }
             }
@@ -204,6 +237,8 @@ impl<'a> ServiceGenerator<'a> {
         let method_name = name_literal(name);
         let docs = method.docs();
         let cfgs = method.cfgs();
+        let lints = method.lints();
+        let krate = self.krate;
         let count = method.args.len();
         let params = method.args.iter().map(|arg| {
             let (ident, ty) = (arg.ident, arg.ty);
@@ -216,12 +251,13 @@ impl<'a> ServiceGenerator<'a> {
             // reported there, but resolved at the call site like the local
             // it uses (the type may come from another macro's expansion).
             let span = Span::call_site().located_at(arg.ty.span());
-            quote_spanned!(span=> ::rpc_runtime::__private::ArgsEncoder::arg(&mut __rpc_args, #arg_name, &#ident);)
+            let krate = located(krate, span);
+            quote_spanned!(span=> #krate::__private::ArgsEncoder::arg(&mut __rpc_args, #arg_name, &#ident);)
         });
         let returns = match &method.output {
-            Output::Unit => quote!(::rpc_runtime::Plain<()>),
-            Output::Plain(ty) => quote!(::rpc_runtime::Plain<#ty>),
-            Output::Result { ok, err } => quote!(::rpc_runtime::Fallible<#ok, #err>),
+            Output::Unit => quote!(#krate::Plain<()>),
+            Output::Plain(ty) => quote!(#krate::Plain<#ty>),
+            Output::Result { ok, err } => quote!(#krate::Fallible<#ok, #err>),
         };
         // The bounds a call puts on the types it decodes, checked here on
         // each type by itself, so that a type without `Deserialize` is
@@ -229,8 +265,9 @@ impl<'a> ServiceGenerator<'a> {
         // nowhere, in a crate that only serves).
         let decodable = |ty: &syn::Type| {
             let span = Span::call_site().located_at(ty.span());
+            let krate = located(krate, span);
             quote_spanned! {span=>
-                let _ = <::rpc_runtime::Plain<#ty> as ::rpc_runtime::Returns>::failed;
+                let _ = <#krate::Plain<#ty> as #krate::Returns>::failed;
             }
         };
         let checks = match &method.output {
@@ -242,20 +279,24 @@ impl<'a> ServiceGenerator<'a> {
         quote! {
             #(#docs)*
             #(#cfgs)*
-            #vis fn #name(&self, #(#params),*) -> ::rpc_runtime::Call<#returns> {
+            #(#lints)*
+            #vis fn #name(&self, #(#params),*) -> #krate::Call<#returns> {
                 #(#checks)*
                 // The method's names and metrics, registered at its first call.
-                static __RPC_SITE: ::rpc_runtime::__private::CallSite =
-                    ::rpc_runtime::__private::CallSite::new(#service_name, #method_name);
-                let mut __rpc_args = ::rpc_runtime::__private::ArgsEncoder::new(#count);
+                static __RPC_SITE: #krate::__private::CallSite =
+                    #krate::__private::CallSite::new(#service_name, #method_name);
+                let mut __rpc_args = #krate::__private::ArgsEncoder::new(#count);
                 #(#pushes)*
-                ::rpc_runtime::Call::new(&self.client, &self.queue, &__RPC_SITE, ::rpc_runtime::__private::ArgsEncoder::finish(__rpc_args))
+                #krate::Call::new(&self.client, &self.queue, &__RPC_SITE, #krate::__private::ArgsEncoder::finish(__rpc_args))
             }
         }
     }
 
     fn server_struct(&self) -> TokenStream {
         let vis = &self.service.item.vis;
+        let lints = &self.lints;
+        let deprecated = self.service.deprecated();
+        let allow_deprecated = &self.allow_deprecated;
         let trait_ident = self.trait_ident;
         let server = &self.server_ident;
         let doc = format!(
@@ -263,11 +304,15 @@ impl<'a> ServiceGenerator<'a> {
         );
         quote! {
             #[doc = #doc]
+            #deprecated
+            #(#lints)*
             #[derive(::core::clone::Clone, ::core::fmt::Debug)]
             #vis struct #server<S> {
                 service: S,
             }
 
+            #(#lints)*
+            #allow_deprecated
             impl<S> #server<S> {
                 /// Wraps the implementation to serve.
                 #vis fn new(service: S) -> Self {
@@ -287,17 +332,19 @@ impl<'a> ServiceGenerator<'a> {
         }
     }
 
-    /// `rpc_runtime::Service` for the server, with one decoding function per
-    /// method, in an anonymous const so that they add no names to the user's
-    /// scope.
     /// The service's name, the trait's, as a literal spanned in the
     /// expansion, for rustdoc (see `queue`).
     fn service_name(&self) -> LitStr {
         LitStr::new(&self.trait_ident.unraw().to_string(), Span::call_site())
     }
 
+    /// `rpc_runtime::Service` for the server, with one decoding function per
+    /// method, in an anonymous const so that they add no names to the user's
+    /// scope.
     fn service_impl(&self) -> TokenStream {
         let trait_ident = self.trait_ident;
+        let krate = self.krate;
+        let lints = &self.lints;
         let trait_name = self.service_name();
         let server = &self.server_ident;
         let queue = &self.queue;
@@ -323,11 +370,14 @@ impl<'a> ServiceGenerator<'a> {
         });
         let description = self.description();
         quote! {
+            #(#lints)*
             const _: () = {
                 #(#handlers)*
 
-                // Not `S`: the trait itself may be named `S`.
-                impl<__RpcImpl> ::rpc_runtime::Service for #server<__RpcImpl>
+                // Not `S`: the trait itself may be named `S`. Serving a
+                // deprecated trait is no use of it.
+                #[allow(deprecated)]
+                impl<__RpcImpl> #krate::Service for #server<__RpcImpl>
                 where
                     __RpcImpl: #trait_ident + ::core::marker::Send + ::core::marker::Sync + 'static,
                 {
@@ -335,7 +385,7 @@ impl<'a> ServiceGenerator<'a> {
                     const DEFAULT_QUEUE: &'static str = #queue;
                     const METHODS: &'static [&'static str] = &[#(#method_names),*];
 
-                    fn description() -> ::core::option::Option<::rpc_runtime::ServiceDescription> {
+                    fn description() -> ::core::option::Option<#krate::ServiceDescription> {
                         #description
                     }
 
@@ -345,15 +395,15 @@ impl<'a> ServiceGenerator<'a> {
                         args: &'a [u8],
                     ) -> impl ::core::future::Future<
                         Output = ::core::result::Result<
-                            ::rpc_runtime::ReplyBody,
-                            ::rpc_runtime::Fault,
+                            #krate::ReplyBody,
+                            #krate::Fault,
                         >,
                     > + ::core::marker::Send + 'a {
                         async move {
                             match method {
                                 #(#arms)*
                                 _ => ::core::result::Result::Err(
-                                    ::rpc_runtime::Fault::unknown_method(method),
+                                    #krate::Fault::unknown_method(method),
                                 ),
                             }
                         }
@@ -368,6 +418,7 @@ impl<'a> ServiceGenerator<'a> {
     /// traced from the types at run time.
     fn description(&self) -> TokenStream {
         let service_name = self.service_name();
+        let krate = self.krate;
         let docs = LitStr::new(
             &crate::ast::doc_text(&self.service.item.attrs),
             Span::call_site(),
@@ -376,19 +427,21 @@ impl<'a> ServiceGenerator<'a> {
             let method_name = name_literal(method.ident());
             let method_docs = LitStr::new(&method.doc_text(), Span::call_site());
             let cfgs = method.cfgs();
+            // The method's types are named here too.
+            let lints = method.lints();
             let args = method.args.iter().map(|arg| {
                 let (ty, arg_name) = (arg.ty, name_literal(arg.ident));
                 let written = LitStr::new(&crate::ast::written(ty), Span::call_site());
-                quote!(::rpc_runtime::__private::Describer::arg(&mut __rpc_describer, #arg_name, #written, |__rpc_tracer| {
-                    (&&::rpc_runtime::__private::TypeTrace::<#ty>::new()).trace_rpc_shape(__rpc_tracer)
+                quote!(#krate::__private::Describer::arg(&mut __rpc_describer, #arg_name, #written, |__rpc_tracer| {
+                    (&&#krate::__private::TypeTrace::<#ty>::new()).trace_rpc_shape(__rpc_tracer)
                 });)
             });
             let output = match &method.output {
                 Output::Unit => quote!(),
                 Output::Plain(ty) => {
                     let written = LitStr::new(&crate::ast::written(ty), Span::call_site());
-                    quote!(::rpc_runtime::__private::Describer::returns(&mut __rpc_describer, #written, |__rpc_tracer| {
-                        (&&::rpc_runtime::__private::TypeTrace::<#ty>::new()).trace_rpc_shape(__rpc_tracer)
+                    quote!(#krate::__private::Describer::returns(&mut __rpc_describer, #written, |__rpc_tracer| {
+                        (&&#krate::__private::TypeTrace::<#ty>::new()).trace_rpc_shape(__rpc_tracer)
                     });)
                 }
                 Output::Result { ok, err } => {
@@ -397,11 +450,11 @@ impl<'a> ServiceGenerator<'a> {
                         LitStr::new(&crate::ast::written(err), Span::call_site()),
                     );
                     quote! {
-                        ::rpc_runtime::__private::Describer::returns(&mut __rpc_describer, #ok_written, |__rpc_tracer| {
-                            (&&::rpc_runtime::__private::TypeTrace::<#ok>::new()).trace_rpc_shape(__rpc_tracer)
+                        #krate::__private::Describer::returns(&mut __rpc_describer, #ok_written, |__rpc_tracer| {
+                            (&&#krate::__private::TypeTrace::<#ok>::new()).trace_rpc_shape(__rpc_tracer)
                         });
-                        ::rpc_runtime::__private::Describer::error(&mut __rpc_describer, #err_written, |__rpc_tracer| {
-                            (&&::rpc_runtime::__private::TypeTrace::<#err>::new()).trace_rpc_shape(__rpc_tracer)
+                        #krate::__private::Describer::error(&mut __rpc_describer, #err_written, |__rpc_tracer| {
+                            (&&#krate::__private::TypeTrace::<#err>::new()).trace_rpc_shape(__rpc_tracer)
                         });
                     }
                 }
@@ -411,8 +464,9 @@ impl<'a> ServiceGenerator<'a> {
             // syntax.
             quote! {
                 #(#cfgs)*
+                #(#lints)*
                 {
-                    ::rpc_runtime::__private::Describer::method(&mut __rpc_describer, #method_name, #method_docs);
+                    #krate::__private::Describer::method(&mut __rpc_describer, #method_name, #method_docs);
                     #(#args)*
                     #output
                 }
@@ -422,11 +476,11 @@ impl<'a> ServiceGenerator<'a> {
             // A type that cannot be traced is described as unknown; its
             // missing `Deserialize` is reported where it is decoded.
             #[allow(unused_imports)]
-            use ::rpc_runtime::__private::{TraceDeserialize as _, TraceNothing as _};
+            use #krate::__private::{TraceDeserialize as _, TraceNothing as _};
             let mut __rpc_describer =
-                ::rpc_runtime::__private::Describer::new(#service_name, #docs);
+                #krate::__private::Describer::new(#service_name, #docs);
             #(#methods)*
-            ::core::option::Option::Some(::rpc_runtime::__private::Describer::finish(__rpc_describer))
+            ::core::option::Option::Some(#krate::__private::Describer::finish(__rpc_describer))
         }
     }
 
@@ -436,6 +490,8 @@ impl<'a> ServiceGenerator<'a> {
         let name = method.ident();
         let handler = handler_ident(method);
         let cfgs = method.cfgs();
+        let lints = method.lints();
+        let krate = self.krate;
         let count = method.args.len();
         let idents: Vec<&Ident> = method.args.iter().map(|arg| arg.ident).collect();
         let decodes = method.args.iter().map(|arg| {
@@ -444,23 +500,26 @@ impl<'a> ServiceGenerator<'a> {
             // Located on the type, so that a type without `Deserialize` is
             // reported there (see `client_method`).
             let span = Span::call_site().located_at(ty.span());
-            quote_spanned!(span=> let #ident: #ty = ::rpc_runtime::__private::ArgsDecoder::arg(&mut __rpc_args, #arg_name)?;)
+            let krate = located(krate, span);
+            quote_spanned!(span=> let #ident: #ty = #krate::__private::ArgsDecoder::arg(&mut __rpc_args, #arg_name)?;)
         });
         // Each value encoded by a call located on its type, so that a type
         // without `Serialize` is reported there (see `client_method`).
         let encode = match &method.output {
-            Output::Unit => quote!(::rpc_runtime::__private::encode_ok(&__rpc_value)),
+            Output::Unit => quote!(#krate::__private::encode_ok(&__rpc_value)),
             Output::Plain(ty) => {
                 let span = Span::call_site().located_at(ty.span());
-                quote_spanned!(span=> ::rpc_runtime::__private::encode_ok(&__rpc_value))
+                let krate = located(krate, span);
+                quote_spanned!(span=> #krate::__private::encode_ok(&__rpc_value))
             }
             Output::Result { ok, err } => {
                 let ok_span = Span::call_site().located_at(ok.span());
                 let err_span = Span::call_site().located_at(err.span());
+                let (ok_krate, err_krate) = (located(krate, ok_span), located(krate, err_span));
                 let encode_ok =
-                    quote_spanned!(ok_span=> ::rpc_runtime::__private::encode_ok(&__rpc_ok));
+                    quote_spanned!(ok_span=> #ok_krate::__private::encode_ok(&__rpc_ok));
                 let encode_err = quote_spanned!(err_span=>
-                    ::rpc_runtime::__private::encode_result::<(), #err>(
+                    #err_krate::__private::encode_result::<(), #err>(
                         &::core::result::Result::Err(__rpc_err),
                     )
                 );
@@ -474,18 +533,21 @@ impl<'a> ServiceGenerator<'a> {
         };
         quote! {
             #(#cfgs)*
-            // Serving a deprecated method is no use of it.
-            #[allow(deprecated)]
+            #(#lints)*
+            // Serving a deprecated method is no use of it. The handler's
+            // name is the method's, which may be in any case (`GetUser`, to
+            // match a peer in another language), and no one else's to see.
+            #[allow(deprecated, non_snake_case)]
             async fn #handler<__RpcService>(
                 __rpc_service: &__RpcService,
                 __rpc_body: &[u8],
-            ) -> ::core::result::Result<::rpc_runtime::ReplyBody, ::rpc_runtime::Fault>
+            ) -> ::core::result::Result<#krate::ReplyBody, #krate::Fault>
             where
                 __RpcService: #trait_ident + ::core::marker::Sync,
             {
-                let mut __rpc_args = ::rpc_runtime::__private::ArgsDecoder::new(__rpc_body, #count)?;
+                let mut __rpc_args = #krate::__private::ArgsDecoder::new(__rpc_body, #count)?;
                 #(#decodes)*
-                ::rpc_runtime::__private::ArgsDecoder::finish(__rpc_args)?;
+                #krate::__private::ArgsDecoder::finish(__rpc_args)?;
                 let __rpc_value =
                     <__RpcService as #trait_ident>::#name(__rpc_service, #(#idents),*).await;
                 #encode
@@ -500,6 +562,19 @@ fn trait_output(method: &Method<'_>) -> TokenStream {
         syn::ReturnType::Default => quote!(()),
         syn::ReturnType::Type(_, ty) => quote!(#ty),
     }
+}
+
+/// The path of `rpc-runtime` located at `span`, for a call that is to be
+/// reported there: rustc spans an unmet bound of a call on the whole path,
+/// from its first token.
+fn located(krate: &Path, span: Span) -> TokenStream {
+    quote!(#krate)
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
 }
 
 fn handler_ident(method: &Method<'_>) -> Ident {

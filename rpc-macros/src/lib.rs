@@ -1,7 +1,7 @@
 //! The `#[rpc_service]` attribute of `rpc-runtime`.
 //!
 //! Use it through `rpc_runtime::rpc_service`: the code it generates refers to
-//! `::rpc_runtime`. The macro works in three passes, each in its own module:
+//! `::rpc_runtime`, or to the path given as `crate = ".."`. The macro works in three passes, each in its own module:
 //! `ast` reads the attribute and the trait into a model, `valid` checks the
 //! model against the rules of an RPC service, and `expand` generates the
 //! trait, the client and the server from it. Every problem found is reported,
@@ -76,6 +76,35 @@ mod tests {
         let mut found = Vec::new();
         literals(super::rpc_service_impl(args, input), &mut found);
         found
+    }
+
+    /// Every identifier in `tokens`.
+    fn idents(tokens: TokenStream, found: &mut Vec<String>) {
+        for token in tokens {
+            match token {
+                TokenTree::Group(group) => idents(group.stream(), found),
+                TokenTree::Ident(ident) => found.push(ident.to_string()),
+                _ => {}
+            }
+        }
+    }
+
+    /// With `crate = ".."`, generated code names `rpc-runtime` by that path
+    /// only: a crate that depends on it under another name has no
+    /// `rpc_runtime` to resolve.
+    #[test]
+    fn renamed_crate_is_the_only_path_to_the_runtime() {
+        let input = "pub trait Inventory { \
+                     async fn stock(&self, sku: String) -> Result<u32, String>; \
+                     async fn clear(&self); }";
+        for args in [r#"crate = "rpc""#, "crate = ::rpc"] {
+            let args = TokenStream::from_str(args).expect("arguments");
+            let input = TokenStream::from_str(input).expect("trait");
+            let mut found = Vec::new();
+            idents(super::rpc_service_impl(args, input), &mut found);
+            assert!(found.iter().any(|ident| ident == "rpc"));
+            assert!(!found.iter().any(|ident| ident == "rpc_runtime"));
+        }
     }
 
     /// rustdoc shows a constant's value as the source text at the span of

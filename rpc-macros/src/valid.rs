@@ -3,7 +3,8 @@
 use crate::ast::{self, Errors, Method, Output, Service};
 use std::collections::HashSet;
 use syn::{
-    FnArg, GenericParam, Generics, PathArguments, ReceiverKind, Safety, Type, ext::IdentExt,
+    FnArg, GenericArgument, GenericParam, Generics, PathArguments, ReceiverKind, Safety, Type,
+    ext::IdentExt,
 };
 
 /// Names the generated client defines itself, which methods cannot take;
@@ -120,8 +121,12 @@ fn check_signature(method: &Method<'_>, errors: &Errors) {
     }
     match sig.inputs.first() {
         Some(FnArg::Receiver(receiver)) => {
-            let by_shared_reference =
-                matches!(&receiver.kind, ReceiverKind::Reference(_, None, None));
+            let by_shared_reference = match &receiver.kind {
+                ReceiverKind::Reference(_, None, None) => true,
+                // `self: &Self`, which is `&self` spelled out.
+                ReceiverKind::Typed(_, ty) => is_ref_self(ty),
+                _ => false,
+            };
             if !by_shared_reference || receiver.mutability.is_some() {
                 errors.spanned(
                     receiver,
@@ -137,6 +142,21 @@ fn check_signature(method: &Method<'_>, errors: &Errors) {
                 sig.ident
             ),
         ),
+    }
+}
+
+/// `&Self`, without a lifetime or `mut`.
+fn is_ref_self(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(reference) => {
+            reference.lifetime.is_none()
+                && reference.mutability.is_none()
+                && matches!(&*reference.elem, Type::Path(path)
+                    if path.qself.is_none() && path.path.is_ident("Self"))
+        }
+        Type::Paren(inner) => is_ref_self(&inner.elem),
+        Type::Group(inner) => is_ref_self(&inner.elem),
+        _ => false,
     }
 }
 
@@ -201,6 +221,12 @@ fn check_types(method: &Method<'_>, errors: &Errors) {
             errors,
         );
     }
+    // A method that is not `async fn` is refused as such (`check_signature`),
+    // and its return type is then the future's, not the value's: nothing to
+    // say of it.
+    if method.item.sig.asyncness.is_none() {
+        return;
+    }
     match &method.output {
         Output::Unit => {}
         Output::Plain(ty) => {
@@ -255,6 +281,10 @@ fn check_not_result(ty: &Type, errors: &Errors) {
     errors.spanned(ty, message);
 }
 
+/// References and `impl Trait` anywhere in a type, each reported on itself:
+/// `Option<&str>` borrows as `&str` does. Inside type arguments, tuples,
+/// arrays and slices; not inside `Fn(..)` sugar, trait objects or pointers,
+/// whose references are no value sent, and which serde refuses anyway.
 fn check_owned(ty: &Type, message: &str, errors: &Errors) {
     match ty {
         Type::Reference(_) => errors.spanned(ty, message),
@@ -264,6 +294,32 @@ fn check_owned(ty: &Type, message: &str, errors: &Errors) {
         ),
         Type::Paren(inner) => check_owned(&inner.elem, message, errors),
         Type::Group(inner) => check_owned(&inner.elem, message, errors),
+        Type::Array(array) => check_owned(&array.elem, message, errors),
+        Type::Slice(slice) => check_owned(&slice.elem, message, errors),
+        Type::Tuple(tuple) => {
+            for elem in &tuple.elems {
+                check_owned(elem, message, errors);
+            }
+        }
+        Type::Path(path) => {
+            if let Some(qself) = &path.qself {
+                check_owned(&qself.ty, message, errors);
+            }
+            for segment in &path.path.segments {
+                let PathArguments::AngleBracketed(generics) = &segment.arguments else {
+                    continue;
+                };
+                for arg in &generics.args {
+                    match arg {
+                        GenericArgument::Type(ty) => check_owned(ty, message, errors),
+                        GenericArgument::AssocType(assoc) => {
+                            check_owned(&assoc.ty, message, errors);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
         _ => {}
     }
 }

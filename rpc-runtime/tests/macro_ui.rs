@@ -19,3 +19,16 @@ fn macro_ui() {
     }
     cases.pass("tests/ui/pass/*.rs");
 }
+
+/// trybuild builds its cases with rustc alone: this service is here for
+/// `cargo clippy --all-targets -- -D warnings`, which checks that lint
+/// attributes of clippy's reach the generated items too (the trait's
+/// `dead_code` as well: nothing here uses them).
+mod clippy_lints {
+    #[allow(dead_code)]
+    #[rpc_runtime::rpc_service]
+    pub(crate) trait Wide {
+        #[allow(clippy::too_many_arguments)]
+        async fn eight(&self, a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8, h: u8) -> u8;
+    }
+}
