@@ -403,7 +403,10 @@ impl<'a> ServiceGenerator<'a> {
                             match method {
                                 #(#arms)*
                                 _ => ::core::result::Result::Err(
-                                    #krate::Fault::unknown_method(method),
+                                    #krate::__private::unknown_method(
+                                        <Self as #krate::Service>::NAME,
+                                        method,
+                                    ),
                                 ),
                             }
                         }

@@ -147,6 +147,20 @@ pub mod __private {
     };
     pub use std::{boxed::Box, string::String, sync::Arc, vec::Vec};
 
+    /// The fault for a request to `service` whose `type` names none of its
+    /// methods: the caller may have the method's name wrong, or sent to a
+    /// queue another service consumes too, which the caller cannot tell
+    /// without the name of the service that answered.
+    pub fn unknown_method(service: &str, method: &str) -> crate::Fault {
+        crate::Fault::new(
+            crate::FaultKind::UnknownMethod,
+            format!(
+                "the service `{service}` has no method `{method}` (check the method's name, and \
+                 that no other service consumes the same queue)"
+            ),
+        )
+    }
+
     /// The queue name a generated client sends to.
     pub fn queue_name(name: &str) -> Arc<str> {
         Arc::from(name)

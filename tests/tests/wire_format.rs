@@ -63,7 +63,12 @@ async fn the_documented_fibonacci_exchanges_are_exact() {
     rmp::encode::write_str(&mut expected, "kind").expect("encode");
     rmp::encode::write_str(&mut expected, "unknown_method").expect("encode");
     rmp::encode::write_str(&mut expected, "message").expect("encode");
-    rmp::encode::write_str(&mut expected, "the service has no method `fibb`").expect("encode");
+    rmp::encode::write_str(
+        &mut expected,
+        "the service `Fibonacci` has no method `fibb` (check the method's name, and that no \
+         other service consumes the same queue)",
+    )
+    .expect("encode");
     assert_eq!(fault, expected);
     assert!(fault.starts_with(&hex(
         "81 a5 66 61 75 6c 74 82 a4 6b 69 6e 64 ae 75 6e 6b 6e 6f 77 6e 5f 6d 65 74 68 6f 64 a7 6d 65 73 73 61 67 65"
