@@ -418,10 +418,12 @@ pub enum ServeError {
     #[error(transparent)]
     Connect(#[from] ConnectError),
     /// The queue name is empty or too long for AMQP (more than 255 bytes),
-    /// or names the request queue as its own dead-letter queue.
+    /// begins with `amq.` (the broker's own), or names the request queue as
+    /// its own dead-letter queue.
     #[error(
-        "`{queue}` is not a valid queue name here: a queue's name is 1 to 255 bytes, and a \
-         dead-letter queue is not the request queue"
+        "`{queue}` is not a valid queue name here: a queue's name is 1 to 255 bytes and does \
+         not begin with `amq.` (the broker keeps those for itself), and a dead-letter queue is \
+         not the request queue"
     )]
     InvalidQueueName {
         /// The queue name.
@@ -434,17 +436,37 @@ pub enum ServeError {
         message: String,
     },
     /// The broker refused to set up the request queue or its consumer, for
-    /// example because a queue of that name exists with other settings.
-    #[error(
-        "could not set up request queue `{queue}`: {source} (if the queue exists with other \
-         settings, delete it or configure the server to match)"
-    )]
+    /// example because a queue of that name exists with other settings; the
+    /// message says what to do for each reason the broker gives.
+    #[error("could not set up request queue `{queue}`: {source} ({})", setup_advice(.source))]
     Setup {
         /// The request queue.
         queue: String,
         /// What the broker reported.
         source: AmqpError,
     },
+}
+
+/// What to do when the broker refuses a server's queue, by its reply code.
+fn setup_advice(source: &AmqpError) -> &'static str {
+    match source.reply_code() {
+        Some(406) => {
+            "a queue of that name exists with other settings, which a declaration cannot \
+             change: configure the server to match it (durable, queue type, delivery limit, \
+             dead-letter queue), or delete it, losing the requests it holds; to give a queue in \
+             use a delivery limit or dead-lettering, set them by a RabbitMQ policy and leave \
+             them off the server"
+        }
+        Some(405) => {
+            "the queue is exclusive to another connection: stop whatever declared it, or serve \
+             another queue"
+        }
+        Some(403) => {
+            "the broker's user may not declare or consume this queue: check its configure and \
+             read permissions on the virtual host"
+        }
+        _ => "check the broker's log for the reason",
+    }
 }
 
 fn list(errors: &[ConnectError]) -> String {

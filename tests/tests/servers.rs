@@ -233,6 +233,55 @@ async fn a_quorum_request_queue_works() {
         refused.to_string().contains("PRECONDITION_FAILED"),
         "{refused}"
     );
+    assert!(
+        refused.to_string().contains("by a RabbitMQ policy"),
+        "the advice for a queue in use: {refused}"
+    );
+
+    // A queue exclusive to another connection is told as such.
+    let exclusive = TestQueue::new("exclusive");
+    let raw = Raw::open().await.expect("raw connection");
+    raw.channel
+        .queue_declare(
+            exclusive.name.as_str().into(),
+            rpc_runtime::lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            rpc_runtime::lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("declare an exclusive queue");
+    let refused = rpc_runtime::Server::builder()
+        .queue(&exclusive.name)
+        .serve(
+            &connection,
+            rpc_tests::lab_server("x", &LabControl::default()),
+        )
+        .await
+        .expect_err("an exclusive queue");
+    assert!(
+        refused
+            .to_string()
+            .contains("exclusive to another connection"),
+        "{refused}"
+    );
+
+    // `amq.` names are the broker's, refused before asking it.
+    let refused = rpc_runtime::Server::builder()
+        .queue(&queue.name)
+        .queue_type(rpc_runtime::QueueType::Quorum)
+        .dead_letter_queue(format!("amq.{}", queue.name))
+        .serve(
+            &connection,
+            rpc_tests::lab_server("d", &LabControl::default()),
+        )
+        .await
+        .expect_err("a reserved dead-letter queue name");
+    assert!(
+        matches!(&refused, rpc_runtime::ServeError::InvalidQueueName { queue } if queue.starts_with("amq.")),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -331,6 +331,8 @@ impl ServerBuilder {
         service: S,
     ) -> Result<ServerHandle, ServeError> {
         let queue = self.queue.unwrap_or_else(|| S::DEFAULT_QUEUE.to_owned());
+        // `amq.` names are the broker's: it refuses to declare them (403).
+        let is_queue_name = |name: &str| is_queue_name(name) && !name.starts_with("amq.");
         if !is_queue_name(&queue) {
             return Err(ServeError::InvalidQueueName { queue });
         }
