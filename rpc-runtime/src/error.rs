@@ -16,9 +16,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
-    /// No reply arrived in time. The request may still run; with its
-    /// `expiration` set to the timeout, the broker drops it if it is still
-    /// queued by then.
+    /// No reply arrived in time. The request may never have been sent (it
+    /// was still waiting for room on its channel, as when the broker stops
+    /// reading under a resource alarm), or may still run. A request that was
+    /// sent carries an `expiration` of the time its caller had left when it
+    /// was handed to the AMQP library: the broker drops it if it is still
+    /// queued that long after it reached its queue, and servers skip it
+    /// once its deadline (`rpc-deadline`) has passed.
     ///
     /// When the timeout fired the client asked the broker about the request
     /// queue, and the error says what it answered:

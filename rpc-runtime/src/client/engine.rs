@@ -440,19 +440,24 @@ impl Engine {
                                     source,
                                 }));
                             }
-                            requests.publish(Request {
-                                queue: spec.queue.clone(),
-                                body: spec.body.clone(),
-                                properties,
-                            })
+                            requests.publish(
+                                Request {
+                                    queue: spec.queue.clone(),
+                                    body: spec.body.clone(),
+                                    properties,
+                                },
+                                Some(deadline.at),
+                            )
                         };
                         // The confirmation first: the reply, should it come
                         // sooner, waits in the table. A returned request
                         // (perhaps this one) was routed by its correlation id; a
                         // lost connection ends the session, and its calls: only
                         // what surely concerns this call is news here. Unless
-                        // the deadline passes meanwhile: the channel's task then
-                        // finishes the publication.
+                        // the deadline passes meanwhile: the publication is
+                        // dropped, never written if it was still waiting for
+                        // room on its channel, else finished by the channel's
+                        // task (see `transport::publish`).
                         let first = tokio::select! {
                             biased;
                             verdict = &mut publication => First::Verdict(verdict),
@@ -688,13 +693,14 @@ impl Engine {
         // nor refuses is sent again on a new channel; the stale one's task
         // waits for it no longer than the session.
         let patience = self.config.confirm_patience;
+        let expires = spec.timeout.map(|_| deadline.at);
         let publishing = async {
             if self.config.publisher_confirms {
-                tokio::time::timeout(patience, publisher.publish(request))
+                tokio::time::timeout(patience, publisher.publish(request, expires))
                     .await
                     .ok()
             } else {
-                Some(publisher.publish(request).await)
+                Some(publisher.publish(request, expires).await)
             }
         };
         // As for calls: a connection the application closes may leave the
