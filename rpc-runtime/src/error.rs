@@ -135,6 +135,23 @@ pub enum RpcError {
         method: &'static str,
     },
 
+    /// The request needed a channel of its own (one-way requests have one
+    /// per connection), and the broker or the AMQP client refused to open
+    /// it while the connection was up: for example the connection has as
+    /// many channels as its `channel_max` allows. The request was not sent;
+    /// sending it again will fail the same way until a channel is freed.
+    #[error(
+        "could not open a channel to send `{method}` on: {source}; the request was not sent: \
+         allow the connection more channels (`channel_max` in the URL, and the broker's \
+         `channel_max`), or open fewer on it"
+    )]
+    ChannelRefused {
+        /// The method called.
+        method: &'static str,
+        /// What the broker or the AMQP client reported.
+        source: AmqpError,
+    },
+
     /// The server received the request but could not run the method.
     #[error("the server could not run `{method}`: {fault}")]
     Fault {
@@ -278,8 +295,8 @@ impl RpcError {
     /// `connection_lost`, `not_connected`, `no_such_service` (a missing or
     /// unavailable queue), `no_server`, `refused`, `not_sent` (refused
     /// before sending: arguments, size, queue or method name, headers, an
-    /// interceptor), `decode_error` or `closed`. For counting errors by
-    /// kind, or an exit status.
+    /// interceptor, a channel that could not be opened), `decode_error` or
+    /// `closed`. For counting errors by kind, or an exit status.
     ///
     /// ```
     /// use rpc_runtime::RpcError;

@@ -1,12 +1,13 @@
 //! Requests whose callers gave up: a call that timed out before its request
 //! was handed to the AMQP library takes its request back, so a broker that
 //! stops reading (a resource alarm) gets, once it reads again, no more than
-//! what was already handed over.
+//! what was already handed over; and a one-way call that cannot get a
+//! channel fails at once, saying why.
 
 use futures_util::future::join_all;
-use rpc_runtime::{Client, RpcError};
+use rpc_runtime::{Client, Connection, RpcError};
 use rpc_tests::{
-    LabClient, LabControl, PATIENCE, TestQueue, connect, relay::Relay, serve_lab, within,
+    LabClient, LabControl, PATIENCE, TestQueue, amqp_url, connect, relay::Relay, serve_lab, within,
 };
 use std::{future::IntoFuture, time::Duration};
 
@@ -86,5 +87,62 @@ async fn calls_given_up_while_the_broker_does_not_read_send_no_more_than_a_windo
          sent"
     );
     assert_eq!(client.pending_calls(), 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_way_call_that_cannot_open_its_channel_fails_at_once_saying_why() {
+    if rpc_runtime::TRANSPORT == "amqprs" {
+        // amqprs takes the broker's `channel_max`, not the URL's (see its
+        // link module): it has channels to spare here.
+        return;
+    }
+    let queue = TestQueue::new("channel-max");
+    let control = LabControl::default();
+    let server = serve_lab(
+        &connect("channel-max-server").await,
+        &queue,
+        "s1",
+        &control,
+        8,
+    )
+    .await;
+    let url = amqp_url();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let connection = Connection::builder(format!("{url}{separator}channel_max=2"))
+        .connect()
+        .await
+        .expect("connect");
+    let client = Client::new(&connection).await.expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+    assert_eq!(lab.add(1, 2).await.expect("a call"), 3);
+
+    // No channel is left for one-way requests: the call fails long before
+    // its timeout, with the AMQP library's reason, not as if the broker
+    // were unreachable.
+    let started = std::time::Instant::now();
+    let sent = within(
+        PATIENCE,
+        "a one-way call without a channel",
+        lab.record("nowhere".into())
+            .timeout(Duration::from_secs(3600))
+            .one_way(),
+    )
+    .await;
+    match &sent {
+        Err(
+            error @ RpcError::ChannelRefused {
+                method: "record", ..
+            },
+        ) => {
+            let message = error.to_string();
+            println!("failed after {:?}: {message}", started.elapsed());
+            assert!(message.contains("channel_max"), "{message}");
+            assert!(message.contains("not sent"), "{message}");
+        }
+        other => panic!("expected ChannelRefused, got {other:?}"),
+    }
+    // The connection was up all along, and still carries calls.
+    assert_eq!(lab.add(2, 3).await.expect("a call after"), 5);
     server.shutdown().await;
 }

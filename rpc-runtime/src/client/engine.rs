@@ -611,7 +611,9 @@ impl Engine {
 
     /// Runs one call without a reply: publishes its request and waits for the
     /// broker to take it, moving on to the next session whenever the request
-    /// could not be sent.
+    /// could not be sent because its session was lost. A one-way channel
+    /// refused on a connection that is up fails the call at once
+    /// ([`RpcError::ChannelRefused`]): waiting would not bring a channel.
     pub(crate) async fn send_one_way(
         &self,
         mut spec: CallSpec,
@@ -663,9 +665,20 @@ impl Engine {
     ) -> Sent {
         let publisher = match session.one_way().await {
             Ok(publisher) => publisher,
-            Err(error) => {
+            // The connection was lost meanwhile: the next session opens one.
+            Err(error) if !session.link.is_open() => {
                 debug!(%error, "could not open the one-way channel");
                 return Sent::NextSession;
+            }
+            // Refused on a connection that is up (by the broker, or by the
+            // AMQP client at the connection's `channel_max`): no newer
+            // session will come to try again, and trying again on this one
+            // meets the same refusal.
+            Err(source) => {
+                return Sent::Done(Err(RpcError::ChannelRefused {
+                    method: spec.site.method,
+                    source,
+                }));
             }
         };
         // A one-way request has no caller waiting to expire with, unless the
