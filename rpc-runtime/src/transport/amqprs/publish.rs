@@ -51,8 +51,8 @@
 //! finds no waiter. So a broker that stops reading (a resource alarm) gets,
 //! once it reads again, a window's worth of requests per channel at most.
 //! Without confirms there is no window: amqprs's queue is the only bound. A
-//! request's `expiration` is set as it is written: the time its caller has
-//! left then.
+//! request that had to wait for room has its `expiration` set again then:
+//! the time its caller has left.
 
 use super::{AmqpChannel, link::Link, properties};
 use crate::protocol::request::{expiration, mandatory};
@@ -308,9 +308,9 @@ impl Publisher {
         }
     }
 
-    /// Writes `request`, whose caller gives up at `expires` (its
-    /// `expiration` is the time left then): with confirms, the number the
-    /// broker will confirm it by, once it has room in the window.
+    /// Writes `request`, whose caller gives up at `expires` (if it waits
+    /// for room in the window, its `expiration` is the time left then): with
+    /// confirms, the number the broker will confirm it by.
     async fn write(&self, request: Request, expires: Option<Instant>) -> Written {
         let Request {
             queue,
@@ -320,18 +320,27 @@ impl Publisher {
         // Waiting for room (and below for the numbers before it to be
         // written): dropped meanwhile, nothing is written.
         let room = if self.confirms {
-            match self.window.clone().acquire_owned().await {
+            match self.window.clone().try_acquire_owned() {
                 Ok(room) => Some(room),
-                Err(_) => return Written::Ended(Verdict::NotSent),
+                // No room at once (the broker does not read, as under a
+                // resource alarm): once there is, the request expires with
+                // its caller from then. (With room at once it keeps the
+                // expiration set as the call was made, microseconds ago.)
+                Err(_) => match self.window.clone().acquire_owned().await {
+                    Ok(room) => {
+                        if let Some(expires) = expires {
+                            properties.expiration = Some(expiration(
+                                expires.saturating_duration_since(Instant::now()),
+                            ));
+                        }
+                        Some(room)
+                    }
+                    Err(_) => return Written::Ended(Verdict::NotSent),
+                },
             }
         } else {
             None
         };
-        if let Some(expires) = expires {
-            properties.expiration = Some(expiration(
-                expires.saturating_duration_since(Instant::now()),
-            ));
-        }
         let properties = match properties::request(properties)
             .and_then(|amqp| properties::short(&queue, "queue name").map(|_| amqp))
         {

@@ -38,8 +38,11 @@
 //! the broker does. (Without the window, a broker that stopped reading, as
 //! under a resource alarm, left every request of the calls that timed out
 //! meanwhile queued in lapin, some 5 KB each, and got them all once it read
-//! again, ahead of the next call.) A request's `expiration` is set as it is
-//! handed to lapin: the time its caller has left then.
+//! again, ahead of the next call.) A request that had to wait for room has
+//! its `expiration` set again as it is handed to lapin: the time its caller
+//! has left then. One that finds room at once (always, but while the broker
+//! does not read) keeps the one set as the call was made, microseconds
+//! before, and costs one box, as before the window.
 
 use super::{link::Link, properties};
 use crate::protocol::request::{expiration, mandatory};
@@ -57,7 +60,7 @@ use std::{
     task::{Context, Poll},
 };
 use tokio::{
-    sync::{AcquireError, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot},
+    sync::{AcquireError, OwnedSemaphorePermit, Semaphore, mpsc, oneshot},
     time::Instant,
 };
 use tracing::debug;
@@ -143,49 +146,71 @@ impl CallPublisher {
         let _ = self.shared.channel.close(200, "session over".into()).await;
     }
 
-    /// Publishes a call's request, whose caller gives up at `expires` (its
-    /// `expiration` is set to the time left then when it is written); the
+    /// Publishes a call's request, whose caller gives up at `expires`; the
     /// returned future (nothing happens until it is polled) resolves to the
-    /// broker's verdict. Dropped before its turn in the channel's window, it
-    /// is never written; after, it hands the publication to the channel's
-    /// task.
+    /// broker's verdict. Dropped before it is first polled, or while it
+    /// waits for room in the channel's window, it is never written (and a
+    /// request that waited for room has its `expiration` set to the time
+    /// left when it is written); dropped after, it hands the publication to
+    /// the channel's task.
     pub(crate) fn publish(&self, request: Request, expires: Option<Instant>) -> Publication {
-        Publication {
-            stage: Some(Box::new(Stage::Queued {
+        // The usual case, room at once: one box, as without a window.
+        let stage = match self.shared.window.clone().try_acquire_owned() {
+            Ok(room) => Stage::Publishing {
+                publishing: publishing(self.shared.clone(), request, room),
+                started: false,
+            },
+            Err(_) => Stage::Queued(Box::new(Queued {
                 request: Some(request),
                 expires,
                 turn: None,
             })),
+        };
+        Publication {
+            stage: Some(stage),
             shared: self.shared.clone(),
             abandoned: self.abandoned.clone(),
         }
     }
 }
 
+/// `request`'s publication, holding `room` in the window until lapin is
+/// done with it.
+fn publishing(shared: Arc<Shared>, request: Request, room: OwnedSemaphorePermit) -> Publishing {
+    Box::pin(async move {
+        let verdict = publish(&shared.channel, shared.confirms, request, &*shared.returned).await;
+        drop(room);
+        verdict
+    })
+}
+
 /// A call's request on its way; see [`CallPublisher::publish`].
 pub(crate) struct Publication {
-    /// `None` once it has its verdict. Boxed: a call's future holds this.
-    stage: Option<Box<Stage>>,
+    /// `None` once it has its verdict.
+    stage: Option<Stage>,
     shared: Arc<Shared>,
     abandoned: mpsc::UnboundedSender<Publishing>,
 }
 
 /// Where a [`Publication`] is.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "boxed whole; the box that held the queued request then holds its publishing"
-)]
 enum Stage {
-    /// Waiting for room in the channel's window (`turn`, once it found
-    /// none): nothing is in lapin's hands yet.
-    Queued {
-        request: Option<Request>,
-        expires: Option<Instant>,
-        turn: Option<Turn>,
+    /// Waiting for room in the channel's window: nothing is in lapin's
+    /// hands yet. Boxed: rare, and a call's future holds this.
+    Queued(Box<Queued>),
+    /// With its room; once `started` (polled), in lapin's hands, which has
+    /// queued its frames and counts on its confirmation being awaited.
+    Publishing {
+        publishing: Publishing,
+        started: bool,
     },
-    /// Handed to lapin, which has queued its frames and counts on its
-    /// confirmation being awaited.
-    Publishing(Publishing),
+}
+
+/// A request waiting for room in its channel's window.
+struct Queued {
+    request: Option<Request>,
+    expires: Option<Instant>,
+    /// The wait, once begun.
+    turn: Option<Turn>,
 }
 
 impl Publication {
@@ -201,46 +226,34 @@ impl Future for Publication {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Verdict> {
         let this = &mut *self;
         loop {
-            let Some(stage) = this.stage.as_deref_mut() else {
-                return Poll::Ready(Verdict::NotSent);
-            };
-            match stage {
-                Stage::Queued {
-                    request,
-                    expires,
-                    turn,
-                } => {
-                    let permit = match turn {
-                        Some(turn) => std::task::ready!(turn.as_mut().poll(cx)).ok(),
-                        None => match this.shared.window.clone().try_acquire_owned() {
-                            Ok(permit) => Some(permit),
-                            Err(TryAcquireError::NoPermits) => {
-                                *turn = Some(Box::pin(this.shared.window.clone().acquire_owned()));
-                                continue;
-                            }
-                            Err(TryAcquireError::Closed) => None,
-                        },
-                    };
-                    let (Some(permit), Some(mut request)) = (permit, request.take()) else {
+            match this.stage.as_mut() {
+                None => return Poll::Ready(Verdict::NotSent),
+                Some(Stage::Queued(queued)) => {
+                    let window = &this.shared.window;
+                    let turn = queued
+                        .turn
+                        .get_or_insert_with(|| Box::pin(window.clone().acquire_owned()));
+                    let room = std::task::ready!(turn.as_mut().poll(cx)).ok();
+                    let (Some(room), Some(mut request)) = (room, queued.request.take()) else {
                         this.stage = None;
                         return Poll::Ready(Verdict::NotSent);
                     };
-                    if let Some(expires) = expires {
+                    // It waited: it expires with its caller, from now.
+                    if let Some(expires) = queued.expires {
                         request.properties.expiration = Some(expiration(
                             expires.saturating_duration_since(Instant::now()),
                         ));
                     }
-                    let shared = this.shared.clone();
-                    *stage = Stage::Publishing(Box::pin(async move {
-                        let verdict =
-                            publish(&shared.channel, shared.confirms, request, &*shared.returned)
-                                .await;
-                        // Its room in the window, once lapin is done with it.
-                        drop(permit);
-                        verdict
-                    }));
+                    this.stage = Some(Stage::Publishing {
+                        publishing: publishing(this.shared.clone(), request, room),
+                        started: false,
+                    });
                 }
-                Stage::Publishing(publishing) => {
+                Some(Stage::Publishing {
+                    publishing,
+                    started,
+                }) => {
+                    *started = true;
                     let verdict = std::task::ready!(publishing.as_mut().poll(cx));
                     this.stage = None;
                     return Poll::Ready(verdict);
@@ -252,8 +265,13 @@ impl Future for Publication {
 
 impl Drop for Publication {
     fn drop(&mut self) {
-        // Still queued: dropped with its request, never written.
-        if let Some(Stage::Publishing(publishing)) = self.stage.take().map(|stage| *stage) {
+        // Never polled, or still waiting for room: dropped with its request,
+        // never written.
+        if let Some(Stage::Publishing {
+            publishing,
+            started: true,
+        }) = self.stage.take()
+        {
             // Gone with its session if the send fails: lapin then drops the
             // channel's confirmations itself.
             let _ = self.abandoned.send(publishing);
