@@ -16,9 +16,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
-    /// No reply arrived in time. The request may still run; with its
-    /// `expiration` set to the timeout, the broker drops it if it is still
-    /// queued by then.
+    /// No reply arrived in time. The request may never have been sent (it
+    /// was still waiting for room on its channel, as when the broker stops
+    /// reading under a resource alarm), or may still run. A request that was
+    /// sent carries an `expiration` of the time its caller had left when it
+    /// was handed to the AMQP library: the broker drops it if it is still
+    /// queued that long after it reached its queue, and servers skip it
+    /// once its deadline (`rpc-deadline`) has passed.
     ///
     /// When the timeout fired the client asked the broker about the request
     /// queue, and the error says what it answered:
@@ -129,6 +133,23 @@ pub enum RpcError {
     NotConnected {
         /// The method called.
         method: &'static str,
+    },
+
+    /// The request needed a channel of its own (one-way requests have one
+    /// per connection), and the broker or the AMQP client refused to open
+    /// it while the connection was up: for example the connection has as
+    /// many channels as its `channel_max` allows. The request was not sent;
+    /// sending it again will fail the same way until a channel is freed.
+    #[error(
+        "could not open a channel to send `{method}` on: {source}; the request was not sent: \
+         allow the connection more channels (`channel_max` in the URL, and the broker's \
+         `channel_max`), or open fewer on it"
+    )]
+    ChannelRefused {
+        /// The method called.
+        method: &'static str,
+        /// What the broker or the AMQP client reported.
+        source: AmqpError,
     },
 
     /// The server received the request but could not run the method.
@@ -274,8 +295,8 @@ impl RpcError {
     /// `connection_lost`, `not_connected`, `no_such_service` (a missing or
     /// unavailable queue), `no_server`, `refused`, `not_sent` (refused
     /// before sending: arguments, size, queue or method name, headers, an
-    /// interceptor), `decode_error` or `closed`. For counting errors by
-    /// kind, or an exit status.
+    /// interceptor, a channel that could not be opened), `decode_error` or
+    /// `closed`. For counting errors by kind, or an exit status.
     ///
     /// ```
     /// use rpc_runtime::RpcError;

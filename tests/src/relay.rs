@@ -35,6 +35,8 @@ pub struct Relay {
     confirms: Arc<ConfirmDrops>,
     /// Bytes clients sent that wait in the relay, held or frozen.
     waiting: Arc<AtomicUsize>,
+    /// Bytes clients sent that the relay passed on to the broker.
+    forwarded: Arc<AtomicUsize>,
 }
 
 /// How many of the broker's `basic.ack` frames to drop, and how many were.
@@ -75,6 +77,8 @@ impl Relay {
         let dropping = confirms.clone();
         let waiting = Arc::new(AtomicUsize::new(0));
         let counting = waiting.clone();
+        let forwarded = Arc::new(AtomicUsize::new(0));
+        let passing = forwarded.clone();
         let acceptor = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let target = target.clone();
@@ -82,6 +86,7 @@ impl Relay {
                 let freezing = freezing.clone();
                 let dropping = dropping.clone();
                 let counting = counting.clone();
+                let passing = passing.clone();
                 let link = tokio::spawn(async move {
                     if let Ok(broker) = TcpStream::connect(&target).await {
                         let (from_client, to_client) = client.into_split();
@@ -92,6 +97,7 @@ impl Relay {
                                 to_broker,
                                 vec![holding, freezing.clone()],
                                 &counting,
+                                &passing,
                             ) => {}
                             () = pump_frames(from_broker, to_client, freezing, dropping) => {}
                         }
@@ -109,6 +115,7 @@ impl Relay {
             frozen,
             confirms,
             waiting,
+            forwarded,
         }
     }
 
@@ -143,6 +150,13 @@ impl Relay {
     /// grow to know that a client wrote something.
     pub fn held_bytes(&self) -> usize {
         self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// How many bytes clients sent that the relay passed on to the broker,
+    /// all connections together: once a client's call is answered, all it
+    /// wrote before that call's request is counted.
+    pub fn forwarded_bytes(&self) -> usize {
+        self.forwarded.load(Ordering::SeqCst)
     }
 
     /// An AMQP URL that reaches the broker through the relay.
@@ -183,11 +197,13 @@ impl Drop for Relay {
 /// what is read waits in the relay (counted in `waiting`), up to
 /// [`MOST_WAITING`] bytes, after which the relay stops reading, as a broker
 /// that blocks a publisher does; it is forwarded in order once none does.
+/// What reaches `to` is counted in `forwarded`.
 async fn pump(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     mut holds: Vec<watch::Receiver<bool>>,
     waiting: &AtomicUsize,
+    forwarded: &AtomicUsize,
 ) {
     const MOST_WAITING: usize = 256 * 1024;
     let mut buffer = vec![0; 16 * 1024];
@@ -197,10 +213,11 @@ async fn pump(
         if !pending.is_empty() && !held(&holds) {
             let written = to.write_all(&pending).await;
             waiting.fetch_sub(pending.len(), Ordering::SeqCst);
-            pending.clear();
             if written.is_err() {
                 return;
             }
+            forwarded.fetch_add(pending.len(), Ordering::SeqCst);
+            pending.clear();
         }
         let read = if !held(&holds) {
             from.read(&mut buffer).await
@@ -223,8 +240,11 @@ async fn pump(
         let read = match read {
             Ok(0) | Err(_) => {
                 // What was sent before the end still goes, once released.
-                if !pending.is_empty() && released(&mut holds).await {
-                    let _ = to.write_all(&pending).await;
+                if !pending.is_empty()
+                    && released(&mut holds).await
+                    && to.write_all(&pending).await.is_ok()
+                {
+                    forwarded.fetch_add(pending.len(), Ordering::SeqCst);
                 }
                 waiting.fetch_sub(pending.len(), Ordering::SeqCst);
                 return;
@@ -237,6 +257,8 @@ async fn pump(
             waiting.fetch_add(read, Ordering::SeqCst);
         } else if to.write_all(&buffer[..read]).await.is_err() {
             return;
+        } else {
+            forwarded.fetch_add(read, Ordering::SeqCst);
         }
     }
 }

@@ -440,19 +440,24 @@ impl Engine {
                                     source,
                                 }));
                             }
-                            requests.publish(Request {
-                                queue: spec.queue.clone(),
-                                body: spec.body.clone(),
-                                properties,
-                            })
+                            requests.publish(
+                                Request {
+                                    queue: spec.queue.clone(),
+                                    body: spec.body.clone(),
+                                    properties,
+                                },
+                                Some(deadline.at),
+                            )
                         };
                         // The confirmation first: the reply, should it come
                         // sooner, waits in the table. A returned request
                         // (perhaps this one) was routed by its correlation id; a
                         // lost connection ends the session, and its calls: only
                         // what surely concerns this call is news here. Unless
-                        // the deadline passes meanwhile: the channel's task then
-                        // finishes the publication.
+                        // the deadline passes meanwhile: the publication is
+                        // dropped, never written if it was still waiting for
+                        // room on its channel, else finished by the channel's
+                        // task (see `transport::publish`).
                         let first = tokio::select! {
                             biased;
                             verdict = &mut publication => First::Verdict(verdict),
@@ -606,7 +611,9 @@ impl Engine {
 
     /// Runs one call without a reply: publishes its request and waits for the
     /// broker to take it, moving on to the next session whenever the request
-    /// could not be sent.
+    /// could not be sent because its session was lost. A one-way channel
+    /// refused on a connection that is up fails the call at once
+    /// ([`RpcError::ChannelRefused`]): waiting would not bring a channel.
     pub(crate) async fn send_one_way(
         &self,
         mut spec: CallSpec,
@@ -658,9 +665,20 @@ impl Engine {
     ) -> Sent {
         let publisher = match session.one_way().await {
             Ok(publisher) => publisher,
-            Err(error) => {
+            // The connection was lost meanwhile: the next session opens one.
+            Err(error) if !session.link.is_open() => {
                 debug!(%error, "could not open the one-way channel");
                 return Sent::NextSession;
+            }
+            // Refused on a connection that is up (by the broker, or by the
+            // AMQP client at the connection's `channel_max`): no newer
+            // session will come to try again, and trying again on this one
+            // meets the same refusal.
+            Err(source) => {
+                return Sent::Done(Err(RpcError::ChannelRefused {
+                    method: spec.site.method,
+                    source,
+                }));
             }
         };
         // A one-way request has no caller waiting to expire with, unless the
@@ -688,13 +706,14 @@ impl Engine {
         // nor refuses is sent again on a new channel; the stale one's task
         // waits for it no longer than the session.
         let patience = self.config.confirm_patience;
+        let expires = spec.timeout.map(|_| deadline.at);
         let publishing = async {
             if self.config.publisher_confirms {
-                tokio::time::timeout(patience, publisher.publish(request))
+                tokio::time::timeout(patience, publisher.publish(request, expires))
                     .await
                     .ok()
             } else {
-                Some(publisher.publish(request).await)
+                Some(publisher.publish(request, expires).await)
             }
         };
         // As for calls: a connection the application closes may leave the

@@ -183,7 +183,8 @@ impl Outcome {
             | RpcError::InvalidMethodName { .. }
             | RpcError::RequestTooLarge { .. }
             | RpcError::InvalidHeader { .. }
-            | RpcError::Intercepted { .. } => Outcome::NotSent,
+            | RpcError::Intercepted { .. }
+            | RpcError::ChannelRefused { .. } => Outcome::NotSent,
         }
     }
 }

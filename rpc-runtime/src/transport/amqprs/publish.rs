@@ -36,13 +36,26 @@
 //! flight, where the broker's acknowledgement comes alone, that saves
 //! waking the call between its write and its reply.
 //!
-//! Unlike lapin, amqprs keeps nothing for a confirmation no one waits for:
-//! a call that stops waiting (it timed out, or its future was dropped)
-//! drops its publication, which lets its slot go, and the callback's
-//! answer for it finds no waiter.
+//! **What a call that gives up leaves behind.** amqprs's `basic_publish`
+//! queues the request's frames as one message for the connection's writer
+//! task (a queue of 8,192 messages), with tokio's `Sender::send`, which is
+//! cancel-safe: dropped before, nothing is sent; once queued, the request
+//! goes out whatever becomes of the future. Before its write, a publication
+//! waits (with confirms) for room in its channel's window ([`WINDOW`]
+//! publications written and not yet confirmed), then for the lock: a call
+//! that stops waiting (it timed out, or its future was dropped) meanwhile
+//! takes its request back, never sent. Unlike lapin, amqprs keeps nothing
+//! for a confirmation no one waits for: a call that stops waiting after the
+//! write drops its publication, whose slot keeps only its room in the
+//! window until the confirmation comes (or the channel ends), which then
+//! finds no waiter. So a broker that stops reading (a resource alarm) gets,
+//! once it reads again, a window's worth of requests per channel at most.
+//! Without confirms there is no window: amqprs's queue is the only bound. A
+//! request that had to wait for room has its `expiration` set again then:
+//! the time its caller has left.
 
 use super::{AmqpChannel, link::Link, properties};
-use crate::protocol::request::mandatory;
+use crate::protocol::request::{expiration, mandatory};
 pub(crate) use crate::transport::shared::{Request, ReturnedTo, Verdict};
 use amqprs::channel::{BasicPublishArguments, ConfirmSelectArguments};
 use std::{
@@ -52,7 +65,10 @@ use std::{
     sync::Arc,
     task::{Context, Poll, Waker},
 };
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::{
+    sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot},
+    time::Instant,
+};
 use tracing::debug;
 
 /// A publication's place in [`Confirms`].
@@ -63,7 +79,12 @@ enum Slot {
         waker: Option<Waker>,
         /// Woken by a plain `basic.ack` too (see the module doc).
         wake_on_ack: bool,
+        /// Its room in the channel's window, until its confirmation.
+        room: Option<OwnedSemaphorePermit>,
     },
+    /// Its publication stopped waiting before its confirmation came: its
+    /// room in the window is kept until then.
+    Abandoned { _room: Option<OwnedSemaphorePermit> },
     /// The broker's verdict, not yet read.
     Done(Verdict),
     /// Its verdict was read, or its publication stopped waiting.
@@ -90,9 +111,10 @@ pub(super) struct Confirms {
 }
 
 impl Confirms {
-    /// Makes room for publication `number`'s verdict; `false` if the channel
-    /// has ended.
-    fn wait_for(&mut self, number: u64) -> bool {
+    /// Makes room for publication `number`'s verdict, which holds `room` in
+    /// the channel's window until it comes; `false` if the channel has
+    /// ended.
+    fn wait_for(&mut self, number: u64, room: Option<OwnedSemaphorePermit>) -> bool {
         if self.ended {
             return false;
         }
@@ -111,6 +133,7 @@ impl Confirms {
         self.slots.push_back(Slot::Waiting {
             waker: None,
             wake_on_ack: false,
+            room,
         });
         true
     }
@@ -137,6 +160,7 @@ impl Confirms {
             Slot::Waiting {
                 waker,
                 wake_on_ack: wakes,
+                ..
             } => {
                 *wakes = wake_on_ack;
                 match waker {
@@ -150,15 +174,24 @@ impl Confirms {
                 self.let_go(number);
                 Poll::Ready(verdict)
             }
-            Slot::Gone => Poll::Ready(Verdict::Lost),
+            Slot::Abandoned { .. } | Slot::Gone => Poll::Ready(Verdict::Lost),
         }
     }
 
-    /// Publication `number` no longer needs its slot.
+    /// Publication `number` no longer needs its slot; unconfirmed, it keeps
+    /// its room in the window until its confirmation comes.
     fn let_go(&mut self, number: u64) {
         if let Some(slot) = self.slot(number) {
-            *slot = Slot::Gone;
+            *slot = match std::mem::replace(slot, Slot::Gone) {
+                Slot::Waiting { room, .. } => Slot::Abandoned { _room: room },
+                _ => Slot::Gone,
+            };
         }
+        self.free_front();
+    }
+
+    /// Lets go of the slots at the front that no one needs.
+    fn free_front(&mut self) {
         while let Some(Slot::Gone) = self.slots.front() {
             self.slots.pop_front();
             self.first += 1;
@@ -181,16 +214,23 @@ impl Confirms {
             let Some(slot) = self.slot(number) else {
                 continue;
             };
-            if let Slot::Waiting { waker, wake_on_ack } = slot {
-                let waker = waker
-                    .take()
-                    .filter(|_| *wake_on_ack || verdict != Verdict::Taken);
-                *slot = Slot::Done(verdict);
-                if let Some(waker) = waker {
-                    waker.wake();
+            match slot {
+                Slot::Waiting {
+                    waker, wake_on_ack, ..
+                } => {
+                    let waker = waker
+                        .take()
+                        .filter(|_| *wake_on_ack || verdict != Verdict::Taken);
+                    *slot = Slot::Done(verdict);
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
                 }
+                Slot::Abandoned { .. } => *slot = Slot::Gone,
+                Slot::Done(_) | Slot::Gone => {}
             }
         }
+        self.free_front();
     }
 
     /// A `basic.return` came.
@@ -203,14 +243,19 @@ impl Confirms {
     pub(super) fn end(&mut self) {
         self.ended = true;
         for slot in &mut self.slots {
-            if let Slot::Waiting { waker, .. } = slot {
-                let waker = waker.take();
-                *slot = Slot::Done(Verdict::Lost);
-                if let Some(waker) = waker {
-                    waker.wake();
+            match slot {
+                Slot::Waiting { waker, .. } => {
+                    let waker = waker.take();
+                    *slot = Slot::Done(Verdict::Lost);
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
                 }
+                Slot::Abandoned { .. } => *slot = Slot::Gone,
+                Slot::Done(_) | Slot::Gone => {}
             }
         }
+        self.free_front();
     }
 }
 
@@ -237,7 +282,19 @@ struct Publisher {
     /// The next publication's number, locked from its choice until its
     /// frames are queued (see the module doc).
     next: Mutex<u64>,
+    /// Room for [`WINDOW`] publications written and not yet confirmed
+    /// (with confirms).
+    window: Arc<Semaphore>,
 }
+
+/// How many of a channel's requests may be written and not yet confirmed
+/// at once (with confirms). The others wait for room here, where a call
+/// that gives up takes its request back (see the module doc). Far above the
+/// calls in flight at full speed (256 in the load test), where confirms
+/// come within milliseconds; while the broker does not read (a resource
+/// alarm), it is what the library keeps, and what the broker gets once it
+/// reads again.
+pub(crate) const WINDOW: usize = 1024;
 
 impl Publisher {
     fn new(channel: AmqpChannel, confirms: bool, returned: ReturnedTo) -> Self {
@@ -247,17 +304,43 @@ impl Publisher {
             channel,
             confirms,
             next: Mutex::new(1),
+            window: Arc::new(Semaphore::new(WINDOW)),
         }
     }
 
-    /// Writes `request`: with confirms, the number the broker will confirm
-    /// it by.
-    async fn write(&self, request: Request) -> Written {
+    /// Writes `request`, whose caller gives up at `expires` (if it waits
+    /// for room in the window, its `expiration` is the time left then): with
+    /// confirms, the number the broker will confirm it by.
+    async fn write(&self, request: Request, expires: Option<Instant>) -> Written {
         let Request {
             queue,
             body,
-            properties,
+            mut properties,
         } = request;
+        // Waiting for room (and below for the numbers before it to be
+        // written): dropped meanwhile, nothing is written.
+        let room = if self.confirms {
+            match self.window.clone().try_acquire_owned() {
+                Ok(room) => Some(room),
+                // No room at once (the broker does not read, as under a
+                // resource alarm): once there is, the request expires with
+                // its caller from then. (With room at once it keeps the
+                // expiration set as the call was made, microseconds ago.)
+                Err(_) => match self.window.clone().acquire_owned().await {
+                    Ok(room) => {
+                        if let Some(expires) = expires {
+                            properties.expiration = Some(expiration(
+                                expires.saturating_duration_since(Instant::now()),
+                            ));
+                        }
+                        Some(room)
+                    }
+                    Err(_) => return Written::Ended(Verdict::NotSent),
+                },
+            }
+        } else {
+            None
+        };
         let properties = match properties::request(properties)
             .and_then(|amqp| properties::short(&queue, "queue name").map(|_| amqp))
         {
@@ -298,7 +381,7 @@ impl Publisher {
         let number = *next;
         // Before the write: its confirmation may come before the write
         // returns.
-        if !self.channel.confirms().wait_for(number) {
+        if !self.channel.confirms().wait_for(number, room) {
             return Written::Ended(Verdict::NotSent);
         }
         if let Err(error) = amqp.basic_publish(properties, body, arguments).await {
@@ -357,8 +440,8 @@ impl CallPublisher {
     /// it when its reply or its patience wakes it, unless
     /// [`wake_on_ack`](Publication::wake_on_ack). Dropped before that, its
     /// confirmation finds no one waiting.
-    pub(crate) fn publish(&self, request: Request) -> Publication {
-        Publication::new(self.0.clone(), request, false)
+    pub(crate) fn publish(&self, request: Request, expires: Option<Instant>) -> Publication {
+        Publication::new(self.0.clone(), request, expires, false)
     }
 }
 
@@ -381,11 +464,18 @@ enum Stage {
 }
 
 impl Publication {
-    fn new(publisher: Arc<Publisher>, request: Request, wake_on_ack: bool) -> Self {
+    fn new(
+        publisher: Arc<Publisher>,
+        request: Request,
+        expires: Option<Instant>,
+        wake_on_ack: bool,
+    ) -> Self {
         let writer = publisher.clone();
         Self {
             publisher,
-            stage: Stage::Writing(Box::pin(async move { writer.write(request).await })),
+            stage: Stage::Writing(Box::pin(
+                async move { writer.write(request, expires).await },
+            )),
             wake_on_ack,
         }
     }
@@ -438,8 +528,12 @@ impl Drop for Publication {
 /// The channel one-way requests are published on, one at a time.
 pub(crate) struct OneWayPublisher {
     publisher: Arc<Publisher>,
-    to_publish: mpsc::UnboundedSender<(Request, oneshot::Sender<Verdict>)>,
+    to_publish: mpsc::UnboundedSender<OneWay>,
 }
+
+/// A one-way request for its channel's task: the request, when its caller
+/// gives up (if it set a timeout), and where its verdict goes.
+type OneWay = (Request, Option<Instant>, oneshot::Sender<Verdict>);
 
 impl OneWayPublisher {
     /// Opens a channel for one-way requests on `link`.
@@ -463,10 +557,11 @@ impl OneWayPublisher {
         self.publisher.close().await;
     }
 
-    /// Publishes a one-way request and waits for the broker's verdict.
-    pub(crate) async fn publish(&self, request: Request) -> Verdict {
+    /// Publishes a one-way request, whose caller gives up at `expires`, and
+    /// waits for the broker's verdict.
+    pub(crate) async fn publish(&self, request: Request, expires: Option<Instant>) -> Verdict {
         let (verdict, receive) = oneshot::channel();
-        if self.to_publish.send((request, verdict)).is_err() {
+        if self.to_publish.send((request, expires, verdict)).is_err() {
             return Verdict::NotSent;
         }
         receive.await.unwrap_or(Verdict::Lost)
@@ -477,15 +572,16 @@ impl OneWayPublisher {
 /// only once the previous one is confirmed.
 async fn publish_one_by_one(
     publisher: Arc<Publisher>,
-    mut requests: mpsc::UnboundedReceiver<(Request, oneshot::Sender<Verdict>)>,
+    mut requests: mpsc::UnboundedReceiver<OneWay>,
 ) {
-    while let Some((request, verdict)) = requests.recv().await {
+    while let Some((request, expires, verdict)) = requests.recv().await {
         // Its caller stopped waiting (timed out, or sent it again on another
         // channel while an earlier request held this one): never written.
         if verdict.is_closed() {
             continue;
         }
-        let _ = verdict.send(Publication::new(publisher.clone(), request, true).await);
+        let publication = Publication::new(publisher.clone(), request, expires, true);
+        let _ = verdict.send(publication.await);
     }
 }
 
@@ -515,7 +611,7 @@ mod tests {
         let mut confirms = Confirms::default();
         let mut wakes = Vec::new();
         for number in 1..=n {
-            assert!(confirms.wait_for(number));
+            assert!(confirms.wait_for(number, None));
             let (counted, waker) = waker();
             let cx = Context::from_waker(&waker);
             assert!(confirms.poll(number, wake_on_ack, &cx).is_pending());
@@ -564,7 +660,10 @@ mod tests {
         confirms.end();
         assert_eq!(woken(&wakes), [1, 1, 1, 1]);
         assert_eq!(verdict(&mut confirms, 4), Poll::Ready(Verdict::Lost));
-        assert!(!confirms.wait_for(5), "nothing waits on an ended channel");
+        assert!(
+            !confirms.wait_for(5, None),
+            "nothing waits on an ended channel"
+        );
     }
 
     #[test]
@@ -588,7 +687,7 @@ mod tests {
         assert_eq!(verdict(&mut confirms, 1), Poll::Ready(Verdict::Taken));
         assert!(confirms.slots.is_empty());
         // The next publication starts the queue again.
-        assert!(confirms.wait_for(4));
+        assert!(confirms.wait_for(4, None));
         confirms.resolve(4, false, false);
         assert_eq!(verdict(&mut confirms, 4), Poll::Ready(Verdict::Refused));
     }
@@ -599,10 +698,10 @@ mod tests {
         // next one is numbered 2 again.
         let (mut confirms, _) = waiting(2, false);
         confirms.forget(2);
-        assert!(confirms.wait_for(2));
-        assert!(confirms.wait_for(3));
-        confirms.wait_for(3); // dropped mid-write, its slot left behind
-        assert!(confirms.wait_for(3));
+        assert!(confirms.wait_for(2, None));
+        assert!(confirms.wait_for(3, None));
+        confirms.wait_for(3, None); // dropped mid-write, its slot left behind
+        assert!(confirms.wait_for(3, None));
         assert_eq!(confirms.slots.len(), 3);
         confirms.resolve(3, true, true);
         for number in 1..=3 {

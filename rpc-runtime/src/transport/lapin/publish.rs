@@ -20,12 +20,32 @@
 //!
 //! Every confirmation is awaited to its end: lapin keeps those dropped
 //! unresolved until `wait_for_confirms`, which would grow without bound, and
-//! one of them may carry another call's returned request. A call that stops
-//! waiting (it timed out, or its future was dropped) hands its unfinished
-//! publication to its channel's task, which finishes it.
+//! one of them may carry another call's returned request.
+//!
+//! **What a call that gives up leaves behind.** lapin's `basic_publish`
+//! does all its work at its first poll: it registers the request's
+//! confirmation (with confirms) and queues its frames on the connection;
+//! what it awaits afterwards is only their write to the socket. From then
+//! on the request goes out whatever becomes of the future, and its
+//! confirmation must be awaited; before, lapin holds nothing of it. So a
+//! publication first waits for room in its channel's window ([`WINDOW`]
+//! publications in lapin's hands: queued there and not yet confirmed, or
+//! without confirms not yet written to the socket). A call that stops
+//! waiting (it timed out, or its future was dropped) before its request
+//! had room takes the request back: it is never sent, and nothing of it is
+//! kept. Only a publication already in lapin's hands goes to its channel's
+//! task, which finishes it: a window's worth per channel at most, whatever
+//! the broker does. (Without the window, a broker that stopped reading, as
+//! under a resource alarm, left every request of the calls that timed out
+//! meanwhile queued in lapin, some 5 KB each, and got them all once it read
+//! again, ahead of the next call.) A request that had to wait for room has
+//! its `expiration` set again as it is handed to lapin: the time its caller
+//! has left then. One that finds room at once (always, but while the broker
+//! does not read) keeps the one set as the call was made, microseconds
+//! before, and costs one box, as before the window.
 
 use super::{link::Link, properties};
-use crate::protocol::request::mandatory;
+use crate::protocol::request::{expiration, mandatory};
 pub(crate) use crate::transport::shared::{Request, ReturnedTo, Verdict};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use lapin::{
@@ -39,7 +59,10 @@ use std::{
     sync::Arc,
     task::{Context, Poll},
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{AcquireError, OwnedSemaphorePermit, Semaphore, mpsc, oneshot},
+    time::Instant,
+};
 use tracing::debug;
 
 /// A channel for requests, with publisher confirms if `confirms`.
@@ -57,13 +80,33 @@ pub(super) async fn open_channel(link: &Link, confirms: bool) -> lapin::Result<C
 /// made: only the box moves, not the kilobyte of lapin's state inside.
 type Publishing = Pin<Box<dyn Future<Output = Verdict> + Send>>;
 
+/// A publication's wait for room in its channel's window.
+type Turn = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+/// How many of a channel's requests may be in lapin's hands at once: handed
+/// to lapin and not yet confirmed (without confirms: not yet written to the
+/// socket). The others wait for room here, where a call that gives up
+/// takes its request back (see the module doc). Far above the calls in
+/// flight at full speed (256 in the load test), where confirms come within
+/// milliseconds; while the broker does not read (a resource alarm), it is
+/// what the library keeps, and what the broker gets once it reads again:
+/// some kilobytes a request.
+pub(crate) const WINDOW: usize = 1024;
+
+/// What a channel's publications share.
+struct Shared {
+    channel: Channel,
+    confirms: bool,
+    returned: ReturnedTo,
+    /// Room for [`WINDOW`] publications in lapin's hands.
+    window: Arc<Semaphore>,
+}
+
 /// The channel calls publish their requests on.
 pub(crate) struct CallPublisher {
     /// Shared by the publications: a lapin `Channel` is some fifteen
     /// reference counts to copy, one `Arc` is one.
-    channel: Arc<Channel>,
-    confirms: bool,
-    returned: ReturnedTo,
+    shared: Arc<Shared>,
     /// The publications that their calls stopped waiting for.
     abandoned: mpsc::UnboundedSender<Publishing>,
 }
@@ -75,9 +118,12 @@ impl CallPublisher {
         let (abandoned, publications) = mpsc::unbounded_channel();
         tokio::spawn(finish_abandoned(publications));
         Self {
-            channel: Arc::new(channel),
-            confirms,
-            returned,
+            shared: Arc::new(Shared {
+                channel,
+                confirms,
+                returned,
+                window: Arc::new(Semaphore::new(WINDOW)),
+            }),
             abandoned,
         }
     }
@@ -97,28 +143,74 @@ impl CallPublisher {
 
     /// Closes the channel.
     pub(crate) async fn close(&self) {
-        let _ = self.channel.close(200, "session over".into()).await;
+        let _ = self.shared.channel.close(200, "session over".into()).await;
     }
 
-    /// Publishes a call's request; the returned future (nothing happens
-    /// until it is polled) resolves to the broker's verdict. Dropped before
-    /// that, it hands the publication to the channel's task.
-    pub(crate) fn publish(&self, request: Request) -> Publication {
-        let (channel, returned) = (self.channel.clone(), self.returned.clone());
-        let confirms = self.confirms;
-        Publication {
-            publishing: Some(Box::pin(async move {
-                publish(&channel, confirms, request, &*returned).await
+    /// Publishes a call's request, whose caller gives up at `expires`; the
+    /// returned future (nothing happens until it is polled) resolves to the
+    /// broker's verdict. Dropped before it is first polled, or while it
+    /// waits for room in the channel's window, it is never written (and a
+    /// request that waited for room has its `expiration` set to the time
+    /// left when it is written); dropped after, it hands the publication to
+    /// the channel's task.
+    pub(crate) fn publish(&self, request: Request, expires: Option<Instant>) -> Publication {
+        // The usual case, room at once: one box, as without a window.
+        let stage = match self.shared.window.clone().try_acquire_owned() {
+            Ok(room) => Stage::Publishing {
+                publishing: publishing(self.shared.clone(), request, room),
+                started: false,
+            },
+            Err(_) => Stage::Queued(Box::new(Queued {
+                request: Some(request),
+                expires,
+                turn: None,
             })),
+        };
+        Publication {
+            stage: Some(stage),
+            shared: self.shared.clone(),
             abandoned: self.abandoned.clone(),
         }
     }
 }
 
+/// `request`'s publication, holding `room` in the window until lapin is
+/// done with it.
+fn publishing(shared: Arc<Shared>, request: Request, room: OwnedSemaphorePermit) -> Publishing {
+    Box::pin(async move {
+        let verdict = publish(&shared.channel, shared.confirms, request, &*shared.returned).await;
+        drop(room);
+        verdict
+    })
+}
+
 /// A call's request on its way; see [`CallPublisher::publish`].
 pub(crate) struct Publication {
-    publishing: Option<Publishing>,
+    /// `None` once it has its verdict.
+    stage: Option<Stage>,
+    shared: Arc<Shared>,
     abandoned: mpsc::UnboundedSender<Publishing>,
+}
+
+/// Where a [`Publication`] is.
+enum Stage {
+    /// Waiting for room in the channel's window: nothing is in lapin's
+    /// hands yet. Boxed: rare, and a call's future holds this.
+    Queued(Box<Queued>),
+    /// With its room; once `started` (polled), in lapin's hands, which has
+    /// queued its frames and counts on its confirmation being awaited.
+    Publishing {
+        publishing: Publishing,
+        started: bool,
+    },
+}
+
+/// A request waiting for room in its channel's window.
+struct Queued {
+    request: Option<Request>,
+    expires: Option<Instant>,
+    /// The wait, once begun.
+    turn: Option<Turn>,
 }
 
 impl Publication {
@@ -132,18 +224,54 @@ impl Future for Publication {
     type Output = Verdict;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Verdict> {
-        let Some(publishing) = self.publishing.as_mut() else {
-            return Poll::Ready(Verdict::NotSent);
-        };
-        let verdict = std::task::ready!(publishing.as_mut().poll(cx));
-        self.publishing = None;
-        Poll::Ready(verdict)
+        let this = &mut *self;
+        loop {
+            match this.stage.as_mut() {
+                None => return Poll::Ready(Verdict::NotSent),
+                Some(Stage::Queued(queued)) => {
+                    let window = &this.shared.window;
+                    let turn = queued
+                        .turn
+                        .get_or_insert_with(|| Box::pin(window.clone().acquire_owned()));
+                    let room = std::task::ready!(turn.as_mut().poll(cx)).ok();
+                    let (Some(room), Some(mut request)) = (room, queued.request.take()) else {
+                        this.stage = None;
+                        return Poll::Ready(Verdict::NotSent);
+                    };
+                    // It waited: it expires with its caller, from now.
+                    if let Some(expires) = queued.expires {
+                        request.properties.expiration = Some(expiration(
+                            expires.saturating_duration_since(Instant::now()),
+                        ));
+                    }
+                    this.stage = Some(Stage::Publishing {
+                        publishing: publishing(this.shared.clone(), request, room),
+                        started: false,
+                    });
+                }
+                Some(Stage::Publishing {
+                    publishing,
+                    started,
+                }) => {
+                    *started = true;
+                    let verdict = std::task::ready!(publishing.as_mut().poll(cx));
+                    this.stage = None;
+                    return Poll::Ready(verdict);
+                }
+            }
+        }
     }
 }
 
 impl Drop for Publication {
     fn drop(&mut self) {
-        if let Some(publishing) = self.publishing.take() {
+        // Never polled, or still waiting for room: dropped with its request,
+        // never written.
+        if let Some(Stage::Publishing {
+            publishing,
+            started: true,
+        }) = self.stage.take()
+        {
             // Gone with its session if the send fails: lapin then drops the
             // channel's confirmations itself.
             let _ = self.abandoned.send(publishing);
@@ -170,8 +298,12 @@ async fn finish_abandoned(mut publications: mpsc::UnboundedReceiver<Publishing>)
 /// The channel one-way requests are published on, one at a time.
 pub(crate) struct OneWayPublisher {
     channel: Channel,
-    to_publish: mpsc::UnboundedSender<(Request, oneshot::Sender<Verdict>)>,
+    to_publish: mpsc::UnboundedSender<OneWay>,
 }
+
+/// A one-way request for its channel's task: the request, when its caller
+/// gives up (if it set a timeout), and where its verdict goes.
+type OneWay = (Request, Option<Instant>, oneshot::Sender<Verdict>);
 
 impl OneWayPublisher {
     /// Opens a channel for one-way requests on `link`.
@@ -199,10 +331,11 @@ impl OneWayPublisher {
         let _ = self.channel.close(200, "session over".into()).await;
     }
 
-    /// Publishes a one-way request and waits for the broker's verdict.
-    pub(crate) async fn publish(&self, request: Request) -> Verdict {
+    /// Publishes a one-way request, whose caller gives up at `expires`, and
+    /// waits for the broker's verdict.
+    pub(crate) async fn publish(&self, request: Request, expires: Option<Instant>) -> Verdict {
         let (verdict, receive) = oneshot::channel();
-        if self.to_publish.send((request, verdict)).is_err() {
+        if self.to_publish.send((request, expires, verdict)).is_err() {
             return Verdict::NotSent;
         }
         receive.await.unwrap_or(Verdict::Lost)
@@ -215,13 +348,19 @@ async fn publish_one_by_one(
     channel: Channel,
     confirms: bool,
     returned: ReturnedTo,
-    mut requests: mpsc::UnboundedReceiver<(Request, oneshot::Sender<Verdict>)>,
+    mut requests: mpsc::UnboundedReceiver<OneWay>,
 ) {
-    while let Some((request, verdict)) = requests.recv().await {
+    while let Some((mut request, expires, verdict)) = requests.recv().await {
         // Its caller stopped waiting (timed out, or sent it again on another
         // channel while an earlier request held this one): never written.
         if verdict.is_closed() {
             continue;
+        }
+        // It may have waited here behind others: it expires with its caller.
+        if let Some(expires) = expires {
+            request.properties.expiration = Some(expiration(
+                expires.saturating_duration_since(Instant::now()),
+            ));
         }
         let _ = verdict.send(publish(&channel, confirms, request, &*returned).await);
     }
