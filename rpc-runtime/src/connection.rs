@@ -368,13 +368,22 @@ impl Connection {
     /// rather than hang for as long as the outage lasts.
     pub(crate) async fn link(&self) -> Result<Link, ConnectError> {
         let waited = self.inner.patience;
-        let link = self.inner.links.newer_than(0);
-        match tokio::time::timeout_at(crate::clock::instant_after(waited), link).await {
-            Ok(link) => link.ok_or(ConnectError::Closed),
-            Err(_) => Err(ConnectError::Reconnecting {
-                url: self.url(),
-                waited,
-            }),
+        let deadline = crate::clock::instant_after(waited);
+        let mut generation = 0;
+        loop {
+            let next = self.inner.links.newer_than(generation);
+            match tokio::time::timeout_at(deadline, next).await {
+                Ok(Some(link)) if link.is_open() => return Ok(link),
+                // Lost, but its supervisor has not said so yet: the next.
+                Ok(Some(link)) => generation = link.generation(),
+                Ok(None) => return Err(ConnectError::Closed),
+                Err(_) => {
+                    return Err(ConnectError::Reconnecting {
+                        url: self.url(),
+                        waited,
+                    });
+                }
+            }
         }
     }
 
