@@ -13,8 +13,8 @@
 
 use super::shape_trace::Tracer;
 use crate::protocol::describe::{
-    ArgDescription, MethodDescription, ServiceDescription, Shape, TypeDefinition, TypeRef,
-    VariantFields,
+    ArgDescription, Field, MethodDescription, ServiceDescription, Shape, TypeDefinition, TypeRef,
+    Variant, VariantFields,
 };
 use serde::de::DeserializeOwned;
 use std::{
@@ -198,24 +198,100 @@ fn signature_hash(method: &MethodDescription, types: &BTreeMap<String, TypeDefin
     for shape in &shapes {
         names_in(shape, types, &mut named);
     }
-    let definitions: Vec<(&String, Option<&TypeDefinition>)> =
-        named.iter().map(|name| (*name, types.get(*name))).collect();
-    let args: Vec<(&str, &Shape)> = method
+    // Under their serde names, not their labels (`Page#2`): a label tells
+    // in what order the service met types of one name, which another
+    // method can change. Types of one name are in the order of their
+    // definitions' encoding.
+    let mut definitions: Vec<(&str, Option<TypeDefinition>, Vec<u8>)> = named
+        .iter()
+        .map(|label| {
+            let definition = types.get(*label).map(unlabelled_definition);
+            let encoded = rmp_serde::to_vec(&definition).unwrap_or_default();
+            (serde_name(label), definition, encoded)
+        })
+        .collect();
+    definitions.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
+    let definitions: Vec<(&str, Option<TypeDefinition>)> = definitions
+        .into_iter()
+        .map(|(name, definition, _)| (name, definition))
+        .collect();
+    let args: Vec<(&str, Shape)> = method
         .args
         .iter()
-        .map(|arg| (arg.name.as_str(), &arg.ty.shape))
+        .map(|arg| (arg.name.as_str(), unlabelled(&arg.ty.shape)))
         .collect();
     let signature = (
         &method.name,
         args,
-        &method.returns.shape,
-        method.error.as_ref().map(|error| &error.shape),
+        unlabelled(&method.returns.shape),
+        method.error.as_ref().map(|error| unlabelled(&error.shape)),
         definitions,
     );
     let mut hash = Fnv::default();
     // Encoding plain data into a Vec cannot fail.
     hash.write(&rmp_serde::to_vec(&signature).unwrap_or_default());
     hash.0
+}
+
+/// The serde name a type's label (`Page`, `Page#2`) stands for.
+fn serde_name(label: &str) -> &str {
+    match label.rsplit_once('#') {
+        Some((name, number)) if number.parse::<u32>().is_ok() => name,
+        _ => label,
+    }
+}
+
+/// `shape` with its types under their serde names.
+fn unlabelled(shape: &Shape) -> Shape {
+    match shape {
+        Shape::Named(label) => Shape::Named(serde_name(label).to_owned()),
+        Shape::Option(inner) => Shape::Option(Box::new(unlabelled(inner))),
+        Shape::Seq(inner) => Shape::Seq(Box::new(unlabelled(inner))),
+        Shape::Array { item, len } => Shape::Array {
+            item: Box::new(unlabelled(item)),
+            len: *len,
+        },
+        Shape::Map { key, value } => Shape::Map {
+            key: Box::new(unlabelled(key)),
+            value: Box::new(unlabelled(value)),
+        },
+        Shape::Tuple(items) => Shape::Tuple(items.iter().map(unlabelled).collect()),
+        other => other.clone(),
+    }
+}
+
+/// `definition` with the types it names under their serde names.
+fn unlabelled_definition(definition: &TypeDefinition) -> TypeDefinition {
+    let fields = |fields: &[Field]| -> Vec<Field> {
+        fields
+            .iter()
+            .map(|field| Field {
+                name: field.name.clone(),
+                shape: unlabelled(&field.shape),
+            })
+            .collect()
+    };
+    let shapes = |items: &[Shape]| items.iter().map(unlabelled).collect();
+    match definition {
+        TypeDefinition::UnitStruct => TypeDefinition::UnitStruct,
+        TypeDefinition::Newtype(inner) => TypeDefinition::Newtype(unlabelled(inner)),
+        TypeDefinition::Tuple(items) => TypeDefinition::Tuple(shapes(items)),
+        TypeDefinition::Struct(f) => TypeDefinition::Struct(fields(f)),
+        TypeDefinition::Enum(variants) => TypeDefinition::Enum(
+            variants
+                .iter()
+                .map(|variant| Variant {
+                    name: variant.name.clone(),
+                    fields: match &variant.fields {
+                        VariantFields::Unit => VariantFields::Unit,
+                        VariantFields::Newtype(inner) => VariantFields::Newtype(unlabelled(inner)),
+                        VariantFields::Tuple(items) => VariantFields::Tuple(shapes(items)),
+                        VariantFields::Struct(f) => VariantFields::Struct(fields(f)),
+                    },
+                })
+                .collect(),
+        ),
+    }
 }
 
 /// Collects the names of the types `shape` uses, through their definitions.
@@ -405,6 +481,40 @@ mod tests {
         let nothing = description.method("nothing").expect("nothing");
         assert_eq!(nothing.returns.shape, Shape::Unit);
         assert!(nothing.args.is_empty());
+    }
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Page<T> {
+        items: Vec<T>,
+    }
+
+    /// A service whose `list` returns `Page<String>`, after a method
+    /// returning `Page<u64>` if `ids_first`.
+    fn pages(ids_first: bool) -> ServiceDescription {
+        let mut describer = Describer::new("Pages", "");
+        if ids_first {
+            describer.method("ids", "").returns("Page<u64>", |t| {
+                (&&TypeTrace::<Page<u64>>::new()).trace_rpc_shape(t)
+            });
+        }
+        describer.method("list", "").returns("Page<String>", |t| {
+            (&&TypeTrace::<Page<String>>::new()).trace_rpc_shape(t)
+        });
+        describer.finish()
+    }
+
+    /// A method met after another of a type of the same serde name has
+    /// another label (`Page#2`), and the same hash.
+    #[test]
+    fn hashes_do_not_change_with_the_labels_of_types() {
+        let (alone, after) = (pages(false), pages(true));
+        let list = |d: &ServiceDescription| d.method("list").expect("list").clone();
+        assert_eq!(list(&alone).returns.shape, Shape::Named("Page".into()));
+        assert_eq!(list(&after).returns.shape, Shape::Named("Page#2".into()));
+        assert_eq!(list(&alone).signature_hash, list(&after).signature_hash);
+        let ids = after.method("ids").expect("ids");
+        assert_ne!(ids.signature_hash, list(&after).signature_hash);
     }
 
     #[test]

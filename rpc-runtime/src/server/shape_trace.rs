@@ -88,7 +88,7 @@ pub struct Tracer {
 }
 
 /// An enum's variants, each with its fields once it has been given.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct EnumTrace {
     variants: &'static [&'static str],
     traced: Vec<Option<VariantFields>>,
@@ -96,8 +96,20 @@ struct EnumTrace {
 
 impl Tracer {
     /// The shape of `T`'s values, [`Shape::Unknown`] if its serde
-    /// implementation decodes by looking at the value.
+    /// implementation decodes by looking at the value (or panics).
     pub(crate) fn trace<T: DeserializeOwned>(&mut self) -> Shape {
+        let before = (self.structs.clone(), self.enums.clone(), self.types.clone());
+        let shape = self.passes::<T>();
+        if shape == Shape::Unknown {
+            // What its passes defined describes nothing a method uses, and
+            // would move the labels of the types met next.
+            (self.structs, self.enums, self.types) = before;
+        }
+        shape
+    }
+
+    /// [`Tracer::trace`]'s passes over `T`.
+    fn passes<T: DeserializeOwned>(&mut self) -> Shape {
         let mut shape = Shape::Unknown;
         for _ in 0..MAX_PASSES {
             let mut pass = Pass {
@@ -1081,10 +1093,11 @@ mod tests {
     #[test]
     fn a_type_whose_decoder_panics_is_unknown_and_the_rest_stands() {
         let mut tracer = Tracer::default();
-        assert_eq!(tracer.trace::<(u8, Even)>(), Shape::Unknown);
+        assert_eq!(tracer.trace::<(Page<String>, Even)>(), Shape::Unknown);
+        // Nothing of it is left: `Page<u64>` is the first `Page`.
         assert_eq!(tracer.trace::<Page<u64>>(), Shape::Named("Page".into()));
         let types = tracer.finish();
-        assert!(types.contains_key("Page"));
+        assert_eq!(types.keys().collect::<Vec<_>>(), ["Page"]);
     }
 
     #[test]
