@@ -338,6 +338,9 @@ impl<'a> Output<'a> {
 /// the trait's covers the client and server. An `expect` becomes an `allow`:
 /// a copy on an item that does not trip the lint would itself warn
 /// (`unfulfilled_lint_expectations`), and the original keeps the expectation.
+/// A `forbid` becomes a `deny`: generated items allow what they must (a
+/// deprecated type they name, a handler's name), which a `forbid` on them
+/// would make an error (E0453); the original keeps the `forbid`.
 pub(crate) fn lints(attrs: &[Attribute]) -> Vec<Attribute> {
     attrs
         .iter()
@@ -354,19 +357,25 @@ pub(crate) fn lints(attrs: &[Attribute]) -> Vec<Attribute> {
 }
 
 fn lint_meta(meta: &Meta) -> Option<Meta> {
-    const LEVELS: &[&str] = &["allow", "warn", "deny", "forbid"];
+    const LEVELS: &[&str] = &["allow", "warn", "deny"];
     let path = meta.path();
-    if LEVELS.iter().any(|level| path.is_ident(level)) {
-        Some(meta.clone())
-    } else if path.is_ident("expect") {
+    // Copied as the level they become (see `lints`).
+    let renamed = |level: &str| {
         let Meta::List(list) = meta else {
             return None;
         };
-        let allow = Ident::new("allow", path.segments[0].ident.span());
+        let level = Ident::new(level, path.segments[0].ident.span());
         Some(Meta::List(MetaList {
-            path: allow.into(),
+            path: level.into(),
             ..list.clone()
         }))
+    };
+    if LEVELS.iter().any(|level| path.is_ident(level)) {
+        Some(meta.clone())
+    } else if path.is_ident("expect") {
+        renamed("allow")
+    } else if path.is_ident("forbid") {
+        renamed("deny")
     } else if path.is_ident("cfg_attr") {
         // `cfg_attr(predicate, attr, ..)`, kept with its lint attributes
         // only; one rustc cannot read is left for rustc to report on the

@@ -92,9 +92,16 @@ async fn calls_given_up_while_the_broker_does_not_read_send_no_more_than_a_windo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_way_call_that_cannot_open_its_channel_fails_at_once_saying_why() {
+    let url = amqp_url();
+    let separator = if url.contains('?') { '&' } else { '?' };
     if rpc_runtime::TRANSPORT == "amqprs" {
         // amqprs takes the broker's `channel_max`, not the URL's (see its
-        // link module): it has channels to spare here.
+        // link module): a URL that sets it is refused.
+        let refused = Connection::connect(format!("{url}{separator}channel_max=2")).await;
+        assert!(
+            matches!(refused, Err(rpc_runtime::ConnectError::InvalidUrl { .. })),
+            "{refused:?}"
+        );
         return;
     }
     let queue = TestQueue::new("channel-max");
@@ -107,8 +114,6 @@ async fn a_one_way_call_that_cannot_open_its_channel_fails_at_once_saying_why() 
         8,
     )
     .await;
-    let url = amqp_url();
-    let separator = if url.contains('?') { '&' } else { '?' };
     let connection = Connection::builder(format!("{url}{separator}channel_max=2"))
         .connect()
         .await

@@ -273,6 +273,18 @@ impl Dialer {
         timeout: Duration,
     ) -> Result<Self, String> {
         let mut uri = url.parse::<AMQPUri>()?;
+        // amqprs takes the broker's: refused rather than ignored.
+        for (key, given) in [
+            ("frame_max", uri.query.frame_max.is_some()),
+            ("channel_max", uri.query.channel_max.is_some()),
+        ] {
+            if given {
+                return Err(format!(
+                    "it sets `{key}`, which the amqprs transport cannot apply (amqprs takes the \
+                     broker's): remove it from the URL, or use the default (lapin) transport"
+                ));
+            }
+        }
         // Unless the URL says: RabbitMQ suggests 60 s, which leaves a node
         // that stops answering (frozen, or cut off) unnoticed for two
         // minutes; 10 s notices it within 20.

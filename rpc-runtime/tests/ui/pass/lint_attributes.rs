@@ -59,6 +59,21 @@ impl Accounts for Directory {
     }
 }
 
+// A `forbid` on the trait or a method reaches generated code as a `deny`:
+// the allowances generated code needs (E0453 under a `forbid`) still hold.
+#[forbid(deprecated, non_snake_case, unused_imports)]
+#[rpc_service]
+pub trait Strict {
+    #[forbid(non_snake_case)]
+    async fn strict(&self, x: u32) -> u32;
+}
+
+impl Strict for Directory {
+    async fn strict(&self, x: u32) -> u32 {
+        x
+    }
+}
+
 #[allow(non_snake_case)]
 fn _calls(users: &UsersClient, accounts: &AccountsClient) {
     let _ = users.GetUser(1);
@@ -70,4 +85,5 @@ fn _calls(users: &UsersClient, accounts: &AccountsClient) {
 fn main() {
     let _ = UsersServer::new(Directory);
     let _ = AccountsServer::new(Directory);
+    let _ = StrictServer::new(Directory);
 }
