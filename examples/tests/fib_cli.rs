@@ -129,14 +129,15 @@ fn assert_one_error_line(output: &Output, expected: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_without_a_server_times_out_saying_so() {
     let queue = Queue::declare().await;
-    // 2 s: at its timeout the client asks the broker for the queue's
-    // consumers, and waits a tenth of the timeout at most for the answer
-    // (200 ms, long for a passive declare even on a loaded machine; at
-    // 500 ms the 50 ms it had were not always enough while CI ran the
-    // cluster scenarios beside, and the message then had no count).
+    // 8 s: at its timeout the client asks the broker for the queue's
+    // consumers (opening a channel for it, then a passive declare), and
+    // waits a tenth of the timeout at most for the answer, 800 ms. With
+    // 500 ms (50 ms to answer), and then with 2 s (200 ms), the broker did
+    // not always answer in time while other tests loaded it (CI runs the
+    // cluster scenarios beside), and the message then had no count.
     let output = fib_client(
         &amqp_url(),
-        &["--queue", &queue.name, "--timeout", "2s", "30"],
+        &["--queue", &queue.name, "--timeout", "8s", "30"],
     )
     .await;
     assert_one_error_line(&output, &format!("no server is consuming `{}`", queue.name));
