@@ -1,8 +1,9 @@
 //! Requests whose callers gave up: a call that timed out before its request
 //! was handed to the AMQP library takes its request back, so a broker that
 //! stops reading (a resource alarm) gets, once it reads again, no more than
-//! what was already handed over; and a one-way call that cannot get a
-//! channel fails at once, saying why.
+//! what was already handed over; the questions timed-out calls ask about
+//! their queue, given up too, cost nothing once the broker reads again;
+//! and a one-way call that cannot get a channel fails at once, saying why.
 
 use futures_util::future::join_all;
 use rpc_runtime::{Client, Connection, RpcError};
@@ -150,4 +151,84 @@ async fn a_one_way_call_that_cannot_open_its_channel_fails_at_once_saying_why() 
     // The connection was up all along, and still carries calls.
     assert_eq!(lab.add(2, 3).await.expect("a call after"), 5);
     server.shutdown().await;
+}
+
+/// Every call that times out asks the broker whether its queue has servers,
+/// and while the broker does not read, every question is given up. A
+/// question given up while its channel opened used to leave the opening
+/// behind and open another: on amqprs, past the broker's `channel_max`, its
+/// reader task panicked and left the connection open and dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn questions_given_up_while_the_broker_does_not_read_leave_the_connection_usable() {
+    const CALLS: u64 = 3000;
+    let queue = TestQueue::new("given-up-questions");
+    let server = serve_lab(
+        &connect("given-up-questions-server").await,
+        &queue,
+        "s1",
+        &LabControl::default(),
+        8,
+    )
+    .await;
+    let relay = Relay::start().await;
+    let connection = relay.connect().await;
+    let client = Client::new(&connection).await.expect("client");
+    let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+    assert_eq!(lab.add(1, 1).await.expect("a call"), 2);
+
+    relay.hold(true);
+    // One timeout after another, 1 ms apart: one question after another.
+    let calls = (0..CALLS).map(|i| {
+        lab.add(1, 1)
+            .timeout(Duration::from_millis(200 + i))
+            .into_future()
+    });
+    let ended = within(PATIENCE, "calls timing out", join_all(calls)).await;
+    assert!(
+        ended
+            .iter()
+            .all(|ended| matches!(ended, Err(RpcError::Timeout { .. }))),
+        "every call times out"
+    );
+    relay.hold(false);
+    let after = within(PATIENCE, "a call once the broker reads", lab.add(2, 3)).await;
+    assert_eq!(after.expect("answered"), 5);
+    assert_eq!(client.pending_calls(), 0);
+    server.shutdown().await;
+}
+
+/// Calls to a missing queue that give up while their question is answered
+/// leave the broker's answer (it closes the question's channel: 404) to
+/// come after them. Closing that channel meanwhile crossed the broker's
+/// close, and lapin dropped the whole connection, with every call on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn questions_given_up_about_a_missing_queue_never_cost_the_connection() {
+    // Through the relay, whose extra hop widens the window in which the
+    // two closes cross.
+    let relay = Relay::start().await;
+    let connection = relay.connect().await;
+    let client = Client::new(&connection).await.expect("client");
+    let missing = LabClient::new(client.clone()).with_queue(&rpc_tests::unique("given-up-missing"));
+    for round in 0..10u64 {
+        // Timeouts from 0.2 to 40 ms: questions given up at every stage.
+        let calls = (0..200u64).map(|i| {
+            let timeout = Duration::from_micros(200 + (i * 397 + round * 1013) % 40_000);
+            missing.add(1, 1).timeout(timeout).into_future()
+        });
+        for ended in within(PATIENCE, "calls to a missing queue", join_all(calls)).await {
+            assert!(
+                matches!(
+                    ended,
+                    Err(RpcError::NoSuchService { .. } | RpcError::Timeout { .. })
+                ),
+                "{ended:?}"
+            );
+        }
+    }
+    assert_eq!(
+        connection.reconnections(),
+        0,
+        "the connection was never lost"
+    );
+    assert_eq!(client.pending_calls(), 0);
 }

@@ -30,9 +30,13 @@
 //!   reader task treats the failed hand-over as a broken connection), and
 //!   its channel task panics when a `channel.close-ok` does. A caller that
 //!   stops waiting (a deadline, a dropped future) must not do that: opening
-//!   and closing a channel, the probe's questions and a server's consumer
-//!   cancel run in tasks of the link's ([`AmqpChannel::ask`]), which finish
-//!   whatever their caller does.
+//!   and closing a channel, the probe's questions, a request channel's
+//!   `confirm.select` and a server's consumer cancel run in tasks of the
+//!   link's ([`AmqpChannel::ask`]), which finish whatever their caller
+//!   does. Those tasks still open channels: the probe waits for the one it
+//!   began rather than open another (`probe.rs`), else a broker that stops
+//!   reading would see a channel opened per question given up, until the
+//!   channel numbers ran out (below).
 //!   amqprs's channel task also panics when an operation is dropped between
 //!   its registration and the registration's acknowledgement, as a runtime
 //!   drops its tasks once `main` returns: closing the connection waits for

@@ -3,12 +3,24 @@
 use super::{AmqpChannel, AmqpError, link::Link, properties};
 pub(crate) use crate::transport::shared::QueueState;
 use amqprs::channel::QueueDeclareArguments;
+use std::{future::Future, pin::Pin};
+
+/// A channel being opened, for as long as it takes.
+type Opening = Pin<Box<dyn Future<Output = Result<AmqpChannel, AmqpError>> + Send>>;
 
 /// A channel to ask questions on. A passive declare of a queue that does
 /// not exist closes its channel: the next question opens another.
+///
+/// A question given up while its channel opens leaves the opening to the
+/// next question, which waits for it rather than open another: while the
+/// broker does not read (a resource alarm) every question is given up
+/// there, and each opened one more channel, until amqprs ran out of
+/// channel numbers and its reader task panicked, leaving the connection
+/// open and dead.
 #[derive(Default)]
 pub(crate) struct ProbeChannel {
     channel: Option<AmqpChannel>,
+    opening: Option<Opening>,
     /// A question is being asked: if it is still set when the next one
     /// comes, that one was given up half-way, and its answer may still
     /// come. amqprs keeps one waiter per kind of answer on a channel, so a
@@ -35,7 +47,15 @@ impl ProbeChannel {
         // up half-way leaves the channel to be closed, not to a leak.
         let channel = match self.channel.as_ref() {
             Some(open) if open.is_open() => open.clone(),
-            _ => self.channel.insert(AmqpChannel::open(link).await?).clone(),
+            _ => {
+                let link = link.clone();
+                let opening = self
+                    .opening
+                    .get_or_insert_with(|| Box::pin(async move { AmqpChannel::open(&link).await }));
+                let opened = opening.as_mut().await;
+                self.opening = None;
+                self.channel.insert(opened?).clone()
+            }
         };
         let passive = QueueDeclareArguments::new(queue).passive(true).finish();
         self.asking = true;

@@ -266,9 +266,13 @@ pub(super) async fn open_channel(
 ) -> Result<AmqpChannel, super::AmqpError> {
     let channel = AmqpChannel::open(link).await?;
     if confirms {
+        // Asked in a task of its own, as every question is (see the module
+        // doc of `amqprs`): a caller that stops waiting (a channel replaced
+        // past its deadline) would drop the waiter amqprs answers, and its
+        // dispatcher panics then.
+        let amqp = channel.amqp().clone();
         channel
-            .amqp()
-            .confirm_select(ConfirmSelectArguments::default())
+            .ask(async move { amqp.confirm_select(ConfirmSelectArguments::default()).await })
             .await
             .map_err(|error| channel.error(error))?;
     }
