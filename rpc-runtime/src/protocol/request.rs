@@ -4,6 +4,7 @@
 use super::{CONTENT_TYPE, digits, headers::RequestHeaders};
 use crate::metadata::InvalidHeader;
 use std::{sync::Arc, time::Duration};
+use tokio::time::Instant;
 
 /// `content_type`s a server accepts as MessagePack (a request without one
 /// is taken as MessagePack too).
@@ -74,6 +75,17 @@ impl RequestProperties {
             expiration: remaining.map(expiration),
             user_id: None,
             headers: RequestHeaders::default(),
+        }
+    }
+
+    /// Sets the expiration again, to the time left until `expires` (`None`:
+    /// the caller set no timeout, and there is nothing to change): for a
+    /// request that waited before it was written.
+    pub(crate) fn expire_at(&mut self, expires: Option<Instant>) {
+        if let Some(expires) = expires {
+            self.expiration = Some(expiration(
+                expires.saturating_duration_since(Instant::now()),
+            ));
         }
     }
 

@@ -55,7 +55,7 @@
 //! the time its caller has left.
 
 use super::{AmqpChannel, link::Link, properties};
-use crate::protocol::request::{expiration, mandatory};
+use crate::protocol::request::mandatory;
 pub(crate) use crate::transport::shared::{Request, ReturnedTo, Verdict};
 use amqprs::channel::{BasicPublishArguments, ConfirmSelectArguments};
 use std::{
@@ -332,11 +332,7 @@ impl Publisher {
                 // expiration set as the call was made, microseconds ago.)
                 Err(_) => match self.window.clone().acquire_owned().await {
                     Ok(room) => {
-                        if let Some(expires) = expires {
-                            properties.expiration = Some(expiration(
-                                expires.saturating_duration_since(Instant::now()),
-                            ));
-                        }
+                        properties.expire_at(expires);
                         Some(room)
                     }
                     Err(_) => return Written::Ended(Verdict::NotSent),

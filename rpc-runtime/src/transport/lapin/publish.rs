@@ -45,7 +45,7 @@
 //! before, and costs one box, as before the window.
 
 use super::{link::Link, properties};
-use crate::protocol::request::{expiration, mandatory};
+use crate::protocol::request::mandatory;
 pub(crate) use crate::transport::shared::{Request, ReturnedTo, Verdict};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use lapin::{
@@ -239,11 +239,7 @@ impl Future for Publication {
                         return Poll::Ready(Verdict::NotSent);
                     };
                     // It waited: it expires with its caller, from now.
-                    if let Some(expires) = queued.expires {
-                        request.properties.expiration = Some(expiration(
-                            expires.saturating_duration_since(Instant::now()),
-                        ));
-                    }
+                    request.properties.expire_at(queued.expires);
                     this.stage = Some(Stage::Publishing {
                         publishing: publishing(this.shared.clone(), request, room),
                         started: false,
@@ -357,11 +353,7 @@ async fn publish_one_by_one(
             continue;
         }
         // It may have waited here behind others: it expires with its caller.
-        if let Some(expires) = expires {
-            request.properties.expiration = Some(expiration(
-                expires.saturating_duration_since(Instant::now()),
-            ));
-        }
+        request.properties.expire_at(expires);
         let _ = verdict.send(publish(&channel, confirms, request, &*returned).await);
     }
 }
