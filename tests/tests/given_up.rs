@@ -6,7 +6,7 @@
 //! and a one-way call that cannot get a channel fails at once, saying why.
 
 use futures_util::future::join_all;
-use rpc_runtime::{Client, Connection, RpcError};
+use rpc_runtime::{Client, Connection, RpcError, ServerHandle};
 use rpc_tests::{
     LabClient, LabControl, PATIENCE, TestQueue, amqp_url, connect, relay::Relay, serve_lab, within,
 };
@@ -21,22 +21,56 @@ const WINDOW: usize = 1024;
 /// once the broker reads again, at most (some 30 KB seen).
 const OTHER_FRAMES: usize = 128 * 1024;
 
+/// A server on a connection of its own, and a client of its queue whose
+/// connection goes through a relay, which can hold what the client sends
+/// as a broker under a resource alarm stops reading. Fields drop in order:
+/// the queue, deleted, last.
+struct Held {
+    lab: LabClient,
+    client: Client,
+    _connection: Connection,
+    relay: Relay,
+    server: ServerHandle,
+    _queue: TestQueue,
+}
+
+impl Held {
+    async fn start(name: &str) -> Self {
+        let queue = TestQueue::new(name);
+        let server = serve_lab(
+            &connect(&format!("{name}-server")).await,
+            &queue,
+            "s1",
+            &LabControl::default(),
+            8,
+        )
+        .await;
+        let relay = Relay::start().await;
+        let connection = relay.connect().await;
+        let client = Client::new(&connection).await.expect("client");
+        let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+        Self {
+            lab,
+            client,
+            _connection: connection,
+            relay,
+            server,
+            _queue: queue,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_given_up_while_the_broker_does_not_read_send_no_more_than_a_window() {
     const CALLS: usize = 4 * WINDOW;
-    let queue = TestQueue::new("given-up");
-    let server = serve_lab(
-        &connect("given-up-server").await,
-        &queue,
-        "s1",
-        &LabControl::default(),
-        8,
-    )
-    .await;
-    let relay = Relay::start().await;
-    let connection = relay.connect().await;
-    let client = Client::new(&connection).await.expect("client");
-    let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+    let Held {
+        lab,
+        client,
+        _connection,
+        relay,
+        server,
+        _queue,
+    } = Held::start("given-up").await;
     // A kilobyte a request, so that the requests outweigh the rest of the
     // traffic; what one call sends, measured through the relay.
     let text = "x".repeat(1000);
@@ -161,19 +195,14 @@ async fn a_one_way_call_that_cannot_open_its_channel_fails_at_once_saying_why() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn questions_given_up_while_the_broker_does_not_read_leave_the_connection_usable() {
     const CALLS: u64 = 3000;
-    let queue = TestQueue::new("given-up-questions");
-    let server = serve_lab(
-        &connect("given-up-questions-server").await,
-        &queue,
-        "s1",
-        &LabControl::default(),
-        8,
-    )
-    .await;
-    let relay = Relay::start().await;
-    let connection = relay.connect().await;
-    let client = Client::new(&connection).await.expect("client");
-    let lab = LabClient::new(client.clone()).with_queue(&queue.name);
+    let Held {
+        lab,
+        client,
+        _connection,
+        relay,
+        server,
+        _queue,
+    } = Held::start("given-up-questions").await;
     assert_eq!(lab.add(1, 1).await.expect("a call"), 2);
 
     relay.hold(true);
